@@ -1,0 +1,239 @@
+//! Connectors: turn a source URI of a formula file into a table registered
+//! in a DataFusion [`SessionContext`], and report its schema.
+//!
+//! Files (Parquet, CSV, NDJSON) are read through DataFusion listing tables:
+//! a single file, a glob, or a directory (hive-style `key=value/` folders
+//! become Utf8 columns). This crate knows nothing of formulas.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::ListingOptions;
+use datafusion::prelude::SessionContext;
+
+/// File formats a source can be read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Parquet,
+    Csv,
+    Ndjson,
+}
+
+impl FileFormat {
+    fn from_extension(ext: &str) -> Option<FileFormat> {
+        match ext.to_ascii_lowercase().as_str() {
+            "parquet" | "pq" => Some(FileFormat::Parquet),
+            "csv" | "tsv" => Some(FileFormat::Csv),
+            "json" | "ndjson" | "jsonl" => Some(FileFormat::Ndjson),
+            _ => None,
+        }
+    }
+}
+
+/// Errors of the connectors, each naming the source.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The source is not there, or its URI cannot be used (a user error).
+    #[error("source `{source_name}`: {message}")]
+    Source { source_name: String, message: String },
+    /// Reading failed (I/O, a corrupt file).
+    #[error("source `{source_name}`: {error}")]
+    Read {
+        source_name: String,
+        #[source]
+        error: datafusion::error::DataFusionError,
+    },
+}
+
+impl Error {
+    /// Whether the error is the user's to fix (exit code 1) rather than a
+    /// failure of the system (exit code 2).
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, Error::Source { .. })
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where a source's data is, as written in the formula file.
+#[derive(Debug, Clone)]
+pub struct SourceSpec<'a> {
+    /// The source's name in the formula (used in errors).
+    pub name: &'a str,
+    pub uri: &'a str,
+    /// The declared format, when the URI does not tell.
+    pub format: Option<FileFormat>,
+    /// Directory that relative paths are resolved against.
+    pub base_dir: &'a Path,
+}
+
+fn source_err(spec: &SourceSpec<'_>, message: impl Into<String>) -> Error {
+    Error::Source {
+        source_name: spec.name.to_string(),
+        message: message.into(),
+    }
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Resolves a file URI against the base directory.
+pub fn resolve_path(uri: &str, base_dir: &Path) -> Option<PathBuf> {
+    let path = if let Some(p) = uri.strip_prefix("file://") {
+        PathBuf::from(p)
+    } else if uri.contains("://") {
+        return None;
+    } else {
+        let p = PathBuf::from(uri);
+        if p.is_absolute() { p } else { base_dir.join(p) }
+    };
+    Some(path)
+}
+
+/// Files below `dir` (recursively), sorted, skipping hidden ones.
+fn files_below(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        let p = e.path();
+        if p.is_dir() {
+            files_below(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Hive-style partition columns (`key=value` folders) under `dir`.
+fn partition_columns(dir: &Path, files: &[PathBuf]) -> Vec<String> {
+    let Some(first) = files.first() else {
+        return Vec::new();
+    };
+    let Ok(rel) = first.strip_prefix(dir) else {
+        return Vec::new();
+    };
+    let mut cols = Vec::new();
+    let comps: Vec<_> = rel.components().collect();
+    for c in comps.iter().take(comps.len().saturating_sub(1)) {
+        let s = c.as_os_str().to_string_lossy();
+        match s.split_once('=') {
+            Some((k, _)) if !k.is_empty() => cols.push(k.to_string()),
+            _ => return Vec::new(),
+        }
+    }
+    cols
+}
+
+/// Registers the source as table `table` in `ctx` and returns its schema.
+pub async fn register(ctx: &SessionContext, table: &str, spec: &SourceSpec<'_>) -> Result<SchemaRef> {
+    if spec.uri.starts_with("postgres://") || spec.uri.starts_with("postgresql://") {
+        return Err(source_err(
+            spec,
+            "PostgreSQL sources are not supported by this build yet",
+        ));
+    }
+    let Some(path) = resolve_path(spec.uri, spec.base_dir) else {
+        return Err(source_err(
+            spec,
+            format!("unsupported URI `{}` (object stores are not supported by this build yet)", spec.uri),
+        ));
+    };
+    let path_str = path.to_string_lossy().to_string();
+    let (table_path, format, extension, partitions) = if has_glob(&path_str) {
+        let ext = Path::new(&path_str)
+            .extension()
+            .map(|e| e.to_string_lossy().to_string())
+            .filter(|e| !has_glob(e));
+        let format = spec
+            .format
+            .or_else(|| ext.as_deref().and_then(FileFormat::from_extension))
+            .ok_or_else(|| source_err(spec, format!("cannot tell the format of `{}`: add `format`", spec.uri)))?;
+        (path_str.clone(), format, ext.map(|e| format!(".{e}")).unwrap_or_default(), Vec::new())
+    } else if path.is_dir() {
+        let mut files = Vec::new();
+        files_below(&path, &mut files).map_err(|e| source_err(spec, format!("cannot list `{}`: {e}", path.display())))?;
+        let data: Vec<PathBuf> = files
+            .into_iter()
+            .filter(|f| {
+                let ext = f.extension().map(|e| e.to_string_lossy().to_string()).unwrap_or_default();
+                match spec.format {
+                    Some(fmt) => FileFormat::from_extension(&ext) == Some(fmt),
+                    None => FileFormat::from_extension(&ext).is_some(),
+                }
+            })
+            .collect();
+        let Some(first) = data.first() else {
+            return Err(source_err(spec, format!("no data files in directory `{}`", path.display())));
+        };
+        let ext = first.extension().map(|e| e.to_string_lossy().to_string()).unwrap_or_default();
+        let format = spec.format.or_else(|| FileFormat::from_extension(&ext)).ok_or_else(|| {
+            source_err(spec, format!("cannot tell the format of `{}`", first.display()))
+        })?;
+        let partitions = partition_columns(&path, &data);
+        let mut dir = path_str.clone();
+        if !dir.ends_with('/') {
+            dir.push('/');
+        }
+        (dir, format, format!(".{ext}"), partitions)
+    } else if path.is_file() {
+        let ext = path.extension().map(|e| e.to_string_lossy().to_string()).unwrap_or_default();
+        let format = spec.format.or_else(|| FileFormat::from_extension(&ext)).ok_or_else(|| {
+            source_err(spec, format!("cannot tell the format of `{}`: add `format = \"parquet\"` (or csv, ndjson)", spec.uri))
+        })?;
+        let extension = if ext.is_empty() { String::new() } else { format!(".{ext}") };
+        (path_str.clone(), format, extension, Vec::new())
+    } else {
+        return Err(source_err(spec, format!("no file or directory at `{}`", path.display())));
+    };
+
+    let options = match format {
+        FileFormat::Parquet => ListingOptions::new(Arc::new(ParquetFormat::default())),
+        FileFormat::Csv => ListingOptions::new(Arc::new(
+            CsvFormat::default()
+                .with_has_header(true)
+                .with_schema_infer_max_rec(100_000),
+        )),
+        FileFormat::Ndjson => ListingOptions::new(Arc::new(JsonFormat::default().with_schema_infer_max_rec(100_000))),
+    }
+    .with_file_extension(extension)
+    .with_table_partition_cols(partitions.into_iter().map(|c| (c, DataType::Utf8)).collect());
+
+    ctx.register_listing_table(table, &table_path, options, None, None)
+        .await
+        .map_err(|error| Error::Read {
+            source_name: spec.name.to_string(),
+            error,
+        })?;
+    let provider = ctx.table_provider(table).await.map_err(|error| Error::Read {
+        source_name: spec.name.to_string(),
+        error,
+    })?;
+    Ok(provider.schema())
+}
+
+/// Registers in-memory rows (for instance the inline rows of a formula
+/// test) as table `table`.
+pub fn register_batches(ctx: &SessionContext, table: &str, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<SchemaRef> {
+    let mem = MemTable::try_new(schema.clone(), vec![batches]).map_err(|error| Error::Read {
+        source_name: table.to_string(),
+        error,
+    })?;
+    ctx.register_table(table, Arc::new(mem)).map_err(|error| Error::Read {
+        source_name: table.to_string(),
+        error,
+    })?;
+    Ok(schema)
+}

@@ -1,0 +1,504 @@
+//! Validation of a formula file: names, references, cycles, population
+//! functions, types and measure SQL. Collects every problem in one pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+use crate::diagnostic::{Diagnostic, SourceFile, nearest};
+use crate::expr::{self, Ast, BinOp, Func};
+use crate::measure;
+use crate::model::*;
+use crate::syntax;
+
+/// A checked formula: the file plus the parsed expressions, with derived
+/// values in dependency order.
+#[derive(Debug, Clone)]
+pub struct Formula {
+    pub file: FormulaFile,
+    /// `(index into file.derived, expression)`, dependencies first.
+    pub derived: Vec<(usize, Ast)>,
+    /// One per `file.components`, same order.
+    pub components: Vec<Ast>,
+    pub score: Option<Ast>,
+    pub weight: Option<Ast>,
+    /// Columns each measure reads (expr and filter), by measure index.
+    pub measure_columns: Vec<Vec<(String, Range<usize>)>>,
+}
+
+impl Formula {
+    pub fn name(&self) -> &str {
+        &self.file.name.value
+    }
+}
+
+/// Value types of the formula syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    Num,
+    Bool,
+}
+
+/// Reads, parses and checks a formula file. The formula is `Some` only when
+/// there is no error (warnings may remain).
+pub fn check(file: &SourceFile) -> (Option<Formula>, Vec<Diagnostic>) {
+    let (parsed, mut diags) = syntax::parse(file);
+    let Some(f) = parsed else {
+        return (None, diags);
+    };
+    let mut c = Checker {
+        f: &f,
+        diags: Vec::new(),
+    };
+    let checked = c.run();
+    diags.append(&mut c.diags);
+    diags.sort_by_key(|d| (d.span.start, d.span.end));
+    if diags.iter().any(Diagnostic::is_error) {
+        return (None, diags);
+    }
+    (checked, diags)
+}
+
+struct Checker<'a> {
+    f: &'a FormulaFile,
+    diags: Vec<Diagnostic>,
+}
+
+/// Where an expression appears, which decides what it may name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Derived,
+    Component,
+    Score,
+    Weight,
+}
+
+impl Checker<'_> {
+    fn run(&mut self) -> Option<Formula> {
+        self.unique_names();
+        let measure_columns = self.measures();
+        self.dimensions();
+
+        let measures: BTreeSet<&str> = self.f.measures.iter().map(|m| m.name.value.as_str()).collect();
+        let derived_names: BTreeSet<&str> = self.f.derived.iter().map(|d| d.name.value.as_str()).collect();
+        let component_names: BTreeSet<&str> =
+            self.f.components.iter().map(|c| c.name.value.as_str()).collect();
+
+        let mut derived_ast: BTreeMap<usize, Ast> = BTreeMap::new();
+        for (i, d) in self.f.derived.iter().enumerate() {
+            if let Some(a) = self.expression(&d.expr, Place::Derived, &measures, &derived_names, &component_names)
+            {
+                derived_ast.insert(i, a);
+            }
+        }
+        let order = self.derived_order(&derived_ast);
+
+        let mut components = Vec::new();
+        for c in &self.f.components {
+            components.push(self.expression(&c.expr, Place::Component, &measures, &derived_names, &component_names));
+        }
+        let score = self.f.score_expr.as_ref().map(|t| {
+            self.expression(t, Place::Score, &measures, &derived_names, &component_names)
+        });
+        let weight = self.f.rollup_weight.as_ref().map(|t| {
+            self.expression(t, Place::Weight, &measures, &derived_names, &component_names)
+        });
+        self.warnings(&components, &derived_ast, &score, &weight);
+
+        let derived = order?
+            .into_iter()
+            .map(|i| derived_ast.remove(&i).map(|a| (i, a)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Formula {
+            file: self.f.clone(),
+            derived,
+            components: components.into_iter().collect::<Option<Vec<_>>>()?,
+            score: score.flatten(),
+            weight: weight.flatten(),
+            measure_columns,
+        })
+    }
+
+    fn unique_names(&mut self) {
+        let mut seen: BTreeMap<&str, (&str, Range<usize>)> = BTreeMap::new();
+        let all = self
+            .f
+            .measures
+            .iter()
+            .map(|m| ("measure", &m.name))
+            .chain(self.f.derived.iter().map(|d| ("derived value", &d.name)))
+            .chain(self.f.components.iter().map(|c| ("component", &c.name)));
+        for (kind, name) in all {
+            if let Some((first_kind, first)) = seen.get(name.value.as_str()) {
+                let (l, _) = (first.start, first.end);
+                self.diags.push(
+                    Diagnostic::error(
+                        "croo::duplicate-name",
+                        name.span.clone(),
+                        format!("the name `{}` is used twice", name.value),
+                    )
+                    .with_label(format!("this {kind} has the name of a {first_kind}"))
+                    .with_help(format!(
+                        "measures, derived values and components share one namespace; the first `{}` is at byte {l}",
+                        name.value
+                    )),
+                );
+            } else {
+                seen.insert(&name.value, (kind, name.span.clone()));
+            }
+        }
+    }
+
+    fn measures(&mut self) -> Vec<Vec<(String, Range<usize>)>> {
+        let mut out = Vec::new();
+        let sources: Vec<&str> = self.f.sources.iter().map(|s| s.name.value.as_str()).collect();
+        for m in &self.f.measures {
+            let mut cols = Vec::new();
+            if self.f.source(&m.source.value).is_none() {
+                let mut d = Diagnostic::error(
+                    "croo::unknown-source",
+                    m.source.span.clone(),
+                    format!("measure `{}` reads unknown source `{}`", m.name.value, m.source.value),
+                )
+                .with_label("no such source");
+                if let Some(n) = nearest(&m.source.value, sources.iter().copied()) {
+                    d = d.with_help(format!("did you mean `{n}`?"));
+                }
+                self.diags.push(d);
+            }
+            match measure::check_measure_expr(&m.expr.value) {
+                Ok(c) => cols.extend(c.columns.into_iter().map(|(n, r)| (n, m.expr.sub_span(r)))),
+                Err(problems) => {
+                    for p in problems {
+                        self.diags.push(
+                            Diagnostic::error("croo::measure-expr", m.expr.sub_span(p.span), format!("measure `{}`: {}", m.name.value, p.message))
+                                .with_label(p.label),
+                        );
+                    }
+                }
+            }
+            if let Some(filter) = &m.filter {
+                match measure::check_filter(&filter.value) {
+                    Ok(c) => cols.extend(c.columns.into_iter().map(|(n, r)| (n, filter.sub_span(r)))),
+                    Err(problems) => {
+                        for p in problems {
+                            self.diags.push(
+                                Diagnostic::error("croo::measure-filter", filter.sub_span(p.span), format!("measure `{}`: {}", m.name.value, p.message))
+                                    .with_label(p.label),
+                            );
+                        }
+                    }
+                }
+            }
+            out.push(cols);
+        }
+        out
+    }
+
+    fn dimensions(&mut self) {
+        let mut seen = BTreeSet::new();
+        for d in &self.f.dimensions {
+            if !seen.insert(d.name.value.as_str()) {
+                self.diags.push(
+                    Diagnostic::error("croo::duplicate-name", d.name.span.clone(), format!("dimension `{}` is declared twice", d.name.value))
+                        .with_label("declared again here"),
+                );
+            }
+        }
+    }
+
+    fn expression(
+        &mut self,
+        t: &Text,
+        place: Place,
+        measures: &BTreeSet<&str>,
+        derived: &BTreeSet<&str>,
+        components: &BTreeSet<&str>,
+    ) -> Option<Ast> {
+        let ast = match expr::parse(&t.value) {
+            Ok(a) => a,
+            Err(e) => {
+                let mut d = Diagnostic::error("croo::formula-syntax", t.sub_span(e.span), e.message)
+                    .with_label("here");
+                if let Some(h) = e.help {
+                    d = d.with_help(h);
+                }
+                self.diags.push(d);
+                return None;
+            }
+        };
+        let mut ok = true;
+        // identifiers
+        for (name, span) in ast.identifiers() {
+            let known = measures.contains(name)
+                || derived.contains(name)
+                || (place == Place::Score && components.contains(name));
+            if known {
+                continue;
+            }
+            ok = false;
+            let mut candidates: Vec<&str> = measures.iter().chain(derived.iter()).copied().collect();
+            if place == Place::Score {
+                candidates.extend(components.iter().copied());
+            }
+            let mut d = Diagnostic::error(
+                "croo::unknown-identifier",
+                t.sub_span(span),
+                format!("unknown identifier `{name}`"),
+            )
+            .with_label("not a measure or derived value");
+            if let Some(n) = nearest(name, candidates.iter().copied()) {
+                d = d.with_help(format!("did you mean `{n}`?"));
+            } else if components.contains(name) {
+                d = d.with_help("components can only be named in `score.expr`");
+            }
+            self.diags.push(d);
+        }
+        // population functions
+        ok &= self.population_functions(&ast, t, place, false);
+        // types
+        match type_of(&ast) {
+            Ok(Ty::Num) => {}
+            Ok(Ty::Bool) => {
+                ok = false;
+                self.diags.push(
+                    Diagnostic::error("croo::type", t.sub_span(0..t.value.len()), "this expression is a condition (true/false), but a number is needed")
+                        .with_label("a boolean")
+                        .with_help("use `if(condition, a, b)` to turn a condition into a number"),
+                );
+            }
+            Err(msg) => {
+                ok = false;
+                self.diags.push(
+                    Diagnostic::error("croo::type", t.sub_span(0..t.value.len()), msg).with_label("type mismatch"),
+                );
+            }
+        }
+        ok.then_some(ast)
+    }
+
+    fn population_functions(&mut self, ast: &Ast, t: &Text, place: Place, inside: bool) -> bool {
+        let mut ok = true;
+        match ast {
+            Ast::Call(f, args, span) => {
+                let pop = f.is_population();
+                if pop && place == Place::Weight {
+                    ok = false;
+                    self.diags.push(
+                        Diagnostic::error(
+                            "croo::population-in-weight",
+                            t.sub_span(span.clone()),
+                            format!("population function `{}` cannot be used in `rollup.weight`", f.name()),
+                        )
+                        .with_label("population function")
+                        .with_help("a rollup weight is a property of one customer; move the normalisation into a component"),
+                    );
+                } else if pop && inside {
+                    ok = false;
+                    self.diags.push(
+                        Diagnostic::error(
+                            "croo::nested-population",
+                            t.sub_span(span.clone()),
+                            format!("population function `{}` is nested in another population function", f.name()),
+                        )
+                        .with_label("nested here")
+                        .with_help("compute the inner one as a derived value first"),
+                    );
+                }
+                for a in args {
+                    ok &= self.population_functions(a, t, place, inside || pop);
+                }
+            }
+            Ast::Neg(a) | Ast::Not(a) => ok &= self.population_functions(a, t, place, inside),
+            Ast::Bin(_, l, r) => {
+                ok &= self.population_functions(l, t, place, inside);
+                ok &= self.population_functions(r, t, place, inside);
+            }
+            _ => {}
+        }
+        ok
+    }
+
+    /// Orders derived values so that each comes after what it uses; reports
+    /// cycles. `None` when a cycle exists.
+    fn derived_order(&mut self, asts: &BTreeMap<usize, Ast>) -> Option<Vec<usize>> {
+        let index: BTreeMap<&str, usize> = self
+            .f
+            .derived
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name.value.as_str(), i))
+            .collect();
+        let deps: Vec<Vec<usize>> = (0..self.f.derived.len())
+            .map(|i| {
+                asts.get(&i)
+                    .map(|a| {
+                        a.identifiers()
+                            .iter()
+                            .filter_map(|(n, _)| index.get(n).copied())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        // 0 = new, 1 = visiting, 2 = done
+        let mut state = vec![0u8; deps.len()];
+        let mut order = Vec::new();
+        let mut cyclic = false;
+        fn visit(
+            i: usize,
+            deps: &[Vec<usize>],
+            state: &mut [u8],
+            stack: &mut Vec<usize>,
+            order: &mut Vec<usize>,
+        ) -> Option<Vec<usize>> {
+            match state[i] {
+                2 => return None,
+                1 => {
+                    let pos = stack.iter().position(|&s| s == i).unwrap_or(0);
+                    let mut cycle = stack[pos..].to_vec();
+                    cycle.push(i);
+                    return Some(cycle);
+                }
+                _ => {}
+            }
+            state[i] = 1;
+            stack.push(i);
+            for &d in &deps[i] {
+                if let Some(c) = visit(d, deps, state, stack, order) {
+                    return Some(c);
+                }
+            }
+            stack.pop();
+            state[i] = 2;
+            order.push(i);
+            None
+        }
+        for i in 0..deps.len() {
+            let mut stack = Vec::new();
+            if let Some(cycle) = visit(i, &deps, &mut state, &mut stack, &mut order) {
+                cyclic = true;
+                let names: Vec<&str> = cycle.iter().map(|&j| self.f.derived[j].name.value.as_str()).collect();
+                let first = &self.f.derived[cycle[0]];
+                self.diags.push(
+                    Diagnostic::error(
+                        "croo::cycle",
+                        first.name.span.clone(),
+                        format!("derived values form a cycle: {}", names.join(" -> ")),
+                    )
+                    .with_label("this value depends on itself")
+                    .with_help("break the cycle: a derived value cannot use itself, directly or through others"),
+                );
+                for &j in &cycle {
+                    state[j] = 2;
+                }
+            }
+        }
+        (!cyclic).then_some(order)
+    }
+
+    fn warnings(
+        &mut self,
+        components: &[Option<Ast>],
+        derived: &BTreeMap<usize, Ast>,
+        score: &Option<Option<Ast>>,
+        weight: &Option<Option<Ast>>,
+    ) {
+        let mut used: BTreeSet<String> = BTreeSet::new();
+        let all = components
+            .iter()
+            .flatten()
+            .chain(derived.values())
+            .chain(score.iter().flatten())
+            .chain(weight.iter().flatten());
+        for a in all {
+            used.extend(a.identifiers().into_iter().map(|(n, _)| n.to_string()));
+        }
+        for m in &self.f.measures {
+            if !used.contains(&m.name.value) {
+                self.diags.push(
+                    Diagnostic::warning("croo::unused-measure", m.name.span.clone(), format!("measure `{}` is never used", m.name.value))
+                        .with_label("not used by any derived value, component or weight"),
+                );
+            }
+        }
+        if self.f.score_expr.is_none() && !self.f.components.is_empty() {
+            let total: f64 = self.f.components.iter().map(|c| c.weight).sum();
+            if (total - 1.0).abs() > 1e-9 && total.is_finite() {
+                let c = &self.f.components[0];
+                self.diags.push(
+                    Diagnostic::warning(
+                        "croo::weights-sum",
+                        c.weight_span.clone(),
+                        format!("component weights add up to {total}, not 1"),
+                    )
+                    .with_label("weights start here")
+                    .with_help("scores are easier to read when the weights add up to 1"),
+                );
+            }
+        }
+    }
+}
+
+/// The type of an expression, or why it has none.
+pub fn type_of(a: &Ast) -> Result<Ty, String> {
+    let num = |a: &Ast, what: &str| -> Result<(), String> {
+        match type_of(a)? {
+            Ty::Num => Ok(()),
+            Ty::Bool => Err(format!("{what} needs a number, but got a condition (true/false)")),
+        }
+    };
+    let boolean = |a: &Ast, what: &str| -> Result<(), String> {
+        match type_of(a)? {
+            Ty::Bool => Ok(()),
+            Ty::Num => Err(format!("{what} needs a condition (true/false), but got a number")),
+        }
+    };
+    match a {
+        Ast::Num(_) | Ast::Ident(..) => Ok(Ty::Num),
+        Ast::Bool(_) => Ok(Ty::Bool),
+        Ast::Neg(x) => num(x, "`-`").map(|_| Ty::Num),
+        Ast::Not(x) => boolean(x, "`!`").map(|_| Ty::Bool),
+        Ast::Bin(op, l, r) => {
+            let what = format!("`{}`", op.symbol());
+            match op {
+                BinOp::And | BinOp::Or => {
+                    boolean(l, &what)?;
+                    boolean(r, &what)?;
+                    Ok(Ty::Bool)
+                }
+                BinOp::Eq | BinOp::Neq => {
+                    let (tl, tr) = (type_of(l)?, type_of(r)?);
+                    if tl != tr {
+                        return Err(format!("{what} compares a number with a condition"));
+                    }
+                    Ok(Ty::Bool)
+                }
+                BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                    num(l, &what)?;
+                    num(r, &what)?;
+                    Ok(Ty::Bool)
+                }
+                _ => {
+                    num(l, &what)?;
+                    num(r, &what)?;
+                    Ok(Ty::Num)
+                }
+            }
+        }
+        Ast::Call(f, args, _) => {
+            let what = format!("`{}`", f.name());
+            if *f == Func::If {
+                boolean(&args[0], "the condition of `if`")?;
+                let (ta, tb) = (type_of(&args[1])?, type_of(&args[2])?);
+                if ta != tb {
+                    return Err("the two branches of `if` must both be numbers or both conditions".into());
+                }
+                return Ok(ta);
+            }
+            for x in args {
+                num(x, &what)?;
+            }
+            Ok(Ty::Num)
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Compiles the formula syntax into vectorised DataFusion expressions with
+//! the semantics of FORMULA.md: Float64 arithmetic, `x / 0` and `x % 0` are
+//! NULL, NULL propagates through every operator and function (also `min`,
+//! `max`, `clamp` and `&&`/`||`), `if` takes the else branch on NULL.
+//!
+//! Only DataFusion built-in functions are used, so plans serialise by name
+//! (Ballista) without a custom function registry.
+
+use datafusion::common::{Result, plan_err};
+use datafusion::functions::core::expr_fn as core;
+use datafusion::functions::math::expr_fn as math;
+use datafusion::functions_aggregate::average::avg_udaf;
+use datafusion::functions_aggregate::min_max::{max_udaf, min_udaf};
+use datafusion::functions_aggregate::stddev::stddev_pop_udaf;
+use datafusion::functions_window::rank::percent_rank_udwf;
+use datafusion::logical_expr::expr::WindowFunction;
+use datafusion::logical_expr::{Expr, ExprSchemable as _, lit, when};
+use datafusion::prelude::cast;
+use datafusion::arrow::datatypes::DataType;
+
+use crate::expr::{Ast, BinOp, Func};
+
+/// What an expression can refer to while it is compiled.
+pub trait Scope {
+    /// The column holding a named value (measure, derived value or
+    /// component), as a Float64 expression.
+    fn ident(&self, name: &str) -> Option<Expr>;
+
+    /// Columns that partition the population: one partition is one period.
+    fn partition(&self) -> Vec<Expr>;
+}
+
+/// Compiles `ast` in `scope`. Population functions become window
+/// expressions partitioned by [`Scope::partition`].
+pub fn compile(ast: &Ast, scope: &dyn Scope) -> Result<Expr> {
+    Compiler { scope }.expr(ast)
+}
+
+struct Compiler<'a> {
+    scope: &'a dyn Scope,
+}
+
+fn any_null(args: &[Expr]) -> Expr {
+    args.iter()
+        .map(|a| a.clone().is_null())
+        .reduce(Expr::or)
+        .unwrap_or(lit(false))
+}
+
+/// `CASE WHEN any arg IS NULL THEN NULL ELSE value END`.
+fn strict(args: &[Expr], value: Expr) -> Result<Expr> {
+    when(any_null(args), lit(datafusion::scalar::ScalarValue::Float64(None))).otherwise(value)
+}
+
+fn null_f64() -> Expr {
+    lit(datafusion::scalar::ScalarValue::Float64(None))
+}
+
+fn null_bool() -> Expr {
+    lit(datafusion::scalar::ScalarValue::Boolean(None))
+}
+
+fn f64c(e: Expr) -> Expr {
+    cast(e, DataType::Float64)
+}
+
+/// `l / r` and `l % r` with a zero divisor giving NULL (`abs` so that -0.0
+/// counts as zero too).
+fn safe_div(l: Expr, r: Expr, modulo: bool) -> Result<Expr> {
+    let value = if modulo { l % r.clone() } else { l / r.clone() };
+    when(math::abs(r).eq(lit(0.0)), null_f64()).otherwise(value)
+}
+
+fn window(fun: impl Into<datafusion::logical_expr::expr::WindowFunctionDefinition>, args: Vec<Expr>, partition: Vec<Expr>) -> Expr {
+    let mut w = WindowFunction::new(fun, args);
+    w.params.partition_by = partition;
+    Expr::WindowFunction(Box::new(w))
+}
+
+/// A population function over one period's population as window
+/// expressions, skipping customers whose argument is NULL.
+pub fn window_population(f: Func, x: Expr, partition: Vec<Expr>) -> Result<Expr> {
+    match f {
+        Func::MinMax => {
+            let mn = window(min_udaf(), vec![x.clone()], partition.clone());
+            let mx = window(max_udaf(), vec![x.clone()], partition);
+            when(x.clone().is_null(), null_f64())
+                .when(mx.clone().eq(mn.clone()), lit(0.5))
+                .otherwise((x - mn.clone()) / (mx - mn))
+        }
+        Func::ZScore => {
+            let mean = window(avg_udaf(), vec![x.clone()], partition.clone());
+            let sd = window(stddev_pop_udaf(), vec![x.clone()], partition);
+            when(x.clone().is_null(), null_f64())
+                .when(sd.clone().eq(lit(0.0)), lit(0.0))
+                .otherwise((x - mean) / sd)
+        }
+        Func::PctRank => {
+            let mut by = partition;
+            by.push(x.clone().is_null());
+            let mut w = WindowFunction::new(percent_rank_udwf(), vec![]);
+            w.params.partition_by = by;
+            w.params.order_by = vec![x.clone().sort(true, false)];
+            when(x.is_null(), null_f64()).otherwise(Expr::WindowFunction(Box::new(w)))
+        }
+        other => plan_err!("`{}` is not a population function", other.name()),
+    }
+}
+
+impl Compiler<'_> {
+    fn expr(&self, a: &Ast) -> Result<Expr> {
+        Ok(match a {
+            Ast::Num(n) => lit(*n),
+            Ast::Bool(b) => lit(*b),
+            Ast::Ident(name, _) => match self.scope.ident(name) {
+                Some(e) => e,
+                None => return plan_err!("unknown identifier `{name}`"),
+            },
+            Ast::Neg(x) => Expr::Negative(Box::new(self.expr(x)?)),
+            Ast::Not(x) => !self.expr(x)?,
+            Ast::Bin(op, l, r) => {
+                let (l, r) = (self.expr(l)?, self.expr(r)?);
+                match op {
+                    BinOp::Add => l + r,
+                    BinOp::Sub => l - r,
+                    BinOp::Mul => l * r,
+                    BinOp::Div => safe_div(l, r, false)?,
+                    BinOp::Mod => safe_div(l, r, true)?,
+                    BinOp::Pow => math::power(f64c(l), f64c(r)),
+                    BinOp::Eq => l.eq(r),
+                    BinOp::Neq => l.not_eq(r),
+                    BinOp::Lt => l.lt(r),
+                    BinOp::Le => l.lt_eq(r),
+                    BinOp::Gt => l.gt(r),
+                    BinOp::Ge => l.gt_eq(r),
+                    BinOp::And => when(any_null(&[l.clone(), r.clone()]), null_bool()).otherwise(l.and(r))?,
+                    BinOp::Or => when(any_null(&[l.clone(), r.clone()]), null_bool()).otherwise(l.or(r))?,
+                }
+            }
+            Ast::Call(f, args, _) => self.call(*f, args)?,
+        })
+    }
+
+    fn call(&self, f: Func, args: &[Ast]) -> Result<Expr> {
+        if f.is_population() {
+            let x = self.expr(&args[0])?;
+            return window_population(f, x, self.scope.partition());
+        }
+        let a: Vec<Expr> = args.iter().map(|x| self.expr(x)).collect::<Result<_>>()?;
+        Ok(match f {
+            Func::Min => strict(&a, core::least(a.clone()))?,
+            Func::Max => strict(&a, core::greatest(a.clone()))?,
+            Func::Abs => math::abs(a[0].clone()),
+            Func::Floor => math::floor(a[0].clone()),
+            Func::Ceil => math::ceil(a[0].clone()),
+            Func::Round => math::round(vec![a[0].clone()]),
+            Func::Sqrt => math::sqrt(a[0].clone()),
+            Func::Ln => math::ln(a[0].clone()),
+            Func::Exp => math::exp(a[0].clone()),
+            Func::Clamp => clamp(a[0].clone(), a[1].clone(), a[2].clone())?,
+            Func::Goalpost => {
+                let (x, lo, hi) = (a[0].clone(), a[1].clone(), a[2].clone());
+                let ratio = safe_div(x - lo.clone(), hi - lo, false)?;
+                clamp(ratio, lit(0.0), lit(1.0))?
+            }
+            Func::If => when(a[0].clone(), a[1].clone()).otherwise(a[2].clone())?,
+            Func::MinMax | Func::ZScore | Func::PctRank => unreachable_population()?,
+        })
+    }
+}
+
+fn unreachable_population() -> Result<Expr> {
+    datafusion::common::internal_err!("population functions are compiled separately")
+}
+
+fn clamp(x: Expr, lo: Expr, hi: Expr) -> Result<Expr> {
+    let args = [x.clone(), lo.clone(), hi.clone()];
+    strict(&args, core::least(vec![core::greatest(vec![x, lo]), hi]))
+}
+
+/// The Arrow type of an expression in a schema; used by tests.
+pub fn expr_type(e: &Expr, schema: &datafusion::common::DFSchema) -> Result<DataType> {
+    e.get_type(schema)
+}

@@ -1,0 +1,197 @@
+//! The formula file as data: what `syntax` reads and `check` validates.
+
+use std::ops::Range;
+
+/// Text taken from the formula file, with the byte range of its literal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Text {
+    pub value: String,
+    /// Span of the whole TOML value (quotes included).
+    pub span: Range<usize>,
+    /// Offset of the first character of `value` inside the file.
+    pub inner: usize,
+}
+
+impl Text {
+    /// File span of `range`, a byte range inside `value`.
+    pub fn sub_span(&self, range: Range<usize>) -> Range<usize> {
+        let end = (self.inner + range.end).min(self.span.end);
+        let start = (self.inner + range.start).min(end);
+        start..end
+    }
+}
+
+/// A name declared in a table key (`[measures.NAME]`, `NAME = "..."`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Name {
+    pub value: String,
+    pub span: Range<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Grain {
+    Day,
+    Week,
+    Month,
+    Quarter,
+    Year,
+}
+
+impl Grain {
+    pub const ALL: [(&'static str, Grain); 5] = [
+        ("day", Grain::Day),
+        ("week", Grain::Week),
+        ("month", Grain::Month),
+        ("quarter", Grain::Quarter),
+        ("year", Grain::Year),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL.iter().find(|(_, g)| *g == self).map(|(s, _)| *s).unwrap_or("month")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Parquet,
+    Csv,
+    Ndjson,
+    Postgres,
+}
+
+impl Format {
+    pub const ALL: [(&'static str, Format); 4] = [
+        ("parquet", Format::Parquet),
+        ("csv", Format::Csv),
+        ("ndjson", Format::Ndjson),
+        ("postgres", Format::Postgres),
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Perspective {
+    Internal,
+    Financial,
+    Innovation,
+    Customer,
+}
+
+impl Perspective {
+    pub const ALL: [(&'static str, Perspective); 4] = [
+        ("internal", Perspective::Internal),
+        ("financial", Perspective::Financial),
+        ("innovation", Perspective::Innovation),
+        ("customer", Perspective::Customer),
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub name: Name,
+    pub entity: bool,
+    pub uri: Text,
+    pub format: Option<Format>,
+    pub key: Text,
+    pub time: Option<Text>,
+    pub active_from: Option<Text>,
+    pub active_to: Option<Text>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dimension {
+    pub name: Name,
+    pub column: Text,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measure {
+    pub name: Name,
+    pub source: Text,
+    pub perspective: Option<Perspective>,
+    pub expr: Text,
+    pub filter: Option<Text>,
+    pub default: Option<f64>,
+    pub unit: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Derived {
+    pub name: Name,
+    pub expr: Text,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    pub name: Name,
+    pub weight: f64,
+    pub weight_span: Range<usize>,
+    pub expr: Text,
+    pub description: Option<String>,
+}
+
+/// A value of an inline test row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TestValue {
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bool(bool),
+    /// A TOML datetime, kept as its RFC 3339 text.
+    Datetime(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestData {
+    pub source: Name,
+    pub rows: Vec<Vec<(String, TestValue)>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestExpect {
+    /// `score` or `dimension=value`.
+    pub key: Name,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestCase {
+    pub name: String,
+    pub span: Range<usize>,
+    pub periods: Vec<Text>,
+    pub data: Vec<TestData>,
+    pub expect: Vec<TestExpect>,
+    pub tolerance: Option<f64>,
+}
+
+/// A formula file as written, before its expressions are checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FormulaFile {
+    pub name: Text,
+    pub version: Text,
+    pub description: Option<String>,
+    pub owner: Option<String>,
+    pub grain: Grain,
+    pub scale: f64,
+    pub sources: Vec<Source>,
+    pub dimensions: Vec<Dimension>,
+    pub measures: Vec<Measure>,
+    pub derived: Vec<Derived>,
+    pub components: Vec<Component>,
+    pub score_expr: Option<Text>,
+    pub rollup_weight: Option<Text>,
+    pub tests: Vec<TestCase>,
+}
+
+impl FormulaFile {
+    pub fn entity(&self) -> Option<&Source> {
+        self.sources.iter().find(|s| s.entity)
+    }
+
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.name.value == name)
+    }
+}

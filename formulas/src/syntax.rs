@@ -1,0 +1,796 @@
+//! Reads a formula file's TOML into a [`FormulaFile`], keeping the span of
+//! every value and collecting every problem instead of stopping at the first.
+
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::diagnostic::{Diagnostic, SourceFile, nearest};
+use crate::model::*;
+
+type Table<'i> = DeTable<'i>;
+
+/// Parses `file` into a formula. Returns `None` when the file is too broken
+/// to describe a formula; every problem found is in the diagnostics.
+pub fn parse(file: &SourceFile) -> (Option<FormulaFile>, Vec<Diagnostic>) {
+    let mut p = Parser {
+        text: &file.text,
+        diags: Vec::new(),
+    };
+    let (root, errors) = DeTable::parse_recoverable(&file.text);
+    for e in &errors {
+        let span = e.span().unwrap_or(0..0);
+        p.diags.push(
+            Diagnostic::error("croo::toml", span, format!("invalid TOML: {}", e.message().trim()))
+                .with_label("here"),
+        );
+    }
+    if !errors.is_empty() {
+        return (None, p.diags);
+    }
+    let formula = p.formula(root.get_ref(), root.span());
+    (formula, p.diags)
+}
+
+struct Parser<'t> {
+    text: &'t str,
+    diags: Vec<Diagnostic>,
+}
+
+/// Keys of one TOML table, with the ones already read marked.
+struct Keys<'a, 'i> {
+    table: &'a Table<'i>,
+    span: Range<usize>,
+    what: &'static str,
+    allowed: &'static [&'static str],
+}
+
+impl<'a, 'i> Keys<'a, 'i> {
+    fn get(&self, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
+        self.table.get(key)
+    }
+}
+
+const FORMULA_KEYS: &[&str] = &["name", "version", "description", "owner", "grain", "scale"];
+const SOURCE_KEYS: &[&str] = &[
+    "role",
+    "uri",
+    "format",
+    "key",
+    "time",
+    "active_from",
+    "active_to",
+];
+const MEASURE_KEYS: &[&str] = &[
+    "source",
+    "perspective",
+    "expr",
+    "filter",
+    "default",
+    "unit",
+    "description",
+];
+const COMPONENT_KEYS: &[&str] = &["weight", "expr", "description"];
+const SCORE_KEYS: &[&str] = &["components", "expr"];
+const ROLLUP_KEYS: &[&str] = &["weight"];
+const TEST_KEYS: &[&str] = &["name", "periods", "data", "expect"];
+const TOP_KEYS: &[&str] = &[
+    "formula",
+    "sources",
+    "dimensions",
+    "measures",
+    "derived",
+    "score",
+    "rollup",
+    "tests",
+];
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn type_name(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a datetime",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+/// Reads a TOML number (integer or float) as f64.
+pub(crate) fn number(v: &DeValue<'_>) -> Option<f64> {
+    match v {
+        DeValue::Integer(i) => {
+            let digits = i.as_str().replace('_', "");
+            let (neg, digits) = match digits.strip_prefix('-') {
+                Some(d) => (true, d.to_string()),
+                None => (false, digits.trim_start_matches('+').to_string()),
+            };
+            let digits = if i.radix() == 10 {
+                digits
+            } else {
+                digits.get(2..).unwrap_or("").to_string()
+            };
+            let n = i64::from_str_radix(&digits, i.radix()).ok()? as f64;
+            Some(if neg { -n } else { n })
+        }
+        DeValue::Float(f) => {
+            let s = f.as_str().replace('_', "");
+            match s.trim_start_matches('+') {
+                "inf" => Some(f64::INFINITY),
+                "-inf" => Some(f64::NEG_INFINITY),
+                "nan" | "-nan" => Some(f64::NAN),
+                other => other.parse().ok(),
+            }
+        }
+        _ => None,
+    }
+}
+
+impl Parser<'_> {
+    fn err(&mut self, code: &'static str, span: Range<usize>, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::error(code, span, msg));
+    }
+
+    /// Checks that every key of `keys.table` is allowed, suggesting the
+    /// nearest allowed key otherwise.
+    fn unknown_keys(&mut self, keys: &Keys<'_, '_>) {
+        for (k, _) in keys.table.iter() {
+            if !keys.allowed.contains(&k.get_ref().as_ref()) {
+                let mut d = Diagnostic::error(
+                    "croo::unknown-key",
+                    k.span(),
+                    format!("unknown key `{}` in {}", k.get_ref(), keys.what),
+                )
+                .with_label("not a known key");
+                d = match nearest(k.get_ref(), keys.allowed.iter().copied()) {
+                    Some(n) => d.with_help(format!("did you mean `{n}`?")),
+                    None => d.with_help(format!("known keys: {}", keys.allowed.join(", "))),
+                };
+                self.diags.push(d);
+            }
+        }
+    }
+
+    fn text_of(&self, s: &str, span: Range<usize>) -> Text {
+        let raw = &self.text[span.clone()];
+        let mut inner = span.start;
+        if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
+            inner += 3;
+            if self.text[inner..].starts_with('\n') {
+                inner += 1;
+            } else if self.text[inner..].starts_with("\r\n") {
+                inner += 2;
+            }
+        } else if raw.starts_with('"') || raw.starts_with('\'') {
+            inner += 1;
+        }
+        Text {
+            value: s.to_string(),
+            span,
+            inner,
+        }
+    }
+
+    fn string(&mut self, keys: &Keys<'_, '_>, key: &str, required: bool) -> Option<Text> {
+        match keys.get(key) {
+            Some(v) => match v.get_ref() {
+                DeValue::String(s) => Some(self.text_of(s, v.span())),
+                other => {
+                    self.err(
+                        "croo::wrong-type",
+                        v.span(),
+                        format!("`{key}` in {} must be a string, found {}", keys.what, type_name(other)),
+                    );
+                    None
+                }
+            },
+            None => {
+                if required {
+                    self.missing(keys, key);
+                }
+                None
+            }
+        }
+    }
+
+    fn missing(&mut self, keys: &Keys<'_, '_>, key: &str) {
+        let start = keys.span.start;
+        let end = self.text[start..]
+            .find('\n')
+            .map(|i| start + i)
+            .unwrap_or(keys.span.end)
+            .min(keys.span.end.max(start));
+        self.diags.push(
+            Diagnostic::error(
+                "croo::missing-key",
+                start..end,
+                format!("missing required key `{key}` in {}", keys.what),
+            )
+            .with_label(format!("`{key}` is required here")),
+        );
+    }
+
+    fn num(&mut self, keys: &Keys<'_, '_>, key: &str) -> Option<(f64, Range<usize>)> {
+        let v = keys.get(key)?;
+        match number(v.get_ref()) {
+            Some(n) => Some((n, v.span())),
+            None => {
+                self.err(
+                    "croo::wrong-type",
+                    v.span(),
+                    format!(
+                        "`{key}` in {} must be a number, found {}",
+                        keys.what,
+                        type_name(v.get_ref())
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn choice<T: Copy>(
+        &mut self,
+        keys: &Keys<'_, '_>,
+        key: &str,
+        required: bool,
+        options: &[(&'static str, T)],
+    ) -> Option<T> {
+        let t = self.string(keys, key, required)?;
+        match options.iter().find(|(s, _)| *s == t.value) {
+            Some((_, v)) => Some(*v),
+            None => {
+                let names: Vec<&str> = options.iter().map(|(s, _)| *s).collect();
+                let mut d = Diagnostic::error(
+                    "croo::invalid-value",
+                    t.span.clone(),
+                    format!("`{}` is not a valid `{key}`", t.value),
+                )
+                .with_label(format!("expected one of {}", names.join(", ")));
+                if let Some(n) = nearest(&t.value, names.iter().copied()) {
+                    d = d.with_help(format!("did you mean `{n}`?"));
+                }
+                self.diags.push(d);
+                None
+            }
+        }
+    }
+
+    fn subtable<'a, 'i>(
+        &mut self,
+        parent: &'a Table<'i>,
+        key: &str,
+        what: &'static str,
+        allowed: &'static [&'static str],
+    ) -> Option<Keys<'a, 'i>> {
+        let v = parent.get(key)?;
+        self.as_table(v, what, allowed)
+    }
+
+    fn as_table<'a, 'i>(
+        &mut self,
+        v: &'a Spanned<DeValue<'i>>,
+        what: &'static str,
+        allowed: &'static [&'static str],
+    ) -> Option<Keys<'a, 'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => {
+                let keys = Keys {
+                    table: t,
+                    span: v.span(),
+                    what,
+                    allowed,
+                };
+                if !allowed.is_empty() {
+                    self.unknown_keys(&keys);
+                }
+                Some(keys)
+            }
+            other => {
+                self.err(
+                    "croo::wrong-type",
+                    v.span(),
+                    format!("{what} must be a table, found {}", type_name(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn name(&mut self, k: &Spanned<toml::de::DeString<'_>>, what: &str) -> Name {
+        let name = Name {
+            value: k.get_ref().to_string(),
+            span: k.span(),
+        };
+        if !is_identifier(&name.value) {
+            self.diags.push(
+                Diagnostic::error(
+                    "croo::invalid-name",
+                    name.span.clone(),
+                    format!("{what} name `{}` is not an identifier", name.value),
+                )
+                .with_label("use letters, digits and `_`, not starting with a digit"),
+            );
+        }
+        name
+    }
+
+    fn formula(&mut self, root: &Table<'_>, span: Range<usize>) -> Option<FormulaFile> {
+        let top = Keys {
+            table: root,
+            span: span.clone(),
+            what: "the formula file",
+            allowed: TOP_KEYS,
+        };
+        self.unknown_keys(&top);
+        let Some(head) = self.subtable(root, "formula", "[formula]", FORMULA_KEYS) else {
+            if root.get("formula").is_none() {
+                self.err(
+                    "croo::missing-key",
+                    0..0,
+                    "missing required table `[formula]` (with `name`, `version` and `grain`)",
+                );
+            }
+            return None;
+        };
+        let name = self.string(&head, "name", true);
+        if let Some(n) = &name {
+            let ok = (1..=64).contains(&n.value.len())
+                && n.value
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            if !ok {
+                self.diags.push(
+                    Diagnostic::error(
+                        "croo::invalid-value",
+                        n.span.clone(),
+                        format!("formula name `{}` must match [a-z0-9_-]{{1,64}}", n.value),
+                    )
+                    .with_label("it names the results"),
+                );
+            }
+        }
+        let version = self.string(&head, "version", true);
+        let description = self.string(&head, "description", false).map(|t| t.value);
+        let owner = self.string(&head, "owner", false).map(|t| t.value);
+        let grain = self.choice(&head, "grain", true, &Grain::ALL);
+        let scale = match self.num(&head, "scale") {
+            Some((s, span)) if !s.is_finite() => {
+                self.err("croo::invalid-value", span, "`scale` must be a finite number");
+                100.0
+            }
+            Some((s, _)) => s,
+            None => 100.0,
+        };
+
+        let sources = self.sources(root, &span);
+        let dimensions = self.dimensions(root);
+        let measures = self.measures(root);
+        let derived = self.derived(root);
+        let (components, score_expr) = self.score(root, &span);
+        let rollup_weight = self
+            .subtable(root, "rollup", "[rollup]", ROLLUP_KEYS)
+            .and_then(|k| self.string(&k, "weight", false));
+        let tests = self.tests(root);
+
+        Some(FormulaFile {
+            name: name?,
+            version: version?,
+            description,
+            owner,
+            grain: grain?,
+            scale,
+            sources,
+            dimensions,
+            measures,
+            derived,
+            components,
+            score_expr,
+            rollup_weight,
+            tests,
+        })
+    }
+
+    fn sources(&mut self, root: &Table<'_>, span: &Range<usize>) -> Vec<Source> {
+        let mut out = Vec::new();
+        let Some(all) = self.subtable(root, "sources", "[sources]", &[]) else {
+            self.err(
+                "croo::missing-key",
+                span.start..span.start,
+                "missing `[sources]`: at least the entity source is required",
+            );
+            return out;
+        };
+        for (k, v) in all.table.iter() {
+            let name = self.name(k, "source");
+            let what = "a [sources.*] table";
+            let Some(keys) = self.as_table(v, what, SOURCE_KEYS) else {
+                continue;
+            };
+            let role = self.string(&keys, "role", false);
+            let entity = match &role {
+                Some(r) if r.value == "entity" => true,
+                Some(r) if r.value == "event" => false,
+                Some(r) => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "croo::invalid-value",
+                            r.span.clone(),
+                            format!("`{}` is not a valid `role`", r.value),
+                        )
+                        .with_label("expected `entity` (or leave `role` out for an event source)"),
+                    );
+                    false
+                }
+                None => false,
+            };
+            let uri = self.string(&keys, "uri", true);
+            let format = self.choice(&keys, "format", false, &Format::ALL);
+            let key = self.string(&keys, "key", true);
+            let time = self.string(&keys, "time", false);
+            let active_from = self.string(&keys, "active_from", false);
+            let active_to = self.string(&keys, "active_to", false);
+            if !entity && time.is_none() {
+                self.missing(&keys, "time");
+            }
+            if entity && let Some(t) = &time {
+                self.diags.push(
+                    Diagnostic::error(
+                        "croo::invalid-key",
+                        t.span.clone(),
+                        "the entity source takes no `time`",
+                    )
+                    .with_label("use `active_from` / `active_to` for the entity"),
+                );
+            }
+            if !entity {
+                for t in [&active_from, &active_to].into_iter().flatten() {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "croo::invalid-key",
+                            t.span.clone(),
+                            "`active_from` / `active_to` belong to the entity source",
+                        )
+                        .with_label("only allowed with role = \"entity\""),
+                    );
+                }
+            }
+            if let (Some(uri), Some(key)) = (uri, key) {
+                out.push(Source {
+                    name,
+                    entity,
+                    uri,
+                    format,
+                    key,
+                    time,
+                    active_from,
+                    active_to,
+                });
+            }
+        }
+        let entities: Vec<&Source> = out.iter().filter(|s| s.entity).collect();
+        if entities.is_empty() {
+            let at = root.get("sources").map(|v| v.span()).unwrap_or(0..0);
+            let at = at.start..at.start;
+            self.diags.push(
+                Diagnostic::error("croo::no-entity", at, "no source has role = \"entity\"")
+                    .with_help("exactly one source defines the population: add `role = \"entity\"` to it"),
+            );
+        }
+        for extra in entities.iter().skip(1) {
+            self.diags.push(
+                Diagnostic::error(
+                    "croo::two-entities",
+                    extra.name.span.clone(),
+                    format!("a second entity source `{}`", extra.name.value),
+                )
+                .with_label("only one source may have role = \"entity\""),
+            );
+        }
+        out
+    }
+
+    fn dimensions(&mut self, root: &Table<'_>) -> Vec<Dimension> {
+        let mut out = Vec::new();
+        let Some(all) = self.subtable(root, "dimensions", "[dimensions]", &[]) else {
+            return out;
+        };
+        for (k, v) in all.table.iter() {
+            let name = self.name(k, "dimension");
+            match v.get_ref() {
+                DeValue::String(s) => out.push(Dimension {
+                    name,
+                    column: self.text_of(s, v.span()),
+                }),
+                other => self.err(
+                    "croo::wrong-type",
+                    v.span(),
+                    format!("dimension `{}` must name a column (a string), found {}", name.value, type_name(other)),
+                ),
+            }
+        }
+        out
+    }
+
+    fn measures(&mut self, root: &Table<'_>) -> Vec<Measure> {
+        let mut out = Vec::new();
+        let Some(all) = self.subtable(root, "measures", "[measures]", &[]) else {
+            return out;
+        };
+        for (k, v) in all.table.iter() {
+            let name = self.name(k, "measure");
+            let Some(keys) = self.as_table(v, "a [measures.*] table", MEASURE_KEYS) else {
+                continue;
+            };
+            let source = self.string(&keys, "source", true);
+            let perspective = self.choice(&keys, "perspective", false, &Perspective::ALL);
+            let expr = self.string(&keys, "expr", true);
+            let filter = self.string(&keys, "filter", false);
+            let default = self.num(&keys, "default").map(|(n, _)| n);
+            let unit = self.string(&keys, "unit", false).map(|t| t.value);
+            let description = self.string(&keys, "description", false).map(|t| t.value);
+            if let (Some(source), Some(expr)) = (source, expr) {
+                out.push(Measure {
+                    name,
+                    source,
+                    perspective,
+                    expr,
+                    filter,
+                    default,
+                    unit,
+                    description,
+                });
+            }
+        }
+        out
+    }
+
+    fn derived(&mut self, root: &Table<'_>) -> Vec<Derived> {
+        let mut out = Vec::new();
+        let Some(all) = self.subtable(root, "derived", "[derived]", &[]) else {
+            return out;
+        };
+        for (k, v) in all.table.iter() {
+            let name = self.name(k, "derived value");
+            match v.get_ref() {
+                DeValue::String(s) => out.push(Derived {
+                    name,
+                    expr: self.text_of(s, v.span()),
+                }),
+                other => self.err(
+                    "croo::wrong-type",
+                    v.span(),
+                    format!("derived value `{}` must be a formula string, found {}", name.value, type_name(other)),
+                ),
+            }
+        }
+        out
+    }
+
+    fn score(&mut self, root: &Table<'_>, span: &Range<usize>) -> (Vec<Component>, Option<Text>) {
+        let mut out = Vec::new();
+        let Some(score) = self.subtable(root, "score", "[score]", SCORE_KEYS) else {
+            self.diags.push(
+                Diagnostic::error(
+                    "croo::no-components",
+                    span.start..span.start,
+                    "the formula has no `[score.components.*]`",
+                )
+                .with_help("add at least one component, e.g. [score.components.value] with `weight` and `expr`"),
+            );
+            return (out, None);
+        };
+        let expr = self.string(&score, "expr", false);
+        let comps = self.subtable(score.table, "components", "[score.components]", &[]);
+        if let Some(all) = &comps {
+            for (k, v) in all.table.iter() {
+                let name = self.name(k, "component");
+                let Some(keys) = self.as_table(v, "a [score.components.*] table", COMPONENT_KEYS)
+                else {
+                    continue;
+                };
+                let weight = match keys.get("weight") {
+                    Some(w) => match number(w.get_ref()) {
+                        Some(n) if n.is_finite() => Some((n, w.span())),
+                        Some(_) => {
+                            self.err(
+                                "croo::invalid-weight",
+                                w.span(),
+                                format!("the weight of component `{}` is not a finite number", name.value),
+                            );
+                            None
+                        }
+                        None => {
+                            self.err(
+                                "croo::invalid-weight",
+                                w.span(),
+                                format!(
+                                    "the weight of component `{}` must be a number, found {}",
+                                    name.value,
+                                    type_name(w.get_ref())
+                                ),
+                            );
+                            None
+                        }
+                    },
+                    None => {
+                        self.missing(&keys, "weight");
+                        None
+                    }
+                };
+                let expr = self.string(&keys, "expr", true);
+                let description = self.string(&keys, "description", false).map(|t| t.value);
+                if let (Some((weight, weight_span)), Some(expr)) = (weight, expr) {
+                    out.push(Component {
+                        name,
+                        weight,
+                        weight_span,
+                        expr,
+                        description,
+                    });
+                }
+            }
+        }
+        if comps.as_ref().is_none_or(|c| c.table.is_empty()) {
+            self.diags.push(
+                Diagnostic::error(
+                    "croo::no-components",
+                    score.span.start..score.span.start,
+                    "the formula has no `[score.components.*]`",
+                )
+                .with_help("add at least one component with `weight` and `expr`"),
+            );
+        }
+        (out, expr)
+    }
+
+    fn tests(&mut self, root: &Table<'_>) -> Vec<TestCase> {
+        let mut out = Vec::new();
+        let Some(v) = root.get("tests") else {
+            return out;
+        };
+        let DeValue::Array(items) = v.get_ref() else {
+            self.err("croo::wrong-type", v.span(), "`tests` must be an array of tables ([[tests]])");
+            return out;
+        };
+        for item in items.iter() {
+            let Some(keys) = self.as_table(item, "a [[tests]] table", TEST_KEYS) else {
+                continue;
+            };
+            let name = self
+                .string(&keys, "name", true)
+                .map(|t| t.value)
+                .unwrap_or_default();
+            let mut periods = Vec::new();
+            match keys.get("periods") {
+                Some(p) => match p.get_ref() {
+                    DeValue::Array(a) => {
+                        for e in a.iter() {
+                            match e.get_ref() {
+                                DeValue::String(s) => periods.push(self.text_of(s, e.span())),
+                                DeValue::Datetime(d) => periods.push(Text {
+                                    value: d.to_string(),
+                                    span: e.span(),
+                                    inner: e.span().start,
+                                }),
+                                other => self.err(
+                                    "croo::wrong-type",
+                                    e.span(),
+                                    format!("a test period must be a date, found {}", type_name(other)),
+                                ),
+                            }
+                        }
+                    }
+                    other => self.err(
+                        "croo::wrong-type",
+                        p.span(),
+                        format!("`periods` must be an array of dates, found {}", type_name(other)),
+                    ),
+                },
+                None => self.missing(&keys, "periods"),
+            }
+            let mut data = Vec::new();
+            if let Some(d) = self.subtable(keys.table, "data", "[tests.data]", &[]) {
+                for (k, v) in d.table.iter() {
+                    let source = Name {
+                        value: k.get_ref().to_string(),
+                        span: k.span(),
+                    };
+                    let Some(t) = self.as_table(v, "a [tests.data.*] table", &["rows"]) else {
+                        continue;
+                    };
+                    let rows = self.rows(&t);
+                    data.push(TestData { source, rows });
+                }
+            }
+            let mut expect = Vec::new();
+            let mut tolerance = None;
+            match self.subtable(keys.table, "expect", "[tests.expect]", &[]) {
+                Some(e) => {
+                    for (k, v) in e.table.iter() {
+                        let Some(n) = number(v.get_ref()) else {
+                            self.err(
+                                "croo::wrong-type",
+                                v.span(),
+                                format!("expected value `{}` must be a number, found {}", k.get_ref(), type_name(v.get_ref())),
+                            );
+                            continue;
+                        };
+                        if k.get_ref() == "tolerance" {
+                            tolerance = Some(n);
+                        } else {
+                            expect.push(TestExpect {
+                                key: Name {
+                                    value: k.get_ref().to_string(),
+                                    span: k.span(),
+                                },
+                                value: n,
+                            });
+                        }
+                    }
+                }
+                None => self.missing(&keys, "expect"),
+            }
+            out.push(TestCase {
+                name,
+                span: item.span(),
+                periods,
+                data,
+                expect,
+                tolerance,
+            });
+        }
+        out
+    }
+
+    fn rows(&mut self, t: &Keys<'_, '_>) -> Vec<Vec<(String, TestValue)>> {
+        let mut rows = Vec::new();
+        let Some(v) = t.get("rows") else {
+            self.missing(t, "rows");
+            return rows;
+        };
+        let DeValue::Array(items) = v.get_ref() else {
+            self.err("croo::wrong-type", v.span(), "`rows` must be an array of inline tables");
+            return rows;
+        };
+        for item in items.iter() {
+            let DeValue::Table(row) = item.get_ref() else {
+                self.err("croo::wrong-type", item.span(), "a test row must be an inline table");
+                continue;
+            };
+            let mut out = Vec::new();
+            for (k, v) in row.iter() {
+                let value = match v.get_ref() {
+                    DeValue::String(s) => TestValue::Str(s.to_string()),
+                    DeValue::Integer(_) => match number(v.get_ref()) {
+                        Some(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => TestValue::Int(n as i64),
+                        Some(n) => TestValue::Float(n),
+                        None => continue,
+                    },
+                    DeValue::Float(_) => TestValue::Float(number(v.get_ref()).unwrap_or(f64::NAN)),
+                    DeValue::Boolean(b) => TestValue::Bool(*b),
+                    DeValue::Datetime(d) => TestValue::Datetime(d.to_string()),
+                    other => {
+                        self.err(
+                            "croo::wrong-type",
+                            v.span(),
+                            format!("a test cell must be a scalar, found {}", type_name(other)),
+                        );
+                        continue;
+                    }
+                };
+                out.push((k.get_ref().to_string(), value));
+            }
+            rows.push(out);
+        }
+        rows
+    }
+}
