@@ -237,3 +237,49 @@ pub fn register_batches(ctx: &SessionContext, table: &str, schema: SchemaRef, ba
     })?;
     Ok(schema)
 }
+
+/// One input file's identity, recorded in run manifests.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileFingerprint {
+    pub path: String,
+    pub size: u64,
+    /// Modification time, seconds since the Unix epoch.
+    pub modified: i64,
+}
+
+/// Fingerprints the files behind a file source (size and modification
+/// time), in path order. Empty for sources that are not local files.
+pub fn fingerprint(spec: &SourceSpec<'_>) -> Vec<FileFingerprint> {
+    let Some(path) = resolve_path(spec.uri, spec.base_dir) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    let s = path.to_string_lossy().to_string();
+    if has_glob(&s) {
+        if let Ok(paths) = glob::glob(&s) {
+            files.extend(paths.flatten());
+        }
+    } else if path.is_dir() {
+        let _ = files_below(&path, &mut files);
+    } else {
+        files.push(path);
+    }
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|p| {
+            let meta = std::fs::metadata(&p).ok()?;
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            Some(FileFingerprint {
+                path: p.to_string_lossy().to_string(),
+                size: meta.len(),
+                modified,
+            })
+        })
+        .collect()
+}

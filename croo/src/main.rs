@@ -1,1 +1,442 @@
-fn main() {}
+//! `croo`: the command line. Parses arguments, calls the engine, prints.
+//! Exit codes: 0 done, 1 user error, 2 failure.
+
+mod render;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::{NaiveDate, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use engine::{Class, Error, PeriodChoice, RunRequest, SessionOptions};
+
+#[derive(Parser)]
+#[command(name = "croo", version, about = "Customer Return on Operations: one number, computed from a formula file")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate formula files: every error with file:line:col and a caret.
+    Check {
+        #[arg(required = true)]
+        formulas: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+        /// Also read the sources' schemas and check every column exists.
+        #[arg(long)]
+        schemas: bool,
+    },
+    /// Compute a formula for one period or a range and store the results.
+    Run {
+        formula: PathBuf,
+        #[command(flatten)]
+        periods: PeriodArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Write a realistic sample data set and an example formula.
+    Sample {
+        #[arg(long, default_value = "croo-sample")]
+        out: PathBuf,
+        #[command(flatten)]
+        sample: SampleArgs,
+    },
+    /// Write the sample (if missing), run its example formula and print the scores.
+    Quickstart {
+        /// Where the sample lives.
+        #[arg(long, default_value = "croo-sample")]
+        dir: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct PeriodArgs {
+    /// One period: any date inside it (ISO, e.g. 2026-10-01).
+    #[arg(long, conflicts_with_all = ["from", "to", "last_complete"])]
+    period: Option<String>,
+    /// First period of a range (inclusive).
+    #[arg(long, requires = "to")]
+    from: Option<String>,
+    /// Last period of a range (inclusive).
+    #[arg(long, requires = "from")]
+    to: Option<String>,
+    /// The last period that has ended.
+    #[arg(long)]
+    last_complete: bool,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Results store folder.
+    #[arg(long, default_value = "croo-results")]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+    /// Also keep the per-customer rows.
+    #[arg(long)]
+    detail: bool,
+    /// Memory limit, e.g. 2GiB; operators spill to disk past it.
+    #[arg(long)]
+    memory_limit: Option<String>,
+    /// Threads (DataFusion partitions); all cores by default.
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct SampleArgs {
+    #[arg(long, default_value_t = 2000)]
+    customers: usize,
+    #[arg(long, default_value_t = 12)]
+    months: u32,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// A failure to report, with its exit code.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let code = match e.class() {
+            Class::User => 1,
+            Class::Failure => 2,
+        };
+        let message = match &e {
+            Error::Formula { file, diagnostics } => diagnostics
+                .iter()
+                .map(|d| render::diagnostic(file, d, color()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            other => format!("error: {other}"),
+        };
+        Failure { code, message }
+    }
+}
+
+fn user(message: impl Into<String>) -> Failure {
+    Failure {
+        code: 1,
+        message: format!("error: {}", message.into()),
+    }
+}
+
+fn color() -> bool {
+    std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    init_logging(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(dispatch(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("{}", f.message.trim_end());
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CROO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn dispatch(cmd: Command) -> Result<u8, Failure> {
+    match cmd {
+        Command::Check {
+            formulas,
+            format,
+            schemas,
+        } => check(&formulas, format, schemas).await,
+        Command::Run { formula, periods, run } => {
+            let choice = period_choice(&periods)?;
+            run_formula(&formula, choice, &run).await
+        }
+        Command::Sample { out, sample } => {
+            let s = write_sample(&out, &sample)?;
+            println!("{s}");
+            Ok(0)
+        }
+        Command::Quickstart { dir, run } => {
+            let formula = dir.join(engine::sample::FORMULA_FILE);
+            if !formula.exists() {
+                let s = write_sample(
+                    &dir,
+                    &SampleArgs {
+                        customers: 2000,
+                        months: 12,
+                        seed: 42,
+                    },
+                )?;
+                eprintln!("{s}");
+            }
+            let (from, to) = engine::sample::default_range(12);
+            eprintln!("running {} for {from} to {to}", formula.display());
+            run_formula(&formula, PeriodChoice::Range(from, to), &run).await
+        }
+    }
+}
+
+fn write_sample(out: &Path, s: &SampleArgs) -> Result<String, Failure> {
+    let opts = engine::sample::SampleOptions {
+        customers: s.customers,
+        months: s.months,
+        seed: s.seed,
+    };
+    let summary = engine::sample::write(out, &opts).map_err(Failure::from)?;
+    Ok(format!(
+        "wrote {} customers, {} interactions, {} transactions and {} product events to {}\nexample formula: {}",
+        summary.customers,
+        summary.interactions,
+        summary.transactions,
+        summary.product_events,
+        out.display(),
+        out.join(engine::sample::FORMULA_FILE).display()
+    ))
+}
+
+fn date(flag: &str, s: &str) -> Result<NaiveDate, Failure> {
+    engine::period::parse_date(s).ok_or_else(|| user(format!("{flag} `{s}` is not a date (expected YYYY-MM-DD)")))
+}
+
+fn period_choice(p: &PeriodArgs) -> Result<PeriodChoice, Failure> {
+    Ok(match (&p.period, &p.from, &p.to, p.last_complete) {
+        (Some(d), None, None, false) => PeriodChoice::One(date("--period", d)?),
+        (None, Some(f), Some(t), false) => PeriodChoice::Range(date("--from", f)?, date("--to", t)?),
+        (None, None, None, true) => PeriodChoice::LastComplete,
+        _ => return Err(user("name the periods: --period DATE, --from DATE --to DATE, or --last-complete")),
+    })
+}
+
+/// Parses sizes such as `2GiB`, `512MiB`, `1GB`, `1000000`.
+fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0f64.powi(4),
+        _ => return None,
+    };
+    let v = n * mult;
+    (v >= 1.0 && v.is_finite()).then_some(v as usize)
+}
+
+async fn check(paths: &[PathBuf], format: OutputFormat, schemas: bool) -> Result<u8, Failure> {
+    let mut errors = 0usize;
+    let mut records = Vec::new();
+    let mut text = String::new();
+    for path in paths {
+        let result = match engine::load(path) {
+            Ok(loaded) => {
+                let mut diags: Vec<_> = loaded.warnings.clone();
+                let mut err = None;
+                if schemas {
+                    let ctx = engine::session(&SessionOptions::default()).map_err(Failure::from)?;
+                    match engine::register_sources(&ctx, &loaded, &[]).await {
+                        Ok(_) => {}
+                        Err(Error::Formula { diagnostics, .. }) => diags.extend(diagnostics),
+                        Err(e) => err = Some(e),
+                    }
+                }
+                Ok((loaded.file, diags, err))
+            }
+            Err(Error::Formula { file, diagnostics }) => Ok((*file, diagnostics, None)),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok((file, diags, err)) => {
+                for d in &diags {
+                    if d.is_error() {
+                        errors += 1;
+                    }
+                    records.push(render::diagnostic_json(&file, d));
+                    text.push_str(&render::diagnostic(&file, d, color()));
+                    text.push('\n');
+                }
+                if let Some(e) = err {
+                    errors += 1;
+                    records.push(serde_json::json!({"file": file.path, "severity": "error", "code": "croo::source", "message": e.to_string()}));
+                    text.push_str(&format!("error: {e}\n"));
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                records.push(serde_json::json!({"file": path.display().to_string(), "severity": "error", "code": "croo::io", "message": e.to_string()}));
+                text.push_str(&format!("error: {e}\n"));
+            }
+        }
+    }
+    match format {
+        OutputFormat::Json => {
+            let doc = serde_json::json!({"errors": errors, "diagnostics": records});
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        OutputFormat::Table => {
+            eprint!("{text}");
+            if errors == 0 {
+                println!("{} formula file(s) OK", paths.len());
+            } else {
+                eprintln!("{errors} error(s)");
+            }
+        }
+    }
+    Ok(if errors > 0 { 1 } else { 0 })
+}
+
+async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> Result<u8, Failure> {
+    let memory_limit = match &args.memory_limit {
+        Some(s) => Some(parse_size(s).ok_or_else(|| user(format!("--memory-limit `{s}` is not a size (e.g. 2GiB)")))?),
+        None => None,
+    };
+    if args.threads == Some(0) {
+        return Err(user("--threads must be at least 1"));
+    }
+    let loaded = engine::load(path).map_err(Failure::from)?;
+    for w in &loaded.warnings {
+        eprintln!("{}", render::diagnostic(&loaded.file, w, color()));
+    }
+    let req = RunRequest {
+        periods: choice,
+        out: args.out.clone(),
+        detail: args.detail,
+        session: SessionOptions {
+            threads: args.threads,
+            memory_limit,
+        },
+    };
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_message(format!("computing {}", loaded.formula.name()));
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        pb
+    });
+    let report = engine::run(&loaded, &req, &Utc::now).await;
+    if let Some(pb) = spinner {
+        pb.finish_and_clear();
+    }
+    let report = report.map_err(Failure::from)?;
+    let mut stdout = std::io::stdout().lock();
+    match args.format {
+        OutputFormat::Json => {
+            let doc = serde_json::json!({
+                "formula": report.manifest.formula,
+                "version": report.manifest.version,
+                "formula_hash": report.manifest.formula_hash,
+                "run_id": report.manifest.run_id,
+                "results": report.rows,
+            });
+            let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        OutputFormat::Table => {
+            let comps: Vec<String> = loaded.formula.file.components.iter().map(|c| c.name.value.clone()).collect();
+            let mut headers: Vec<String> = ["period", "group", "score", "population", "included", "excluded"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            headers.extend(comps.iter().cloned());
+            let num = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+            let rows: Vec<Vec<String>> = report
+                .rows
+                .iter()
+                .map(|r| {
+                    let group = match (&r.dimension, &r.value) {
+                        (None, _) => "all".to_string(),
+                        (Some(d), Some(v)) => format!("{d}={v}"),
+                        (Some(d), None) => format!("{d}=(null)"),
+                    };
+                    let mut row = vec![
+                        r.period.to_string(),
+                        group,
+                        num(r.score),
+                        r.population.to_string(),
+                        r.included.to_string(),
+                        r.excluded.to_string(),
+                    ];
+                    row.extend(r.components.0.iter().map(|(_, c)| num(c.contribution.or(c.rollup))));
+                    row
+                })
+                .collect();
+            let _ = write!(stdout, "{}", render::table(&headers, &rows));
+            let _ = writeln!(
+                stdout,
+                "\n{} {} ({}) run {} -> {}",
+                report.manifest.formula,
+                report.manifest.version,
+                if loaded.formula.score.is_none() {
+                    "component columns are contributions"
+                } else {
+                    "component columns are rollups"
+                },
+                report.manifest.run_id,
+                report.dir.display()
+            );
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("2GiB"), Some(2 << 30));
+        assert_eq!(parse_size("512MiB"), Some(512 << 20));
+        assert_eq!(parse_size("1GB"), Some(1_000_000_000));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("lots"), None);
+    }
+}

@@ -1,0 +1,132 @@
+//! Rendering of diagnostics (miette) and of result tables.
+
+use std::fmt;
+
+use formulas::{Diagnostic, Severity, SourceFile};
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
+
+struct Report<'a> {
+    d: &'a Diagnostic,
+    src: NamedSource<String>,
+}
+
+impl fmt::Debug for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.d.message)
+    }
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.d.message)
+    }
+}
+
+impl std::error::Error for Report<'_> {}
+
+impl miette::Diagnostic for Report<'_> {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.d.code))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.d.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.d.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(&self.src)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let len = self.d.span.end.saturating_sub(self.d.span.start);
+        let label = (!self.d.label.is_empty()).then(|| self.d.label.clone());
+        Some(Box::new(std::iter::once(LabeledSpan::new(label, self.d.span.start, len))))
+    }
+}
+
+/// Renders one diagnostic as text: a `path:line:col` header, the source
+/// line and a caret under the offending text.
+pub fn diagnostic(file: &SourceFile, d: &Diagnostic, color: bool) -> String {
+    let (line, col) = file.line_col(d.span.start);
+    let kind = match d.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    let mut out = format!("{kind}[{}]: {}\n  --> {}:{line}:{col}\n", d.code, d.message, file.path);
+    let theme = if color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
+    let report = Report {
+        d,
+        src: NamedSource::new(file.path.clone(), file.text.clone()),
+    };
+    let mut s = String::new();
+    if handler.render_report(&mut s, &report).is_ok() {
+        out.push_str(&s);
+    }
+    out
+}
+
+/// A diagnostic as a JSON record.
+pub fn diagnostic_json(file: &SourceFile, d: &Diagnostic) -> serde_json::Value {
+    let (line, column) = file.line_col(d.span.start);
+    let (end_line, end_column) = file.line_col(d.span.end);
+    serde_json::json!({
+        "file": file.path,
+        "line": line,
+        "column": column,
+        "end_line": end_line,
+        "end_column": end_column,
+        "severity": d.severity,
+        "code": d.code,
+        "message": d.message,
+        "label": d.label,
+        "help": d.help,
+    })
+}
+
+/// A plain text table with right-aligned numbers.
+pub fn table(headers: &[String], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let pad = widths[i] - c.chars().count();
+                if i < 2 {
+                    format!("{c}{}", " ".repeat(pad))
+                } else {
+                    format!("{}{c}", " ".repeat(pad))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(headers);
+    out.push('\n');
+    out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r));
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,478 @@
+//! Plans one formula over a set of periods as DataFusion DataFrames:
+//! population x periods, one grouped aggregation per source for all of its
+//! measures, derived values, components, score and rollup weight, then the
+//! rollups per group.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::{ArrayRef, Date32Array, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::functions::datetime::expr_fn::date_trunc;
+use datafusion::functions_aggregate::expr_fn::count;
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::{Expr, JoinType, col, ident, lit, when};
+use datafusion::prelude::{DataFrame, SessionContext, cast};
+use datafusion::scalar::ScalarValue;
+use formulas::compile::{Scope, compile};
+use formulas::{Diagnostic, Formula, Grain, Source, SourceFile, Text};
+
+use crate::error::{Error, Result};
+use crate::period;
+
+pub(crate) const KEY: &str = "__key";
+pub(crate) const PERIOD: &str = "__period";
+pub(crate) const SCORE: &str = "__score";
+pub(crate) const WEIGHT: &str = "__weight";
+pub(crate) const INCLUDED: &str = "__included";
+const PSTART: &str = "__pstart";
+const PEND: &str = "__pend";
+
+/// Column name of dimension `i` in the per-customer table.
+pub(crate) fn dim_col(i: usize) -> String {
+    format!("__dim_{i}")
+}
+
+/// Table name a source is registered under.
+pub fn table_name(source: &str) -> String {
+    format!("croo_src_{source}")
+}
+
+fn utc_ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn ts_lit(d: NaiveDate) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(Some(period::micros(d)), Some("UTC".into())))
+}
+
+/// A column holding instants, as a UTC timestamp expression.
+fn as_instant(column: &str, ty: &DataType) -> Option<Expr> {
+    let c = ident(column);
+    match ty {
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => Some(cast(c, utc_ts())),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some(cast(cast(c, DataType::Utf8), utc_ts())),
+        _ => None,
+    }
+}
+
+/// The common type two sources' keys are compared in.
+fn key_type(a: &DataType, b: &DataType) -> Option<DataType> {
+    if a.is_integer() && b.is_integer() {
+        return Some(DataType::Int64);
+    }
+    let stringy = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    if stringy(a) && stringy(b) {
+        return Some(DataType::Utf8);
+    }
+    (a == b).then(|| a.clone())
+}
+
+/// Checks that every column a formula names exists in its source's schema,
+/// reporting each missing one at its place in the file.
+pub fn check_columns(f: &Formula, file: &SourceFile, schemas: &BTreeMap<String, SchemaRef>) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let need = |source: &Source, t: &Text, what: &str, out: &mut Vec<Diagnostic>| {
+        let Some(schema) = schemas.get(&source.name.value) else {
+            return;
+        };
+        if schema.field_with_name(&t.value).is_err() {
+            out.push(missing_column(schema, &source.name.value, &t.value, t.span.clone(), what));
+        }
+    };
+    for s in &f.file.sources {
+        need(s, &s.key, "key", &mut out);
+        for t in [&s.time, &s.active_from, &s.active_to].into_iter().flatten() {
+            need(s, t, "time", &mut out);
+        }
+    }
+    if let Some(e) = f.file.entity() {
+        for d in &f.file.dimensions {
+            need(e, &d.column, "dimension", &mut out);
+        }
+    }
+    for (m, cols) in f.file.measures.iter().zip(&f.measure_columns) {
+        let Some(schema) = schemas.get(&m.source.value) else {
+            continue;
+        };
+        for (c, span) in cols {
+            if schema.field_with_name(c).is_err() {
+                out.push(missing_column(schema, &m.source.value, c, span.clone(), "measure"));
+            }
+        }
+    }
+    let _ = file;
+    out
+}
+
+fn missing_column(schema: &Schema, source: &str, column: &str, span: std::ops::Range<usize>, what: &str) -> Diagnostic {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let mut d = Diagnostic::error(
+        "croo::unknown-column",
+        span,
+        format!("source `{source}` has no column `{column}`"),
+    )
+    .with_label(format!("{what} column not in the source"));
+    d = match formulas::diagnostic::nearest(column, names.iter().copied()) {
+        Some(n) => d.with_help(format!("did you mean `{n}`?")),
+        None => d.with_help(format!("its columns are: {}", names.join(", "))),
+    };
+    d
+}
+
+/// The per-customer, per-period table of a formula: key, period,
+/// dimensions, measures, derived values, components, score, weight and
+/// whether the customer is included in rollups.
+pub struct Scored {
+    pub df: DataFrame,
+    /// Rows read per source within the requested periods.
+    pub rows_read: Vec<(String, DataFrame)>,
+}
+
+/// Plans the scoring of `f` over `periods` with the sources registered in
+/// `ctx` (see [`table_name`]).
+pub async fn plan(
+    ctx: &SessionContext,
+    f: &Formula,
+    schemas: &BTreeMap<String, SchemaRef>,
+    periods: &[NaiveDate],
+) -> Result<Scored> {
+    let file = &f.file;
+    let grain = file.grain;
+    let entity = file
+        .entity()
+        .ok_or_else(|| Error::User("the formula has no entity source".into()))?;
+    let eschema = &schemas[&entity.name.value];
+    let ekey_ty = eschema
+        .field_with_name(&entity.key.value)
+        .map(|f| f.data_type().clone())
+        .map_err(|_| Error::User(format!("source `{}` has no key column `{}`", entity.name.value, entity.key.value)))?;
+
+    // Key types: one common type for every source joined to the entity.
+    let mut key_ty = match &ekey_ty {
+        t if t.is_integer() => DataType::Int64,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+        t => t.clone(),
+    };
+    for s in &file.sources {
+        let schema = &schemas[&s.name.value];
+        let ty = schema
+            .field_with_name(&s.key.value)
+            .map(|f| f.data_type().clone())
+            .map_err(|_| Error::User(format!("source `{}` has no key column `{}`", s.name.value, s.key.value)))?;
+        match key_type(&ekey_ty, &ty) {
+            Some(t) => {
+                if s.entity {
+                    key_ty = t;
+                }
+            }
+            None => {
+                return Err(Error::User(format!(
+                    "key types do not match: `{}.{}` is {ekey_ty} but `{}.{}` is {ty}; keys must both be integers or both strings",
+                    entity.name.value, entity.key.value, s.name.value, s.key.value
+                )));
+            }
+        }
+    }
+
+    // Periods as a small table.
+    let periods_df = periods_table(ctx, grain, periods)?;
+
+    // Population: entity rows active in each period.
+    let mut sel = vec![cast(ident(&entity.key.value), key_ty.clone()).alias(KEY)];
+    for (i, d) in file.dimensions.iter().enumerate() {
+        sel.push(cast(ident(&d.column.value), DataType::Utf8).alias(dim_col(i)));
+    }
+    let mut active = Vec::new();
+    for (t, name) in [(&entity.active_from, "__from"), (&entity.active_to, "__to")] {
+        if let Some(t) = t {
+            let ty = eschema.field_with_name(&t.value).map(|f| f.data_type().clone()).unwrap_or(DataType::Null);
+            let e = as_instant(&t.value, &ty).ok_or_else(|| {
+                Error::User(format!(
+                    "column `{}` of source `{}` is {ty}, not a timestamp, date or ISO 8601 string",
+                    t.value, entity.name.value
+                ))
+            })?;
+            sel.push(e.alias(name));
+            active.push(name);
+        }
+    }
+    let ent = ctx
+        .table(table_name(&entity.name.value))
+        .await
+        .map_err(Error::engine("reading the entity source"))?
+        .select(sel)
+        .map_err(Error::engine(format!("source `{}`", entity.name.value)))?;
+    let mut cond = lit(true);
+    if entity.active_from.is_some() {
+        cond = cond.and(col("__from").lt(col(PEND)));
+    }
+    if entity.active_to.is_some() {
+        cond = cond.and(col("__to").is_null().or(col("__to").gt_eq(col(PSTART))));
+    }
+    let mut pop = ent
+        .join_on(periods_df, JoinType::Inner, [cond])
+        .map_err(Error::engine("planning the population"))?;
+    let mut keep: Vec<Expr> = vec![col(KEY), col(PERIOD)];
+    keep.extend((0..file.dimensions.len()).map(|i| col(dim_col(i))));
+    pop = pop.select(keep.clone()).map_err(Error::engine("planning the population"))?;
+
+    // Measures: one grouped aggregation per source.
+    let range = (
+        *periods.first().ok_or_else(|| Error::User("no period to compute".into()))?,
+        period::next(grain, *periods.last().unwrap_or(&periods[0])),
+    );
+    let mut rows_read = Vec::new();
+    let mut measure_cols: Vec<(String, Expr)> = Vec::new();
+    for s in &file.sources {
+        let idx: Vec<usize> = file
+            .measures
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.source.value == s.name.value)
+            .map(|(i, _)| i)
+            .collect();
+        if idx.is_empty() {
+            continue;
+        }
+        let (agg, finals, rows) = measure_table(ctx, f, s, &schemas[&s.name.value], &idx, &key_ty, grain, range).await?;
+        rows_read.push((s.name.value.clone(), rows));
+        let rk = format!("__k_{}", s.name.value);
+        let rp = format!("__p_{}", s.name.value);
+        let (lcols, rcols): (Vec<&str>, Vec<&str>) = if s.entity {
+            (vec![KEY], vec![rk.as_str()])
+        } else {
+            (vec![KEY, PERIOD], vec![rk.as_str(), rp.as_str()])
+        };
+        pop = pop
+            .join(agg, JoinType::Left, &lcols, &rcols, None)
+            .map_err(Error::engine(format!("joining the measures of source `{}`", s.name.value)))?;
+        measure_cols.extend(finals);
+    }
+    // Final measure values (defaults applied), in declaration order.
+    let mut sel = keep.clone();
+    for (name, e) in &measure_cols {
+        sel.push(e.clone().alias(name));
+    }
+    let mut df = pop.select(sel).map_err(Error::engine("planning the measures"))?;
+    let mut cols: Vec<Expr> = keep;
+    cols.extend(measure_cols.iter().map(|(n, _)| ident(n)));
+
+    // Derived values, in dependency order, then components, score, weight.
+    let scope = ColumnScope;
+    let stage = |df: DataFrame, cols: &mut Vec<Expr>, name: &str, e: Expr, what: &str| -> Result<DataFrame> {
+        let mut sel = cols.clone();
+        sel.push(cast(e, DataType::Float64).alias(name));
+        cols.push(ident(name));
+        df.select(sel).map_err(Error::engine(what.to_string()))
+    };
+    for (i, ast) in &f.derived {
+        let name = &file.derived[*i].name.value;
+        let e = compile(ast, &scope).map_err(Error::engine(format!("derived value `{name}`")))?;
+        df = stage(df, &mut cols, name, e, &format!("derived value `{name}`"))?;
+    }
+    for (c, ast) in file.components.iter().zip(&f.components) {
+        let e = compile(ast, &scope).map_err(Error::engine(format!("component `{}`", c.name.value)))?;
+        df = stage(df, &mut cols, &c.name.value, e, &format!("component `{}`", c.name.value))?;
+    }
+    let score = match &f.score {
+        Some(ast) => compile(ast, &scope).map_err(Error::engine("`score.expr`"))?,
+        None => file
+            .components
+            .iter()
+            .map(|c| lit(c.weight) * ident(&c.name.value))
+            .reduce(|a, b| a + b)
+            .unwrap_or(lit(ScalarValue::Float64(None))),
+    };
+    df = stage(df, &mut cols, SCORE, score, "the score")?;
+    let weight = match &f.weight {
+        Some(ast) => compile(ast, &scope).map_err(Error::engine("`rollup.weight`"))?,
+        None => lit(1.0),
+    };
+    df = stage(df, &mut cols, WEIGHT, weight, "the rollup weight")?;
+    let included = col(SCORE)
+        .is_not_null()
+        .and(col(WEIGHT).is_not_null())
+        .and(col(WEIGHT).gt(lit(0.0)));
+    let mut sel = cols.clone();
+    sel.push(when(included, lit(true)).otherwise(lit(false)).map_err(Error::engine("inclusion"))?.alias(INCLUDED));
+    df = df.select(sel).map_err(Error::engine("inclusion"))?;
+    Ok(Scored { df, rows_read })
+}
+
+struct ColumnScope;
+
+impl Scope for ColumnScope {
+    fn ident(&self, name: &str) -> Option<Expr> {
+        Some(ident(name))
+    }
+
+    fn partition(&self) -> Vec<Expr> {
+        vec![col(PERIOD)]
+    }
+}
+
+fn periods_table(ctx: &SessionContext, grain: Grain, periods: &[NaiveDate]) -> Result<DataFrame> {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let days: Vec<i32> = periods.iter().map(|p| (*p - epoch).num_days() as i32).collect();
+    let starts: Vec<i64> = periods.iter().map(|p| period::micros(*p)).collect();
+    let ends: Vec<i64> = periods.iter().map(|p| period::micros(period::next(grain, *p))).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(PERIOD, DataType::Date32, false),
+        Field::new(PSTART, utc_ts(), false),
+        Field::new(PEND, utc_ts(), false),
+    ]));
+    let arrays: Vec<ArrayRef> = vec![
+        Arc::new(Date32Array::from(days)),
+        Arc::new(TimestampMicrosecondArray::from(starts).with_timezone("UTC")),
+        Arc::new(TimestampMicrosecondArray::from(ends).with_timezone("UTC")),
+    ];
+    let batch = RecordBatch::try_new(schema, arrays).map_err(|e| Error::engine("periods")(e.into()))?;
+    ctx.read_batch(batch).map_err(Error::engine("periods"))
+}
+
+/// Plans the aggregation of every measure of source `s`, grouped by key and
+/// period. Returns the aggregated table, the final expression (default
+/// applied) of each measure, and a frame counting the rows read.
+#[allow(clippy::too_many_arguments)]
+async fn measure_table(
+    ctx: &SessionContext,
+    f: &Formula,
+    s: &Source,
+    schema: &SchemaRef,
+    idx: &[usize],
+    key_ty: &DataType,
+    grain: Grain,
+    range: (NaiveDate, NaiveDate),
+) -> Result<(DataFrame, Vec<(String, Expr)>, DataFrame)> {
+    let name = &s.name.value;
+    let raw = ctx
+        .table(table_name(name))
+        .await
+        .map_err(Error::engine(format!("reading source `{name}`")))?;
+    let rk = format!("__k_{name}");
+    let rp = format!("__p_{name}");
+    let mut rows = raw.clone().filter(ident(&s.key.value).is_not_null()).map_err(Error::engine(format!("source `{name}`")))?;
+    let mut group = vec![cast(ident(&s.key.value), key_ty.clone()).alias(&rk)];
+    if let Some(t) = &s.time {
+        let ty = schema.field_with_name(&t.value).map(|f| f.data_type().clone()).unwrap_or(DataType::Null);
+        let instant = as_instant(&t.value, &ty).ok_or_else(|| {
+            Error::User(format!(
+                "time column `{}` of source `{name}` is {ty}, not a timestamp, date or ISO 8601 string",
+                t.value
+            ))
+        })?;
+        rows = rows
+            .filter(instant.clone().gt_eq(ts_lit(range.0)).and(instant.clone().lt(ts_lit(range.1))))
+            .map_err(Error::engine(format!("source `{name}`")))?;
+        let trunc = date_trunc(lit(grain.as_str()), instant);
+        group.push(cast(trunc, DataType::Date32).alias(&rp));
+    }
+
+    let mut aggs: Vec<Expr> = Vec::new();
+    let mut counts: BTreeMap<String, String> = BTreeMap::new();
+    let mut finals = Vec::new();
+    let mut outer: Vec<(usize, Expr, String)> = Vec::new();
+    for &i in idx {
+        let m = &f.file.measures[i];
+        let ctx_msg = format!("measure `{}` of source `{name}`", m.name.value);
+        let expr = raw.parse_sql_expr(&m.expr.value).map_err(Error::engine(ctx_msg.clone()))?;
+        let filter = match &m.filter {
+            Some(t) => Some(raw.parse_sql_expr(&t.value).map_err(Error::engine(format!("filter of {ctx_msg}")))?),
+            None => None,
+        };
+        // Rows that count for the measure: one count per distinct filter.
+        let fkey = m.filter.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+        let count_col = match counts.get(&fkey) {
+            Some(c) => c.clone(),
+            None => {
+                let c_name = format!("__n{}", counts.len());
+                let mut c = count(lit(1));
+                if let (Some(fl), Expr::AggregateFunction(af)) = (&filter, &mut c) {
+                    af.params.filter = Some(Box::new(fl.clone()));
+                }
+                aggs.push(c.alias(&c_name));
+                counts.insert(fkey, c_name.clone());
+                c_name
+            }
+        };
+        // Pull each aggregate out of the expression, applying the filter.
+        let mut j = 0usize;
+        let rewritten = expr
+            .transform_up(|e| match e {
+                Expr::AggregateFunction(mut af) => {
+                    let alias = format!("__a{i}_{j}");
+                    j += 1;
+                    apply_filter(&mut af, filter.as_ref());
+                    aggs.push(Expr::AggregateFunction(af).alias(&alias));
+                    Ok(Transformed::yes(col(alias)))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+            .map_err(Error::engine(ctx_msg.clone()))?
+            .data;
+        if j == 0 {
+            return Err(Error::User(format!("{ctx_msg}: `expr` has no aggregate function")));
+        }
+        outer.push((i, rewritten, count_col));
+    }
+    let agg = rows
+        .clone()
+        .aggregate(group, aggs)
+        .map_err(Error::engine(format!("aggregating source `{name}`")))?;
+    // Raw measure values, then the final expressions used after the join.
+    let mut sel = vec![col(&rk)];
+    if s.time.is_some() {
+        sel.push(col(&rp));
+    }
+    let mut seen_counts = Vec::new();
+    for (i, e, n) in &outer {
+        let m = &f.file.measures[*i];
+        let raw_name = format!("__m_{}", m.name.value);
+        sel.push(cast(e.clone(), DataType::Float64).alias(&raw_name));
+        let count_name = format!("__n_{name}_{n}");
+        if !seen_counts.contains(&count_name) {
+            sel.push(col(n).alias(&count_name));
+            seen_counts.push(count_name.clone());
+        }
+        let default = lit(ScalarValue::Float64(m.default));
+        let fin = when(col(&count_name).gt(lit(0i64)), col(&raw_name))
+            .otherwise(default)
+            .map_err(Error::engine(format!("measure `{}`", m.name.value)))?;
+        finals.push((m.name.value.clone(), fin));
+    }
+    let agg = agg
+        .select(sel)
+        .map_err(Error::engine(format!("measures of source `{name}`")))?;
+    let rows_df = rows;
+    Ok((agg, finals, rows_df))
+}
+
+/// Restricts an aggregate to the rows passing a measure's filter. A
+/// DISTINCT aggregate gets `CASE WHEN filter THEN arg END` instead, which
+/// DataFusion runs much faster than `FILTER` with DISTINCT.
+fn apply_filter(af: &mut AggregateFunction, filter: Option<&Expr>) {
+    let Some(fl) = filter else {
+        return;
+    };
+    if af.params.distinct && !af.params.args.is_empty() {
+        af.params.args = af
+            .params
+            .args
+            .iter()
+            .map(|a| {
+                when(fl.clone(), a.clone())
+                    .end()
+                    .unwrap_or_else(|_| a.clone())
+            })
+            .collect();
+        return;
+    }
+    af.params.filter = Some(Box::new(match af.params.filter.take() {
+        Some(existing) => existing.and(fl.clone()),
+        None => fl.clone(),
+    }));
+}

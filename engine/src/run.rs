@@ -1,0 +1,414 @@
+//! Running a formula: load and check it, register its sources, plan and
+//! compute the scores, and commit the results to the store.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type, SchemaRef};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::functions_aggregate::expr_fn::{avg, count, max, min, stddev_pop};
+use datafusion::logical_expr::{col, lit};
+use datafusion::prelude::{SessionConfig, SessionContext, cast};
+use formulas::compile::{Scope, compile};
+use formulas::expr::Ast;
+use formulas::{Diagnostic, Format, Formula, SourceFile};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::plan::{self, PERIOD};
+use crate::rollup::{self, ResultRow};
+use crate::store::{self, Manifest, PopulationStats, SourceRecord};
+use crate::period;
+
+/// A formula file read from disk and checked.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub file: SourceFile,
+    pub formula: Formula,
+    /// Warnings found while checking (errors make [`load`] fail).
+    pub warnings: Vec<Diagnostic>,
+    /// `sha256:<hex>` of the file's bytes.
+    pub hash: String,
+}
+
+impl Loaded {
+    /// Directory relative source paths are resolved against.
+    pub fn base_dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+/// Reads and checks a formula file (no data is read).
+pub fn load(path: &Path) -> Result<Loaded> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::User(format!("cannot read formula file `{}`: {e}", path.display()))
+    })?;
+    let text = String::from_utf8(bytes.clone())
+        .map_err(|_| Error::User(format!("formula file `{}` is not UTF-8", path.display())))?;
+    let file = SourceFile::new(path.display().to_string(), text);
+    let (formula, diagnostics) = formulas::check(&file);
+    let Some(formula) = formula else {
+        return Err(Error::Formula {
+            file: Box::new(file),
+            diagnostics,
+        });
+    };
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        file,
+        formula,
+        warnings: diagnostics,
+        hash: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+    })
+}
+
+/// How a session is set up.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// Partitions (threads) DataFusion plans for; all cores when `None`.
+    pub threads: Option<usize>,
+    /// Memory limit in bytes; operators spill to disk past it.
+    pub memory_limit: Option<usize>,
+}
+
+/// A DataFusion session with croo's settings.
+pub fn session(opts: &SessionOptions) -> Result<SessionContext> {
+    let mut config = SessionConfig::new();
+    if let Some(n) = opts.threads {
+        config = config.with_target_partitions(n.max(1));
+    }
+    let mut rt = RuntimeEnvBuilder::new();
+    if let Some(limit) = opts.memory_limit {
+        rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+    }
+    let rt = rt.build_arc().map_err(Error::engine("setting up the session"))?;
+    Ok(SessionContext::new_with_config_rt(config, rt))
+}
+
+fn connector_format(f: Format) -> Option<connectors::FileFormat> {
+    match f {
+        Format::Parquet => Some(connectors::FileFormat::Parquet),
+        Format::Csv => Some(connectors::FileFormat::Csv),
+        Format::Ndjson => Some(connectors::FileFormat::Ndjson),
+        Format::Postgres => None,
+    }
+}
+
+/// Registers every source of the formula in `ctx`, except those in `skip`
+/// (already registered, for instance by a test's inline rows), and checks
+/// that every column the formula names exists.
+pub async fn register_sources(
+    ctx: &SessionContext,
+    loaded: &Loaded,
+    skip: &[String],
+) -> Result<BTreeMap<String, SchemaRef>> {
+    let base = loaded.base_dir();
+    let mut schemas = BTreeMap::new();
+    for s in &loaded.formula.file.sources {
+        let table = plan::table_name(&s.name.value);
+        if skip.contains(&s.name.value) {
+            let provider = ctx
+                .table_provider(table.as_str())
+                .await
+                .map_err(Error::engine(format!("source `{}`", s.name.value)))?;
+            schemas.insert(s.name.value.clone(), provider.schema());
+            continue;
+        }
+        let spec = connectors::SourceSpec {
+            name: &s.name.value,
+            uri: &s.uri.value,
+            format: s.format.and_then(connector_format),
+            base_dir: &base,
+        };
+        let schema = connectors::register(ctx, &table, &spec).await?;
+        schemas.insert(s.name.value.clone(), schema);
+    }
+    let diagnostics = plan::check_columns(&loaded.formula, &loaded.file, &schemas);
+    if !diagnostics.is_empty() {
+        return Err(Error::Formula {
+            file: Box::new(loaded.file.clone()),
+            diagnostics,
+        });
+    }
+    Ok(schemas)
+}
+
+/// What a computation produced, before anything is written.
+pub struct Computed {
+    pub rows: Vec<ResultRow>,
+    pub rows_read: BTreeMap<String, u64>,
+    pub population_stats: Vec<PopulationStats>,
+    /// Per-customer rows, when asked for.
+    pub detail: Vec<RecordBatch>,
+}
+
+/// Computes the results of a formula whose sources are registered in `ctx`.
+pub async fn compute(
+    ctx: &SessionContext,
+    loaded: &Loaded,
+    schemas: &BTreeMap<String, SchemaRef>,
+    periods: &[NaiveDate],
+    detail: bool,
+) -> Result<Computed> {
+    let f = &loaded.formula;
+    let scored = plan::plan(ctx, f, schemas, periods).await?;
+    // Materialise the per-customer table once; every rollup reads it.
+    let df = scored.df.cache().await.map_err(Error::engine("scoring customers"))?;
+    let rows = rollup::rollups(f, &df, periods).await?;
+    let mut rows_read = BTreeMap::new();
+    for (name, frame) in scored.rows_read {
+        let n = frame.count().await.map_err(Error::engine(format!("counting rows of `{name}`")))?;
+        rows_read.insert(name, n as u64);
+    }
+    let population_stats = population_stats(f, &df).await?;
+    let detail = if detail {
+        df.collect().await.map_err(Error::engine("collecting per-customer rows"))?
+    } else {
+        Vec::new()
+    };
+    Ok(Computed {
+        rows,
+        rows_read,
+        population_stats,
+        detail,
+    })
+}
+
+struct Columns;
+
+impl Scope for Columns {
+    fn ident(&self, name: &str) -> Option<datafusion::logical_expr::Expr> {
+        Some(datafusion::logical_expr::ident(name))
+    }
+
+    fn partition(&self) -> Vec<datafusion::logical_expr::Expr> {
+        vec![col(PERIOD)]
+    }
+}
+
+/// Reference statistics (n, min, max, mean, population standard deviation)
+/// of every population function's argument in every period.
+async fn population_stats(f: &Formula, df: &datafusion::prelude::DataFrame) -> Result<Vec<PopulationStats>> {
+    let mut calls: Vec<(String, String, Ast)> = Vec::new();
+    let mut collect = |place: String, a: &Ast| {
+        a.walk(&mut |n| {
+            if let Ast::Call(func, args, _) = n
+                && func.is_population()
+            {
+                calls.push((place.clone(), func.name().to_string(), args[0].clone()));
+            }
+        });
+    };
+    for (i, a) in &f.derived {
+        collect(format!("derived.{}", f.file.derived[*i].name.value), a);
+    }
+    for (c, a) in f.file.components.iter().zip(&f.components) {
+        collect(format!("score.components.{}", c.name.value), a);
+    }
+    if let Some(a) = &f.score {
+        collect("score.expr".into(), a);
+    }
+    let mut out = Vec::new();
+    for (place, func, arg) in calls {
+        let x = compile(&arg, &Columns).map_err(Error::engine("population statistics"))?;
+        let x = cast(x, DataType::Float64);
+        let batches = df
+            .clone()
+            .aggregate(
+                vec![col(PERIOD)],
+                vec![
+                    count(x.clone()).alias("n"),
+                    min(x.clone()).alias("min"),
+                    max(x.clone()).alias("max"),
+                    avg(x.clone()).alias("mean"),
+                    stddev_pop(x).alias("sd"),
+                ],
+            )
+            .and_then(|d| d.sort(vec![col(PERIOD).sort(true, false)]))
+            .map_err(Error::engine("population statistics"))?
+            .collect()
+            .await
+            .map_err(Error::engine("population statistics"))?;
+        for b in batches {
+            let p = b.column(0).as_primitive::<Date32Type>();
+            let n = b.column(1).as_primitive::<Int64Type>();
+            let fl = |i: usize, r: usize| {
+                let a = b.column(i).as_primitive::<Float64Type>();
+                (!a.is_null(r)).then(|| a.value(r))
+            };
+            for r in 0..b.num_rows() {
+                out.push(PopulationStats {
+                    expression: format!("{func}({}) in {place}", show(&arg)),
+                    function: func.clone(),
+                    period: p.value_as_date(r).map(|d| d.to_string()).unwrap_or_default(),
+                    n: n.value(r) as u64,
+                    min: fl(2, r),
+                    max: fl(3, r),
+                    mean: fl(4, r),
+                    stddev: fl(5, r),
+                });
+            }
+        }
+    }
+    let _ = lit(0);
+    Ok(out)
+}
+
+/// Formula syntax text of an expression.
+pub fn show(a: &Ast) -> String {
+    match a {
+        Ast::Num(n) => format!("{n}"),
+        Ast::Bool(b) => format!("{b}"),
+        Ast::Ident(n, _) => n.clone(),
+        Ast::Neg(x) => format!("-{}", show(x)),
+        Ast::Not(x) => format!("!{}", show(x)),
+        Ast::Bin(op, l, r) => format!("({} {} {})", show(l), op.symbol(), show(r)),
+        Ast::Call(f, args, _) => format!(
+            "{}({})",
+            f.name(),
+            args.iter().map(show).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Which periods to compute.
+#[derive(Debug, Clone)]
+pub enum PeriodChoice {
+    One(NaiveDate),
+    Range(NaiveDate, NaiveDate),
+    LastComplete,
+}
+
+/// Everything `croo run` asks of the engine.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub periods: PeriodChoice,
+    pub out: PathBuf,
+    pub detail: bool,
+    pub session: SessionOptions,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub manifest: Manifest,
+    pub rows: Vec<ResultRow>,
+    pub dir: PathBuf,
+}
+
+/// The periods a request names, for a formula's grain.
+pub fn resolve_periods(loaded: &Loaded, choice: &PeriodChoice, today: NaiveDate) -> Result<Vec<NaiveDate>> {
+    let grain = loaded.formula.file.grain;
+    let periods = match choice {
+        PeriodChoice::One(p) => vec![period::floor(grain, *p)],
+        PeriodChoice::Range(from, to) => {
+            if to < from {
+                return Err(Error::User(format!("--to {to} is before --from {from}")));
+            }
+            period::range(grain, *from, *to)
+        }
+        PeriodChoice::LastComplete => vec![period::last_complete(grain, today)],
+    };
+    if periods.len() > 100_000 {
+        return Err(Error::User(format!("{} periods requested: narrow --from/--to", periods.len())));
+    }
+    Ok(periods)
+}
+
+/// A new run id: the UTC start time, then random hex (sortable by time).
+pub fn new_run_id(now: DateTime<Utc>) -> String {
+    let r: u32 = rand::random();
+    format!("{}-{r:08x}", now.format("%Y%m%dT%H%M%S%.3fZ").to_string().replace('.', ""))
+}
+
+/// Runs a formula and commits its results to the store. `clock` gives the
+/// current time (injected so that tests control it).
+pub async fn run(loaded: &Loaded, req: &RunRequest, clock: &dyn Fn() -> DateTime<Utc>) -> Result<RunReport> {
+    let started = clock();
+    let run_id = new_run_id(started);
+    let periods = resolve_periods(loaded, &req.periods, started.date_naive())?;
+    let f = &loaded.formula.file;
+    let mut parameters = BTreeMap::new();
+    parameters.insert("periods".into(), serde_json::json!(format!("{:?}", req.periods)));
+    parameters.insert("detail".into(), serde_json::json!(req.detail));
+    parameters.insert("threads".into(), serde_json::json!(req.session.threads));
+    parameters.insert("memory_limit".into(), serde_json::json!(req.session.memory_limit));
+    let base = loaded.base_dir();
+    let mut manifest = Manifest {
+        run_id: run_id.clone(),
+        formula: f.name.value.clone(),
+        version: f.version.value.clone(),
+        formula_hash: loaded.hash.clone(),
+        formula_path: loaded.path.display().to_string(),
+        engine_version: env!("CARGO_PKG_VERSION").to_string(),
+        grain: f.grain.as_str().to_string(),
+        periods: periods.iter().map(|p| p.to_string()).collect(),
+        parameters,
+        started_at: started.to_rfc3339(),
+        finished_at: String::new(),
+        sources: f
+            .sources
+            .iter()
+            .map(|s| SourceRecord {
+                name: s.name.value.clone(),
+                uri: s.uri.value.clone(),
+                rows_read: 0,
+                files: connectors::fingerprint(&connectors::SourceSpec {
+                    name: &s.name.value,
+                    uri: &s.uri.value,
+                    format: None,
+                    base_dir: &base,
+                }),
+            })
+            .collect(),
+        population_stats: Vec::new(),
+        warnings: loaded.warnings.iter().map(|d| d.message.clone()).collect(),
+        outcome: "running".into(),
+        error: None,
+    };
+    let result = async {
+        let ctx = session(&req.session)?;
+        let schemas = register_sources(&ctx, loaded, &[]).await?;
+        compute(&ctx, loaded, &schemas, &periods, req.detail).await
+    }
+    .await;
+    manifest.finished_at = clock().to_rfc3339();
+    match result {
+        Ok(c) => {
+            for s in &mut manifest.sources {
+                s.rows_read = c.rows_read.get(&s.name).copied().unwrap_or(0);
+                if loaded.formula.file.entity().is_some_and(|e| e.name.value == s.name) {
+                    s.rows_read = s.rows_read.max(c.rows.iter().filter(|r| r.dimension.is_none()).map(|r| r.population).max().unwrap_or(0));
+                }
+            }
+            manifest.population_stats = c.population_stats;
+            manifest.outcome = "succeeded".into();
+            let comps: Vec<String> = f.components.iter().map(|c| c.name.value.clone()).collect();
+            let batch = store::results_batch(&manifest, &c.rows, &comps)?;
+            let dir = store::commit(&req.out, &manifest, batch, c.detail)?;
+            Ok(RunReport {
+                manifest,
+                rows: c.rows,
+                dir,
+            })
+        }
+        Err(e) => {
+            manifest.outcome = "failed".into();
+            manifest.error = Some(e.to_string());
+            // Only failures of the engine are recorded; a user error wrote nothing.
+            if e.class() == crate::error::Class::Failure {
+                let _ = store::record_failure(&req.out, &manifest);
+            }
+            Err(e)
+        }
+    }
+}

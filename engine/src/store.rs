@@ -1,0 +1,228 @@
+//! The results store: a folder of Parquet files plus one JSON manifest per
+//! run. Layout:
+//!
+//! ```text
+//! OUT/runs/<run_id>/manifest.json   what ran, on what, with what outcome
+//! OUT/runs/<run_id>/results.parquet one row per period and group
+//! OUT/runs/<run_id>/detail.parquet  per-customer rows (with --detail)
+//! OUT/current.json                  formula -> period -> current run id
+//! OUT/.lock                         held while a run commits
+//! ```
+//!
+//! A run is written under `runs/.tmp-<run_id>/` and renamed into place, and
+//! `current.json` is replaced by rename, so readers see the old results or
+//! the new, never half. Commits take an exclusive lock on `OUT/.lock`, so two
+//! runs of the same formula and period never write at the same time: the
+//! second waits.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::rollup::ResultRow;
+
+/// Reference statistics of one population function argument in one period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PopulationStats {
+    pub expression: String,
+    pub function: String,
+    pub period: String,
+    pub n: u64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: Option<f64>,
+    pub stddev: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    pub name: String,
+    pub uri: String,
+    pub rows_read: u64,
+    pub files: Vec<connectors::FileFingerprint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub run_id: String,
+    pub formula: String,
+    pub version: String,
+    pub formula_hash: String,
+    pub formula_path: String,
+    pub engine_version: String,
+    pub grain: String,
+    pub periods: Vec<String>,
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    pub started_at: String,
+    pub finished_at: String,
+    pub sources: Vec<SourceRecord>,
+    pub population_stats: Vec<PopulationStats>,
+    pub warnings: Vec<String>,
+    /// `succeeded` or `failed`.
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+/// `current.json`: for each formula and period, the run id that is current.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Current {
+    pub formulas: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+fn io(ctx: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    Error::io(ctx)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = File::create(&tmp).map_err(io(format!("writing {}", tmp.display())))?;
+        f.write_all(bytes).map_err(io(format!("writing {}", tmp.display())))?;
+        f.sync_all().map_err(io(format!("writing {}", tmp.display())))?;
+    }
+    fs::rename(&tmp, path).map_err(io(format!("replacing {}", path.display())))
+}
+
+/// The Arrow form of result rows, with one pair of columns per component
+/// (`<component>.rollup`, `<component>.contribution`).
+pub fn results_batch(manifest: &Manifest, rows: &[ResultRow], components: &[String]) -> Result<RecordBatch> {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let n = rows.len();
+    let s = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v; n])) };
+    let mut fields = vec![
+        Field::new("formula", DataType::Utf8, false),
+        Field::new("version", DataType::Utf8, false),
+        Field::new("formula_hash", DataType::Utf8, false),
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("period", DataType::Date32, false),
+        Field::new("dimension", DataType::Utf8, true),
+        Field::new("value", DataType::Utf8, true),
+        Field::new("score", DataType::Float64, true),
+        Field::new("population", DataType::UInt64, false),
+        Field::new("included", DataType::UInt64, false),
+        Field::new("excluded", DataType::UInt64, false),
+        Field::new("weight_total", DataType::Float64, false),
+    ];
+    let mut cols: Vec<ArrayRef> = vec![
+        s(&manifest.formula),
+        s(&manifest.version),
+        s(&manifest.formula_hash),
+        s(&manifest.run_id),
+        Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| (r.period - epoch).num_days() as i32))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.dimension.as_deref()))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.value.as_deref()))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.score))),
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.population))),
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.included))),
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.excluded))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.weight_total))),
+    ];
+    for (k, name) in components.iter().enumerate() {
+        fields.push(Field::new(format!("{name}.rollup"), DataType::Float64, true));
+        fields.push(Field::new(format!("{name}.contribution"), DataType::Float64, true));
+        cols.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.components.0.get(k).and_then(|c| c.1.rollup)))));
+        cols.push(Arc::new(Float64Array::from_iter(
+            rows.iter().map(|r| r.components.0.get(k).and_then(|c| c.1.contribution)),
+        )));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| Error::engine("building results")(e.into()))
+}
+
+fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<()> {
+    let Some(first) = batches.first() else {
+        return Ok(());
+    };
+    let file = File::create(path).map_err(io(format!("writing {}", path.display())))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let mut w = ArrowWriter::try_new(file, first.schema(), Some(props))
+        .map_err(|e| Error::engine(format!("writing {}", path.display()))(e.into()))?;
+    for b in batches {
+        w.write(b).map_err(|e| Error::engine(format!("writing {}", path.display()))(e.into()))?;
+    }
+    let f = w.into_inner().map_err(|e| Error::engine(format!("writing {}", path.display()))(e.into()))?;
+    f.sync_all().map_err(io(format!("writing {}", path.display())))
+}
+
+/// The run folder of `run_id` in store `out`.
+pub fn run_dir(out: &Path, run_id: &str) -> PathBuf {
+    out.join("runs").join(run_id)
+}
+
+/// Writes a finished run into the store and makes it current for its
+/// formula and periods. Nothing is visible until the final renames.
+pub fn commit(out: &Path, manifest: &Manifest, results: RecordBatch, detail: Vec<RecordBatch>) -> Result<PathBuf> {
+    let runs = out.join("runs");
+    fs::create_dir_all(&runs).map_err(io(format!("creating {}", runs.display())))?;
+    let tmp = runs.join(format!(".tmp-{}", manifest.run_id));
+    fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+    write_parquet(&tmp.join("results.parquet"), &[results])?;
+    if !detail.is_empty() {
+        write_parquet(&tmp.join("detail.parquet"), &detail)?;
+    }
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::User(e.to_string()))?;
+    write_atomically(&tmp.join("manifest.json"), &json)?;
+
+    let _lock = lock(out)?;
+    let dest = run_dir(out, &manifest.run_id);
+    fs::rename(&tmp, &dest).map_err(io(format!("moving the run into {}", dest.display())))?;
+    let mut current = read_current(out)?;
+    let entry = current.formulas.entry(manifest.formula.clone()).or_default();
+    for p in &manifest.periods {
+        entry.insert(p.clone(), manifest.run_id.clone());
+    }
+    let json = serde_json::to_vec_pretty(&current).map_err(|e| Error::User(e.to_string()))?;
+    write_atomically(&out.join("current.json"), &json)?;
+    Ok(dest)
+}
+
+/// Records a failed run (manifest only); it never becomes current.
+pub fn record_failure(out: &Path, manifest: &Manifest) -> Result<()> {
+    let dir = run_dir(out, &manifest.run_id);
+    fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::User(e.to_string()))?;
+    write_atomically(&dir.join("manifest.json"), &json)
+}
+
+/// Exclusive lock on the store, released when dropped.
+pub fn lock(out: &Path) -> Result<File> {
+    fs::create_dir_all(out).map_err(io(format!("creating {}", out.display())))?;
+    let path = out.join(".lock");
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    f.lock().map_err(io(format!("locking {}", path.display())))?;
+    Ok(f)
+}
+
+/// Reads `current.json` (empty when the store is new).
+pub fn read_current(out: &Path) -> Result<Current> {
+    let path = out.join("current.json");
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::User(format!("{} is not a valid results index: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Current::default()),
+        Err(e) => Err(Error::io(format!("reading {}", path.display()))(e)),
+    }
+}
+
+/// Reads the manifest of a run.
+pub fn read_manifest(out: &Path, run_id: &str) -> Result<Manifest> {
+    let path = run_dir(out, run_id).join("manifest.json");
+    let bytes = fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::User(format!("{}: {e}", path.display())))
+}
