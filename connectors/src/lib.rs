@@ -41,7 +41,10 @@ impl FileFormat {
 pub enum Error {
     /// The source is not there, or its URI cannot be used (a user error).
     #[error("source `{source_name}`: {message}")]
-    Source { source_name: String, message: String },
+    Source {
+        source_name: String,
+        message: String,
+    },
     /// Reading failed (I/O, a corrupt file).
     #[error("source `{source_name}`: {error}")]
     Read {
@@ -138,7 +141,11 @@ fn partition_columns(dir: &Path, files: &[PathBuf]) -> Vec<String> {
 }
 
 /// Registers the source as table `table` in `ctx` and returns its schema.
-pub async fn register(ctx: &SessionContext, table: &str, spec: &SourceSpec<'_>) -> Result<SchemaRef> {
+pub async fn register(
+    ctx: &SessionContext,
+    table: &str,
+    spec: &SourceSpec<'_>,
+) -> Result<SchemaRef> {
     if spec.uri.starts_with("postgres://") || spec.uri.starts_with("postgresql://") {
         return Err(source_err(
             spec,
@@ -148,7 +155,10 @@ pub async fn register(ctx: &SessionContext, table: &str, spec: &SourceSpec<'_>) 
     let Some(path) = resolve_path(spec.uri, spec.base_dir) else {
         return Err(source_err(
             spec,
-            format!("unsupported URI `{}` (object stores are not supported by this build yet)", spec.uri),
+            format!(
+                "unsupported URI `{}` (object stores are not supported by this build yet)",
+                spec.uri
+            ),
         ));
     };
     let path_str = path.to_string_lossy().to_string();
@@ -160,15 +170,29 @@ pub async fn register(ctx: &SessionContext, table: &str, spec: &SourceSpec<'_>) 
         let format = spec
             .format
             .or_else(|| ext.as_deref().and_then(FileFormat::from_extension))
-            .ok_or_else(|| source_err(spec, format!("cannot tell the format of `{}`: add `format`", spec.uri)))?;
-        (path_str.clone(), format, ext.map(|e| format!(".{e}")).unwrap_or_default(), Vec::new())
+            .ok_or_else(|| {
+                source_err(
+                    spec,
+                    format!("cannot tell the format of `{}`: add `format`", spec.uri),
+                )
+            })?;
+        (
+            path_str.clone(),
+            format,
+            ext.map(|e| format!(".{e}")).unwrap_or_default(),
+            Vec::new(),
+        )
     } else if path.is_dir() {
         let mut files = Vec::new();
-        files_below(&path, &mut files).map_err(|e| source_err(spec, format!("cannot list `{}`: {e}", path.display())))?;
+        files_below(&path, &mut files)
+            .map_err(|e| source_err(spec, format!("cannot list `{}`: {e}", path.display())))?;
         let data: Vec<PathBuf> = files
             .into_iter()
             .filter(|f| {
-                let ext = f.extension().map(|e| e.to_string_lossy().to_string()).unwrap_or_default();
+                let ext = f
+                    .extension()
+                    .map(|e| e.to_string_lossy().to_string())
+                    .unwrap_or_default();
                 match spec.format {
                     Some(fmt) => FileFormat::from_extension(&ext) == Some(fmt),
                     None => FileFormat::from_extension(&ext).is_some(),
@@ -176,12 +200,24 @@ pub async fn register(ctx: &SessionContext, table: &str, spec: &SourceSpec<'_>) 
             })
             .collect();
         let Some(first) = data.first() else {
-            return Err(source_err(spec, format!("no data files in directory `{}`", path.display())));
+            return Err(source_err(
+                spec,
+                format!("no data files in directory `{}`", path.display()),
+            ));
         };
-        let ext = first.extension().map(|e| e.to_string_lossy().to_string()).unwrap_or_default();
-        let format = spec.format.or_else(|| FileFormat::from_extension(&ext)).ok_or_else(|| {
-            source_err(spec, format!("cannot tell the format of `{}`", first.display()))
-        })?;
+        let ext = first
+            .extension()
+            .map(|e| e.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let format = spec
+            .format
+            .or_else(|| FileFormat::from_extension(&ext))
+            .ok_or_else(|| {
+                source_err(
+                    spec,
+                    format!("cannot tell the format of `{}`", first.display()),
+                )
+            })?;
         let partitions = partition_columns(&path, &data);
         let mut dir = path_str.clone();
         if !dir.ends_with('/') {
@@ -189,14 +225,24 @@ pub async fn register(ctx: &SessionContext, table: &str, spec: &SourceSpec<'_>) 
         }
         (dir, format, format!(".{ext}"), partitions)
     } else if path.is_file() {
-        let ext = path.extension().map(|e| e.to_string_lossy().to_string()).unwrap_or_default();
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_string())
+            .unwrap_or_default();
         let format = spec.format.or_else(|| FileFormat::from_extension(&ext)).ok_or_else(|| {
             source_err(spec, format!("cannot tell the format of `{}`: add `format = \"parquet\"` (or csv, ndjson)", spec.uri))
         })?;
-        let extension = if ext.is_empty() { String::new() } else { format!(".{ext}") };
+        let extension = if ext.is_empty() {
+            String::new()
+        } else {
+            format!(".{ext}")
+        };
         (path_str.clone(), format, extension, Vec::new())
     } else {
-        return Err(source_err(spec, format!("no file or directory at `{}`", path.display())));
+        return Err(source_err(
+            spec,
+            format!("no file or directory at `{}`", path.display()),
+        ));
     };
 
     let options = match format {
@@ -206,10 +252,17 @@ pub async fn register(ctx: &SessionContext, table: &str, spec: &SourceSpec<'_>) 
                 .with_has_header(true)
                 .with_schema_infer_max_rec(100_000),
         )),
-        FileFormat::Ndjson => ListingOptions::new(Arc::new(JsonFormat::default().with_schema_infer_max_rec(100_000))),
+        FileFormat::Ndjson => ListingOptions::new(Arc::new(
+            JsonFormat::default().with_schema_infer_max_rec(100_000),
+        )),
     }
     .with_file_extension(extension)
-    .with_table_partition_cols(partitions.into_iter().map(|c| (c, DataType::Utf8)).collect());
+    .with_table_partition_cols(
+        partitions
+            .into_iter()
+            .map(|c| (c, DataType::Utf8))
+            .collect(),
+    );
 
     ctx.register_listing_table(table, &table_path, options, None, None)
         .await
@@ -217,24 +270,33 @@ pub async fn register(ctx: &SessionContext, table: &str, spec: &SourceSpec<'_>) 
             source_name: spec.name.to_string(),
             error,
         })?;
-    let provider = ctx.table_provider(table).await.map_err(|error| Error::Read {
-        source_name: spec.name.to_string(),
-        error,
-    })?;
+    let provider = ctx
+        .table_provider(table)
+        .await
+        .map_err(|error| Error::Read {
+            source_name: spec.name.to_string(),
+            error,
+        })?;
     Ok(provider.schema())
 }
 
 /// Registers in-memory rows (for instance the inline rows of a formula
 /// test) as table `table`.
-pub fn register_batches(ctx: &SessionContext, table: &str, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<SchemaRef> {
+pub fn register_batches(
+    ctx: &SessionContext,
+    table: &str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<SchemaRef> {
     let mem = MemTable::try_new(schema.clone(), vec![batches]).map_err(|error| Error::Read {
         source_name: table.to_string(),
         error,
     })?;
-    ctx.register_table(table, Arc::new(mem)).map_err(|error| Error::Read {
-        source_name: table.to_string(),
-        error,
-    })?;
+    ctx.register_table(table, Arc::new(mem))
+        .map_err(|error| Error::Read {
+            source_name: table.to_string(),
+            error,
+        })?;
     Ok(schema)
 }
 

@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use engine::{Class, Error, PeriodChoice, RunRequest, SessionOptions};
 
 #[derive(Parser)]
-#[command(name = "croo", version, about = "Customer Return on Operations: one number, computed from a formula file")]
+#[command(
+    name = "croo",
+    version,
+    about = "Customer Return on Operations: one number, computed from a formula file"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
@@ -158,7 +162,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -177,7 +184,9 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CROO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -191,7 +200,11 @@ async fn dispatch(cmd: Command) -> Result<u8, Failure> {
             format,
             schemas,
         } => check(&formulas, format, schemas).await,
-        Command::Run { formula, periods, run } => {
+        Command::Run {
+            formula,
+            periods,
+            run,
+        } => {
             let choice = period_choice(&periods)?;
             run_formula(&formula, choice, &run).await
         }
@@ -213,7 +226,7 @@ async fn dispatch(cmd: Command) -> Result<u8, Failure> {
                 )?;
                 eprintln!("{s}");
             }
-            let (from, to) = engine::sample::default_range(12);
+            let (from, to) = engine::sample::default_range(3);
             eprintln!("running {} for {from} to {to}", formula.display());
             run_formula(&formula, PeriodChoice::Range(from, to), &run).await
         }
@@ -239,22 +252,31 @@ fn write_sample(out: &Path, s: &SampleArgs) -> Result<String, Failure> {
 }
 
 fn date(flag: &str, s: &str) -> Result<NaiveDate, Failure> {
-    engine::period::parse_date(s).ok_or_else(|| user(format!("{flag} `{s}` is not a date (expected YYYY-MM-DD)")))
+    engine::period::parse_date(s)
+        .ok_or_else(|| user(format!("{flag} `{s}` is not a date (expected YYYY-MM-DD)")))
 }
 
 fn period_choice(p: &PeriodArgs) -> Result<PeriodChoice, Failure> {
     Ok(match (&p.period, &p.from, &p.to, p.last_complete) {
         (Some(d), None, None, false) => PeriodChoice::One(date("--period", d)?),
-        (None, Some(f), Some(t), false) => PeriodChoice::Range(date("--from", f)?, date("--to", t)?),
+        (None, Some(f), Some(t), false) => {
+            PeriodChoice::Range(date("--from", f)?, date("--to", t)?)
+        }
         (None, None, None, true) => PeriodChoice::LastComplete,
-        _ => return Err(user("name the periods: --period DATE, --from DATE --to DATE, or --last-complete")),
+        _ => {
+            return Err(user(
+                "name the periods: --period DATE, --from DATE --to DATE, or --last-complete",
+            ));
+        }
     })
 }
 
 /// Parses sizes such as `2GiB`, `512MiB`, `1GB`, `1000000`.
 fn parse_size(s: &str) -> Option<usize> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().ok()?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -337,7 +359,10 @@ async fn check(paths: &[PathBuf], format: OutputFormat, schemas: bool) -> Result
 
 async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> Result<u8, Failure> {
     let memory_limit = match &args.memory_limit {
-        Some(s) => Some(parse_size(s).ok_or_else(|| user(format!("--memory-limit `{s}` is not a size (e.g. 2GiB)")))?),
+        Some(s) => Some(
+            parse_size(s)
+                .ok_or_else(|| user(format!("--memory-limit `{s}` is not a size (e.g. 2GiB)")))?,
+        ),
         None => None,
     };
     if args.threads == Some(0) {
@@ -377,14 +402,31 @@ async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> Resul
                 "run_id": report.manifest.run_id,
                 "results": report.rows,
             });
-            let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            let _ = writeln!(
+                stdout,
+                "{}",
+                serde_json::to_string_pretty(&doc).unwrap_or_default()
+            );
         }
         OutputFormat::Table => {
-            let comps: Vec<String> = loaded.formula.file.components.iter().map(|c| c.name.value.clone()).collect();
-            let mut headers: Vec<String> = ["period", "group", "score", "population", "included", "excluded"]
+            let comps: Vec<String> = loaded
+                .formula
+                .file
+                .components
                 .iter()
-                .map(|s| s.to_string())
+                .map(|c| c.name.value.clone())
                 .collect();
+            let mut headers: Vec<String> = [
+                "period",
+                "group",
+                "score",
+                "population",
+                "included",
+                "excluded",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
             headers.extend(comps.iter().cloned());
             let num = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
             let rows: Vec<Vec<String>> = report
@@ -404,7 +446,12 @@ async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> Resul
                         r.included.to_string(),
                         r.excluded.to_string(),
                     ];
-                    row.extend(r.components.0.iter().map(|(_, c)| num(c.contribution.or(c.rollup))));
+                    row.extend(
+                        r.components
+                            .0
+                            .iter()
+                            .map(|(_, c)| num(c.contribution.or(c.rollup))),
+                    );
                     row
                 })
                 .collect();

@@ -37,7 +37,10 @@ impl miette::Diagnostic for Report<'_> {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.d.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.d
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
@@ -47,7 +50,11 @@ impl miette::Diagnostic for Report<'_> {
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let len = self.d.span.end.saturating_sub(self.d.span.start);
         let label = (!self.d.label.is_empty()).then(|| self.d.label.clone());
-        Some(Box::new(std::iter::once(LabeledSpan::new(label, self.d.span.start, len))))
+        Some(Box::new(std::iter::once(LabeledSpan::new(
+            label,
+            self.d.span.start,
+            len,
+        ))))
     }
 }
 
@@ -59,7 +66,10 @@ pub fn diagnostic(file: &SourceFile, d: &Diagnostic, color: bool) -> String {
         Severity::Error => "error",
         Severity::Warning => "warning",
     };
-    let mut out = format!("{kind}[{}]: {}\n  --> {}:{line}:{col}\n", d.code, d.message, file.path);
+    let mut out = format!(
+        "{kind}[{}]: {}\n  --> {}:{line}:{col}\n",
+        d.code, d.message, file.path
+    );
     let theme = if color {
         GraphicalTheme::unicode()
     } else {
@@ -122,7 +132,13 @@ pub fn table(headers: &[String], rows: &[Vec<String>]) -> String {
     };
     let mut out = line(headers);
     out.push('\n');
-    out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    out.push_str(
+        &widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  "),
+    );
     out.push('\n');
     for r in rows {
         out.push_str(&line(r));

@@ -71,7 +71,9 @@ impl Error {
 /// errors (I/O, resources) are failures. Arrow cast errors come from data.
 fn is_user_datafusion_error(e: &DataFusionError) -> bool {
     match e {
-        DataFusionError::Plan(_) | DataFusionError::SchemaError(..) | DataFusionError::SQL(..) => true,
+        DataFusionError::Plan(_) | DataFusionError::SchemaError(..) | DataFusionError::SQL(..) => {
+            true
+        }
         DataFusionError::ArrowError(a, _) => matches!(
             **a,
             datafusion::arrow::error::ArrowError::CastError(_)

@@ -17,6 +17,6 @@ pub mod store;
 pub use error::{Class, Error, Result};
 pub use rollup::{ComponentResult, Components, ResultRow};
 pub use run::{
-    Computed, Loaded, PeriodChoice, RunReport, RunRequest, SessionOptions, compute, load, register_sources,
-    resolve_periods, run, session,
+    Computed, Loaded, PeriodChoice, RunReport, RunRequest, SessionOptions, compute, load,
+    register_sources, resolve_periods, run, session,
 };

@@ -20,7 +20,10 @@ pub fn floor(grain: Grain, date: NaiveDate) -> NaiveDate {
 
 /// First day of the period after the one starting at `start`.
 pub fn next(grain: Grain, start: NaiveDate) -> NaiveDate {
-    let add_months = |d: NaiveDate, n: u32| d.checked_add_months(chrono::Months::new(n)).unwrap_or(NaiveDate::MAX);
+    let add_months = |d: NaiveDate, n: u32| {
+        d.checked_add_months(chrono::Months::new(n))
+            .unwrap_or(NaiveDate::MAX)
+    };
     match grain {
         Grain::Day => start + Duration::days(1),
         Grain::Week => start + Duration::days(7),
@@ -85,14 +88,23 @@ mod tests {
             range(Grain::Quarter, d("2025-10-01"), d("2026-04-01")),
             vec![d("2025-10-01"), d("2026-01-01"), d("2026-04-01")]
         );
-        assert_eq!(range(Grain::Month, d("2026-01-15"), d("2026-01-20")), vec![d("2026-01-01")]);
+        assert_eq!(
+            range(Grain::Month, d("2026-01-15"), d("2026-01-20")),
+            vec![d("2026-01-01")]
+        );
         assert_eq!(next(Grain::Month, d("2026-12-01")), d("2027-01-01"));
     }
 
     #[test]
     fn last_complete_is_the_previous_period() {
-        assert_eq!(last_complete(Grain::Month, d("2026-11-23")), d("2026-10-01"));
-        assert_eq!(last_complete(Grain::Month, d("2026-11-01")), d("2026-10-01"));
+        assert_eq!(
+            last_complete(Grain::Month, d("2026-11-23")),
+            d("2026-10-01")
+        );
+        assert_eq!(
+            last_complete(Grain::Month, d("2026-11-01")),
+            d("2026-10-01")
+        );
         assert_eq!(last_complete(Grain::Week, d("2026-11-23")), d("2026-11-16"));
     }
 }

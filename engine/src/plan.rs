@@ -46,7 +46,10 @@ fn utc_ts() -> DataType {
 }
 
 fn ts_lit(d: NaiveDate) -> Expr {
-    lit(ScalarValue::TimestampMicrosecond(Some(period::micros(d)), Some("UTC".into())))
+    lit(ScalarValue::TimestampMicrosecond(
+        Some(period::micros(d)),
+        Some("UTC".into()),
+    ))
 }
 
 /// A column holding instants, as a UTC timestamp expression.
@@ -54,7 +57,9 @@ fn as_instant(column: &str, ty: &DataType) -> Option<Expr> {
     let c = ident(column);
     match ty {
         DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => Some(cast(c, utc_ts())),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some(cast(cast(c, DataType::Utf8), utc_ts())),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            Some(cast(cast(c, DataType::Utf8), utc_ts()))
+        }
         _ => None,
     }
 }
@@ -64,7 +69,8 @@ fn key_type(a: &DataType, b: &DataType) -> Option<DataType> {
     if a.is_integer() && b.is_integer() {
         return Some(DataType::Int64);
     }
-    let stringy = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let stringy =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     if stringy(a) && stringy(b) {
         return Some(DataType::Utf8);
     }
@@ -73,19 +79,32 @@ fn key_type(a: &DataType, b: &DataType) -> Option<DataType> {
 
 /// Checks that every column a formula names exists in its source's schema,
 /// reporting each missing one at its place in the file.
-pub fn check_columns(f: &Formula, file: &SourceFile, schemas: &BTreeMap<String, SchemaRef>) -> Vec<Diagnostic> {
+pub fn check_columns(
+    f: &Formula,
+    file: &SourceFile,
+    schemas: &BTreeMap<String, SchemaRef>,
+) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let need = |source: &Source, t: &Text, what: &str, out: &mut Vec<Diagnostic>| {
         let Some(schema) = schemas.get(&source.name.value) else {
             return;
         };
         if schema.field_with_name(&t.value).is_err() {
-            out.push(missing_column(schema, &source.name.value, &t.value, t.span.clone(), what));
+            out.push(missing_column(
+                schema,
+                &source.name.value,
+                &t.value,
+                t.span.clone(),
+                what,
+            ));
         }
     };
     for s in &f.file.sources {
         need(s, &s.key, "key", &mut out);
-        for t in [&s.time, &s.active_from, &s.active_to].into_iter().flatten() {
+        for t in [&s.time, &s.active_from, &s.active_to]
+            .into_iter()
+            .flatten()
+        {
             need(s, t, "time", &mut out);
         }
     }
@@ -100,7 +119,13 @@ pub fn check_columns(f: &Formula, file: &SourceFile, schemas: &BTreeMap<String, 
         };
         for (c, span) in cols {
             if schema.field_with_name(c).is_err() {
-                out.push(missing_column(schema, &m.source.value, c, span.clone(), "measure"));
+                out.push(missing_column(
+                    schema,
+                    &m.source.value,
+                    c,
+                    span.clone(),
+                    "measure",
+                ));
             }
         }
     }
@@ -108,7 +133,13 @@ pub fn check_columns(f: &Formula, file: &SourceFile, schemas: &BTreeMap<String, 
     out
 }
 
-fn missing_column(schema: &Schema, source: &str, column: &str, span: std::ops::Range<usize>, what: &str) -> Diagnostic {
+fn missing_column(
+    schema: &Schema,
+    source: &str,
+    column: &str,
+    span: std::ops::Range<usize>,
+    what: &str,
+) -> Diagnostic {
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let mut d = Diagnostic::error(
         "croo::unknown-column",
@@ -149,7 +180,12 @@ pub async fn plan(
     let ekey_ty = eschema
         .field_with_name(&entity.key.value)
         .map(|f| f.data_type().clone())
-        .map_err(|_| Error::User(format!("source `{}` has no key column `{}`", entity.name.value, entity.key.value)))?;
+        .map_err(|_| {
+            Error::User(format!(
+                "source `{}` has no key column `{}`",
+                entity.name.value, entity.key.value
+            ))
+        })?;
 
     // Key types: one common type for every source joined to the entity.
     let mut key_ty = match &ekey_ty {
@@ -162,7 +198,12 @@ pub async fn plan(
         let ty = schema
             .field_with_name(&s.key.value)
             .map(|f| f.data_type().clone())
-            .map_err(|_| Error::User(format!("source `{}` has no key column `{}`", s.name.value, s.key.value)))?;
+            .map_err(|_| {
+                Error::User(format!(
+                    "source `{}` has no key column `{}`",
+                    s.name.value, s.key.value
+                ))
+            })?;
         match key_type(&ekey_ty, &ty) {
             Some(t) => {
                 if s.entity {
@@ -189,7 +230,10 @@ pub async fn plan(
     let mut active = Vec::new();
     for (t, name) in [(&entity.active_from, "__from"), (&entity.active_to, "__to")] {
         if let Some(t) = t {
-            let ty = eschema.field_with_name(&t.value).map(|f| f.data_type().clone()).unwrap_or(DataType::Null);
+            let ty = eschema
+                .field_with_name(&t.value)
+                .map(|f| f.data_type().clone())
+                .unwrap_or(DataType::Null);
             let e = as_instant(&t.value, &ty).ok_or_else(|| {
                 Error::User(format!(
                     "column `{}` of source `{}` is {ty}, not a timestamp, date or ISO 8601 string",
@@ -218,11 +262,15 @@ pub async fn plan(
         .map_err(Error::engine("planning the population"))?;
     let mut keep: Vec<Expr> = vec![col(KEY), col(PERIOD)];
     keep.extend((0..file.dimensions.len()).map(|i| col(dim_col(i))));
-    pop = pop.select(keep.clone()).map_err(Error::engine("planning the population"))?;
+    pop = pop
+        .select(keep.clone())
+        .map_err(Error::engine("planning the population"))?;
 
     // Measures: one grouped aggregation per source.
     let range = (
-        *periods.first().ok_or_else(|| Error::User("no period to compute".into()))?,
+        *periods
+            .first()
+            .ok_or_else(|| Error::User("no period to compute".into()))?,
         period::next(grain, *periods.last().unwrap_or(&periods[0])),
     );
     let mut rows_read = Vec::new();
@@ -238,7 +286,17 @@ pub async fn plan(
         if idx.is_empty() {
             continue;
         }
-        let (agg, finals, rows) = measure_table(ctx, f, s, &schemas[&s.name.value], &idx, &key_ty, grain, range).await?;
+        let (agg, finals, rows) = measure_table(
+            ctx,
+            f,
+            s,
+            &schemas[&s.name.value],
+            &idx,
+            &key_ty,
+            grain,
+            range,
+        )
+        .await?;
         rows_read.push((s.name.value.clone(), rows));
         let rk = format!("__k_{}", s.name.value);
         let rp = format!("__p_{}", s.name.value);
@@ -249,7 +307,10 @@ pub async fn plan(
         };
         pop = pop
             .join(agg, JoinType::Left, &lcols, &rcols, None)
-            .map_err(Error::engine(format!("joining the measures of source `{}`", s.name.value)))?;
+            .map_err(Error::engine(format!(
+                "joining the measures of source `{}`",
+                s.name.value
+            )))?;
         measure_cols.extend(finals);
     }
     // Final measure values (defaults applied), in declaration order.
@@ -257,13 +318,20 @@ pub async fn plan(
     for (name, e) in &measure_cols {
         sel.push(e.clone().alias(name));
     }
-    let mut df = pop.select(sel).map_err(Error::engine("planning the measures"))?;
+    let mut df = pop
+        .select(sel)
+        .map_err(Error::engine("planning the measures"))?;
     let mut cols: Vec<Expr> = keep;
     cols.extend(measure_cols.iter().map(|(n, _)| ident(n)));
 
     // Derived values, in dependency order, then components, score, weight.
     let scope = ColumnScope;
-    let stage = |df: DataFrame, cols: &mut Vec<Expr>, name: &str, e: Expr, what: &str| -> Result<DataFrame> {
+    let stage = |df: DataFrame,
+                 cols: &mut Vec<Expr>,
+                 name: &str,
+                 e: Expr,
+                 what: &str|
+     -> Result<DataFrame> {
         let mut sel = cols.clone();
         sel.push(cast(e, DataType::Float64).alias(name));
         cols.push(ident(name));
@@ -275,8 +343,15 @@ pub async fn plan(
         df = stage(df, &mut cols, name, e, &format!("derived value `{name}`"))?;
     }
     for (c, ast) in file.components.iter().zip(&f.components) {
-        let e = compile(ast, &scope).map_err(Error::engine(format!("component `{}`", c.name.value)))?;
-        df = stage(df, &mut cols, &c.name.value, e, &format!("component `{}`", c.name.value))?;
+        let e =
+            compile(ast, &scope).map_err(Error::engine(format!("component `{}`", c.name.value)))?;
+        df = stage(
+            df,
+            &mut cols,
+            &c.name.value,
+            e,
+            &format!("component `{}`", c.name.value),
+        )?;
     }
     let score = match &f.score {
         Some(ast) => compile(ast, &scope).map_err(Error::engine("`score.expr`"))?,
@@ -298,7 +373,12 @@ pub async fn plan(
         .and(col(WEIGHT).is_not_null())
         .and(col(WEIGHT).gt(lit(0.0)));
     let mut sel = cols.clone();
-    sel.push(when(included, lit(true)).otherwise(lit(false)).map_err(Error::engine("inclusion"))?.alias(INCLUDED));
+    sel.push(
+        when(included, lit(true))
+            .otherwise(lit(false))
+            .map_err(Error::engine("inclusion"))?
+            .alias(INCLUDED),
+    );
     df = df.select(sel).map_err(Error::engine("inclusion"))?;
     Ok(Scored { df, rows_read })
 }
@@ -317,9 +397,15 @@ impl Scope for ColumnScope {
 
 fn periods_table(ctx: &SessionContext, grain: Grain, periods: &[NaiveDate]) -> Result<DataFrame> {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-    let days: Vec<i32> = periods.iter().map(|p| (*p - epoch).num_days() as i32).collect();
+    let days: Vec<i32> = periods
+        .iter()
+        .map(|p| (*p - epoch).num_days() as i32)
+        .collect();
     let starts: Vec<i64> = periods.iter().map(|p| period::micros(*p)).collect();
-    let ends: Vec<i64> = periods.iter().map(|p| period::micros(period::next(grain, *p))).collect();
+    let ends: Vec<i64> = periods
+        .iter()
+        .map(|p| period::micros(period::next(grain, *p)))
+        .collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new(PERIOD, DataType::Date32, false),
         Field::new(PSTART, utc_ts(), false),
@@ -330,7 +416,8 @@ fn periods_table(ctx: &SessionContext, grain: Grain, periods: &[NaiveDate]) -> R
         Arc::new(TimestampMicrosecondArray::from(starts).with_timezone("UTC")),
         Arc::new(TimestampMicrosecondArray::from(ends).with_timezone("UTC")),
     ];
-    let batch = RecordBatch::try_new(schema, arrays).map_err(|e| Error::engine("periods")(e.into()))?;
+    let batch =
+        RecordBatch::try_new(schema, arrays).map_err(|e| Error::engine("periods")(e.into()))?;
     ctx.read_batch(batch).map_err(Error::engine("periods"))
 }
 
@@ -355,10 +442,16 @@ async fn measure_table(
         .map_err(Error::engine(format!("reading source `{name}`")))?;
     let rk = format!("__k_{name}");
     let rp = format!("__p_{name}");
-    let mut rows = raw.clone().filter(ident(&s.key.value).is_not_null()).map_err(Error::engine(format!("source `{name}`")))?;
+    let mut rows = raw
+        .clone()
+        .filter(ident(&s.key.value).is_not_null())
+        .map_err(Error::engine(format!("source `{name}`")))?;
     let mut group = vec![cast(ident(&s.key.value), key_ty.clone()).alias(&rk)];
     if let Some(t) = &s.time {
-        let ty = schema.field_with_name(&t.value).map(|f| f.data_type().clone()).unwrap_or(DataType::Null);
+        let ty = schema
+            .field_with_name(&t.value)
+            .map(|f| f.data_type().clone())
+            .unwrap_or(DataType::Null);
         let instant = as_instant(&t.value, &ty).ok_or_else(|| {
             Error::User(format!(
                 "time column `{}` of source `{name}` is {ty}, not a timestamp, date or ISO 8601 string",
@@ -366,7 +459,12 @@ async fn measure_table(
             ))
         })?;
         rows = rows
-            .filter(instant.clone().gt_eq(ts_lit(range.0)).and(instant.clone().lt(ts_lit(range.1))))
+            .filter(
+                instant
+                    .clone()
+                    .gt_eq(ts_lit(range.0))
+                    .and(instant.clone().lt(ts_lit(range.1))),
+            )
             .map_err(Error::engine(format!("source `{name}`")))?;
         let trunc = date_trunc(lit(grain.as_str()), instant);
         group.push(cast(trunc, DataType::Date32).alias(&rp));
@@ -379,13 +477,22 @@ async fn measure_table(
     for &i in idx {
         let m = &f.file.measures[i];
         let ctx_msg = format!("measure `{}` of source `{name}`", m.name.value);
-        let expr = raw.parse_sql_expr(&m.expr.value).map_err(Error::engine(ctx_msg.clone()))?;
+        let expr = raw
+            .parse_sql_expr(&m.expr.value)
+            .map_err(Error::engine(ctx_msg.clone()))?;
         let filter = match &m.filter {
-            Some(t) => Some(raw.parse_sql_expr(&t.value).map_err(Error::engine(format!("filter of {ctx_msg}")))?),
+            Some(t) => Some(
+                raw.parse_sql_expr(&t.value)
+                    .map_err(Error::engine(format!("filter of {ctx_msg}")))?,
+            ),
             None => None,
         };
         // Rows that count for the measure: one count per distinct filter.
-        let fkey = m.filter.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+        let fkey = m
+            .filter
+            .as_ref()
+            .map(|t| t.value.clone())
+            .unwrap_or_default();
         let count_col = match counts.get(&fkey) {
             Some(c) => c.clone(),
             None => {
@@ -415,7 +522,9 @@ async fn measure_table(
             .map_err(Error::engine(ctx_msg.clone()))?
             .data;
         if j == 0 {
-            return Err(Error::User(format!("{ctx_msg}: `expr` has no aggregate function")));
+            return Err(Error::User(format!(
+                "{ctx_msg}: `expr` has no aggregate function"
+            )));
         }
         outer.push((i, rewritten, count_col));
     }

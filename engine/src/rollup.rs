@@ -54,7 +54,11 @@ pub struct ResultRow {
 
 /// Computes the rollups of `scored` (the per-customer table) for every
 /// period of `periods` and every group.
-pub async fn rollups(f: &Formula, scored: &DataFrame, periods: &[NaiveDate]) -> Result<Vec<ResultRow>> {
+pub async fn rollups(
+    f: &Formula,
+    scored: &DataFrame,
+    periods: &[NaiveDate],
+) -> Result<Vec<ResultRow>> {
     let file = &f.file;
     let default_combination = f.score.is_none();
     let inc = col(INCLUDED);
@@ -79,7 +83,9 @@ pub async fn rollups(f: &Formula, scored: &DataFrame, periods: &[NaiveDate]) -> 
     ];
     for (k, c) in file.components.iter().enumerate() {
         let cond = inc.clone().and(ident(&c.name.value).is_not_null());
-        aggs.push(filtered_sum(col(WEIGHT) * ident(&c.name.value), cond.clone()).alias(format!("cs{k}")));
+        aggs.push(
+            filtered_sum(col(WEIGHT) * ident(&c.name.value), cond.clone()).alias(format!("cs{k}")),
+        );
         aggs.push(filtered_sum(col(WEIGHT), cond).alias(format!("cw{k}")));
     }
 
@@ -93,7 +99,11 @@ pub async fn rollups(f: &Formula, scored: &DataFrame, periods: &[NaiveDate]) -> 
         let mut sel = vec![col(PERIOD)];
         sel.push(match dim {
             Some(i) => cast(col(dim_col(i)), DataType::Utf8).alias("value"),
-            None => cast(lit(datafusion::scalar::ScalarValue::Utf8(None)), DataType::Utf8).alias("value"),
+            None => cast(
+                lit(datafusion::scalar::ScalarValue::Utf8(None)),
+                DataType::Utf8,
+            )
+            .alias("value"),
         });
         for name in ["pop", "inc"] {
             sel.push(cast(col(name), DataType::Int64).alias(name));
@@ -121,9 +131,13 @@ pub async fn rollups(f: &Formula, scored: &DataFrame, periods: &[NaiveDate]) -> 
             let floats = |i: usize| b.column(i).as_primitive::<Float64Type>().clone();
             let (pop, inc, wt, ws) = (ints(2), ints(3), floats(4), floats(5));
             for r in 0..b.num_rows() {
-                let Some(p) = period.value_as_date(r) else { continue };
+                let Some(p) = period.value_as_date(r) else {
+                    continue;
+                };
                 let val = (!value.is_null(r)).then(|| value.value(r).to_string());
-                let opt = |a: &datafusion::arrow::array::Float64Array| (!a.is_null(r)).then(|| a.value(r));
+                let opt = |a: &datafusion::arrow::array::Float64Array| {
+                    (!a.is_null(r)).then(|| a.value(r))
+                };
                 let included = inc.value(r) as u64;
                 let population = pop.value(r) as u64;
                 let weight_total = opt(&wt).unwrap_or(0.0);
@@ -142,7 +156,13 @@ pub async fn rollups(f: &Formula, scored: &DataFrame, periods: &[NaiveDate]) -> 
                     } else {
                         None
                     };
-                    comps.push((c.name.value.clone(), ComponentResult { rollup, contribution }));
+                    comps.push((
+                        c.name.value.clone(),
+                        ComponentResult {
+                            rollup,
+                            contribution,
+                        },
+                    ));
                 }
                 out.insert(
                     (p, dim, val.clone()),
@@ -175,7 +195,15 @@ pub async fn rollups(f: &Formula, scored: &DataFrame, periods: &[NaiveDate]) -> 
             components: Components(
                 file.components
                     .iter()
-                    .map(|c| (c.name.value.clone(), ComponentResult { rollup: None, contribution: None }))
+                    .map(|c| {
+                        (
+                            c.name.value.clone(),
+                            ComponentResult {
+                                rollup: None,
+                                contribution: None,
+                            },
+                        )
+                    })
                     .collect(),
             ),
         });

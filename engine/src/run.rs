@@ -19,10 +19,10 @@ use formulas::{Diagnostic, Format, Formula, SourceFile};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::period;
 use crate::plan::{self, PERIOD};
 use crate::rollup::{self, ResultRow};
 use crate::store::{self, Manifest, PopulationStats, SourceRecord};
-use crate::period;
 
 /// A formula file read from disk and checked.
 #[derive(Debug, Clone)]
@@ -50,7 +50,10 @@ impl Loaded {
 /// Reads and checks a formula file (no data is read).
 pub fn load(path: &Path) -> Result<Loaded> {
     let bytes = std::fs::read(path).map_err(|e| {
-        Error::User(format!("cannot read formula file `{}`: {e}", path.display()))
+        Error::User(format!(
+            "cannot read formula file `{}`: {e}",
+            path.display()
+        ))
     })?;
     let text = String::from_utf8(bytes.clone())
         .map_err(|_| Error::User(format!("formula file `{}` is not UTF-8", path.display())))?;
@@ -90,7 +93,9 @@ pub fn session(opts: &SessionOptions) -> Result<SessionContext> {
     if let Some(limit) = opts.memory_limit {
         rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
     }
-    let rt = rt.build_arc().map_err(Error::engine("setting up the session"))?;
+    let rt = rt
+        .build_arc()
+        .map_err(Error::engine("setting up the session"))?;
     Ok(SessionContext::new_with_config_rt(config, rt))
 }
 
@@ -129,7 +134,14 @@ pub async fn register_sources(
             format: s.format.and_then(connector_format),
             base_dir: &base,
         };
-        let schema = connectors::register(ctx, &table, &spec).await?;
+        let mut schema = connectors::register(ctx, &table, &spec).await?;
+        if schema
+            .fields()
+            .iter()
+            .any(|f| f.data_type() == &DataType::Null)
+        {
+            schema = retype_null_columns(ctx, &table).await?;
+        }
         schemas.insert(s.name.value.clone(), schema);
     }
     let diagnostics = plan::check_columns(&loaded.formula, &loaded.file, &schemas);
@@ -140,6 +152,38 @@ pub async fn register_sources(
         });
     }
     Ok(schemas)
+}
+
+/// A column whose type could not be inferred because every value is NULL
+/// (NDJSON, CSV) is read as Float64, so that aggregates over it give NULL
+/// instead of failing.
+async fn retype_null_columns(ctx: &SessionContext, table: &str) -> Result<SchemaRef> {
+    let df = ctx
+        .table(table)
+        .await
+        .map_err(Error::engine(format!("reading `{table}`")))?;
+    let exprs: Vec<_> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = datafusion::logical_expr::ident(f.name());
+            if f.data_type() == &DataType::Null {
+                cast(c, DataType::Float64).alias(f.name())
+            } else {
+                c
+            }
+        })
+        .collect();
+    let view = df
+        .select(exprs)
+        .map_err(Error::engine(format!("reading `{table}`")))?;
+    let schema: SchemaRef = Arc::new(view.schema().as_arrow().clone());
+    ctx.deregister_table(table)
+        .map_err(Error::engine(format!("reading `{table}`")))?;
+    ctx.register_table(table, view.into_view())
+        .map_err(Error::engine(format!("reading `{table}`")))?;
+    Ok(schema)
 }
 
 /// What a computation produced, before anything is written.
@@ -162,16 +206,25 @@ pub async fn compute(
     let f = &loaded.formula;
     let scored = plan::plan(ctx, f, schemas, periods).await?;
     // Materialise the per-customer table once; every rollup reads it.
-    let df = scored.df.cache().await.map_err(Error::engine("scoring customers"))?;
+    let df = scored
+        .df
+        .cache()
+        .await
+        .map_err(Error::engine("scoring customers"))?;
     let rows = rollup::rollups(f, &df, periods).await?;
     let mut rows_read = BTreeMap::new();
     for (name, frame) in scored.rows_read {
-        let n = frame.count().await.map_err(Error::engine(format!("counting rows of `{name}`")))?;
+        let n = frame
+            .count()
+            .await
+            .map_err(Error::engine(format!("counting rows of `{name}`")))?;
         rows_read.insert(name, n as u64);
     }
     let population_stats = population_stats(f, &df).await?;
     let detail = if detail {
-        df.collect().await.map_err(Error::engine("collecting per-customer rows"))?
+        df.collect()
+            .await
+            .map_err(Error::engine("collecting per-customer rows"))?
     } else {
         Vec::new()
     };
@@ -197,7 +250,10 @@ impl Scope for Columns {
 
 /// Reference statistics (n, min, max, mean, population standard deviation)
 /// of every population function's argument in every period.
-async fn population_stats(f: &Formula, df: &datafusion::prelude::DataFrame) -> Result<Vec<PopulationStats>> {
+async fn population_stats(
+    f: &Formula,
+    df: &datafusion::prelude::DataFrame,
+) -> Result<Vec<PopulationStats>> {
     let mut calls: Vec<(String, String, Ast)> = Vec::new();
     let mut collect = |place: String, a: &Ast| {
         a.walk(&mut |n| {
@@ -249,7 +305,10 @@ async fn population_stats(f: &Formula, df: &datafusion::prelude::DataFrame) -> R
                 out.push(PopulationStats {
                     expression: format!("{func}({}) in {place}", show(&arg)),
                     function: func.clone(),
-                    period: p.value_as_date(r).map(|d| d.to_string()).unwrap_or_default(),
+                    period: p
+                        .value_as_date(r)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
                     n: n.value(r) as u64,
                     min: fl(2, r),
                     max: fl(3, r),
@@ -306,7 +365,11 @@ pub struct RunReport {
 }
 
 /// The periods a request names, for a formula's grain.
-pub fn resolve_periods(loaded: &Loaded, choice: &PeriodChoice, today: NaiveDate) -> Result<Vec<NaiveDate>> {
+pub fn resolve_periods(
+    loaded: &Loaded,
+    choice: &PeriodChoice,
+    today: NaiveDate,
+) -> Result<Vec<NaiveDate>> {
     let grain = loaded.formula.file.grain;
     let periods = match choice {
         PeriodChoice::One(p) => vec![period::floor(grain, *p)],
@@ -319,7 +382,10 @@ pub fn resolve_periods(loaded: &Loaded, choice: &PeriodChoice, today: NaiveDate)
         PeriodChoice::LastComplete => vec![period::last_complete(grain, today)],
     };
     if periods.len() > 100_000 {
-        return Err(Error::User(format!("{} periods requested: narrow --from/--to", periods.len())));
+        return Err(Error::User(format!(
+            "{} periods requested: narrow --from/--to",
+            periods.len()
+        )));
     }
     Ok(periods)
 }
@@ -327,21 +393,36 @@ pub fn resolve_periods(loaded: &Loaded, choice: &PeriodChoice, today: NaiveDate)
 /// A new run id: the UTC start time, then random hex (sortable by time).
 pub fn new_run_id(now: DateTime<Utc>) -> String {
     let r: u32 = rand::random();
-    format!("{}-{r:08x}", now.format("%Y%m%dT%H%M%S%.3fZ").to_string().replace('.', ""))
+    format!(
+        "{}-{r:08x}",
+        now.format("%Y%m%dT%H%M%S%.3fZ")
+            .to_string()
+            .replace('.', "")
+    )
 }
 
 /// Runs a formula and commits its results to the store. `clock` gives the
 /// current time (injected so that tests control it).
-pub async fn run(loaded: &Loaded, req: &RunRequest, clock: &dyn Fn() -> DateTime<Utc>) -> Result<RunReport> {
+pub async fn run(
+    loaded: &Loaded,
+    req: &RunRequest,
+    clock: &dyn Fn() -> DateTime<Utc>,
+) -> Result<RunReport> {
     let started = clock();
     let run_id = new_run_id(started);
     let periods = resolve_periods(loaded, &req.periods, started.date_naive())?;
     let f = &loaded.formula.file;
     let mut parameters = BTreeMap::new();
-    parameters.insert("periods".into(), serde_json::json!(format!("{:?}", req.periods)));
+    parameters.insert(
+        "periods".into(),
+        serde_json::json!(format!("{:?}", req.periods)),
+    );
     parameters.insert("detail".into(), serde_json::json!(req.detail));
     parameters.insert("threads".into(), serde_json::json!(req.session.threads));
-    parameters.insert("memory_limit".into(), serde_json::json!(req.session.memory_limit));
+    parameters.insert(
+        "memory_limit".into(),
+        serde_json::json!(req.session.memory_limit),
+    );
     let base = loaded.base_dir();
     let mut manifest = Manifest {
         run_id: run_id.clone(),
@@ -386,8 +467,20 @@ pub async fn run(loaded: &Loaded, req: &RunRequest, clock: &dyn Fn() -> DateTime
         Ok(c) => {
             for s in &mut manifest.sources {
                 s.rows_read = c.rows_read.get(&s.name).copied().unwrap_or(0);
-                if loaded.formula.file.entity().is_some_and(|e| e.name.value == s.name) {
-                    s.rows_read = s.rows_read.max(c.rows.iter().filter(|r| r.dimension.is_none()).map(|r| r.population).max().unwrap_or(0));
+                if loaded
+                    .formula
+                    .file
+                    .entity()
+                    .is_some_and(|e| e.name.value == s.name)
+                {
+                    s.rows_read = s.rows_read.max(
+                        c.rows
+                            .iter()
+                            .filter(|r| r.dimension.is_none())
+                            .map(|r| r.population)
+                            .max()
+                            .unwrap_or(0),
+                    );
                 }
             }
             manifest.population_stats = c.population_stats;

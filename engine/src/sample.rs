@@ -60,9 +60,17 @@ pub struct SampleSummary {
     pub product_events: usize,
 }
 
-const SEGMENTS: [(&str, f64, f64); 3] = [("consumer", 0.70, 1.0), ("smb", 0.22, 2.2), ("enterprise", 0.08, 4.5)];
+const SEGMENTS: [(&str, f64, f64); 3] = [
+    ("consumer", 0.70, 1.0),
+    ("smb", 0.22, 2.2),
+    ("enterprise", 0.08, 4.5),
+];
 const REGIONS: [&str; 4] = ["north", "south", "east", "west"];
-const PLANS: [(&str, f64, f64); 3] = [("basic", 0.5, 35.0), ("plus", 0.35, 70.0), ("premium", 0.15, 140.0)];
+const PLANS: [(&str, f64, f64); 3] = [
+    ("basic", 0.5, 35.0),
+    ("plus", 0.35, 70.0),
+    ("premium", 0.15, 140.0),
+];
 /// channel, share, mean handling seconds, cost per second (EUR), first-contact resolution rate
 const CHANNELS: [(&str, f64, f64, f64, f64); 6] = [
     ("web", 0.30, 90.0, 0.0004, 0.70),
@@ -72,7 +80,13 @@ const CHANNELS: [(&str, f64, f64, f64, f64); 6] = [
     ("phone", 0.20, 520.0, 0.0110, 0.78),
     ("store", 0.10, 900.0, 0.0140, 0.85),
 ];
-const FEATURES: [&str; 5] = ["family-plan", "eco-mode", "priority-care", "smart-billing", "self-repair"];
+const FEATURES: [&str; 5] = [
+    "family-plan",
+    "eco-mode",
+    "priority-care",
+    "smart-billing",
+    "self-repair",
+];
 
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[(T, f64)]) -> usize {
     let x: f64 = rng.random();
@@ -114,7 +128,11 @@ fn iso(micros: i64) -> String {
 }
 
 fn ts_field(name: &str, nullable: bool) -> Field {
-    Field::new(name, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), nullable)
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        nullable,
+    )
 }
 
 fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
@@ -122,7 +140,9 @@ fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
-    let err = |e: datafusion::parquet::errors::ParquetError| Error::engine(format!("writing {}", path.display()))(e.into());
+    let err = |e: datafusion::parquet::errors::ParquetError| {
+        Error::engine(format!("writing {}", path.display()))(e.into())
+    };
     let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(err)?;
     w.write(batch).map_err(err)?;
     w.close().map_err(err)?;
@@ -130,13 +150,16 @@ fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
 }
 
 fn batch(fields: Vec<Field>, cols: Vec<ArrayRef>) -> Result<RecordBatch> {
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| Error::engine("building sample data")(e.into()))
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+        .map_err(|e| Error::engine("building sample data")(e.into()))
 }
 
 /// Writes the sample data and the example formula into `out`.
 pub fn write(out: &Path, opts: &SampleOptions) -> Result<SampleSummary> {
     if opts.customers == 0 || opts.months == 0 {
-        return Err(Error::User("--customers and --months must be at least 1".into()));
+        return Err(Error::User(
+            "--customers and --months must be at least 1".into(),
+        ));
     }
     let (first, last) = default_range(opts.months);
     let end = period::micros(period::next(formulas::Grain::Month, last));
@@ -179,9 +202,15 @@ pub fn write(out: &Path, opts: &SampleOptions) -> Result<SampleSummary> {
         ],
         vec![
             Arc::new(Int64Array::from(id.clone())),
-            Arc::new(StringArray::from_iter_values(segment.iter().map(|&s| SEGMENTS[s].0))),
-            Arc::new(StringArray::from_iter_values(region.iter().map(|&r| REGIONS[r]))),
-            Arc::new(StringArray::from_iter_values(plan.iter().map(|&p| PLANS[p].0))),
+            Arc::new(StringArray::from_iter_values(
+                segment.iter().map(|&s| SEGMENTS[s].0),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                region.iter().map(|&r| REGIONS[r]),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                plan.iter().map(|&p| PLANS[p].0),
+            )),
             Arc::new(TimestampMicrosecondArray::from(joined.clone()).with_timezone("UTC")),
             Arc::new(TimestampMicrosecondArray::from(left.clone()).with_timezone("UTC")),
         ],
@@ -195,21 +224,33 @@ pub fn write(out: &Path, opts: &SampleOptions) -> Result<SampleSummary> {
     };
     let inter_dir = out.join("interactions");
     if inter_dir.exists() {
-        fs::remove_dir_all(&inter_dir).map_err(Error::io(format!("replacing {}", inter_dir.display())))?;
+        fs::remove_dir_all(&inter_dir)
+            .map_err(Error::io(format!("replacing {}", inter_dir.display())))?;
     }
     let tx_path = out.join("transactions.csv");
-    let mut tx = BufWriter::new(File::create(&tx_path).map_err(Error::io(format!("writing {}", tx_path.display())))?);
+    let mut tx = BufWriter::new(
+        File::create(&tx_path).map_err(Error::io(format!("writing {}", tx_path.display())))?,
+    );
     let io_err = |p: &Path| Error::io(format!("writing {}", p.display()));
     writeln!(tx, "customer_id,ts,amount,kind,product_id").map_err(io_err(&tx_path))?;
     let ev_path = out.join("product_events.ndjson");
-    let mut ev = BufWriter::new(File::create(&ev_path).map_err(Error::io(format!("writing {}", ev_path.display())))?);
+    let mut ev = BufWriter::new(
+        File::create(&ev_path).map_err(Error::io(format!("writing {}", ev_path.display())))?,
+    );
 
     let mut month = first;
     while month <= last {
         let m0 = period::micros(month);
         let m1 = period::micros(period::next(formulas::Grain::Month, month));
-        let (mut c_id, mut c_at, mut c_ch, mut c_secs, mut c_cost, mut c_fcr, mut c_csat) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut c_id, mut c_at, mut c_ch, mut c_secs, mut c_cost, mut c_fcr, mut c_csat) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
         for i in 0..n {
             let lo = joined[i].max(m0);
             let hi = left[i].unwrap_or(i64::MAX).min(m1);
@@ -229,8 +270,14 @@ pub fn write(out: &Path, opts: &SampleOptions) -> Result<SampleSummary> {
                 c_cost.push((secs * cps * 100.0).round() / 100.0);
                 c_fcr.push(rng.random::<f64>() < fcr);
                 c_csat.push((rng.random::<f64>() < 0.18).then(|| {
-                    let base = if c_fcr.last() == Some(&true) { 4.2 } else { 2.8 };
-                    (base + rng.random_range(-1.5..1.5f64)).round().clamp(1.0, 5.0) as i32
+                    let base = if c_fcr.last() == Some(&true) {
+                        4.2
+                    } else {
+                        2.8
+                    };
+                    (base + rng.random_range(-1.5..1.5f64))
+                        .round()
+                        .clamp(1.0, 5.0) as i32
                 }));
             }
             // Transactions.
@@ -252,7 +299,11 @@ pub fn write(out: &Path, opts: &SampleOptions) -> Result<SampleSummary> {
             // Product events: exposure to an experiment, sometimes adoption.
             for _ in 0..poisson(&mut rng, 0.35 * activity) {
                 let feature = FEATURES[rng.random_range(0..FEATURES.len())];
-                let variant = if rng.random::<bool>() { "treatment" } else { "control" };
+                let variant = if rng.random::<bool>() {
+                    "treatment"
+                } else {
+                    "control"
+                };
                 let at = rng.random_range(lo..hi);
                 writeln!(
                     ev,
@@ -306,7 +357,8 @@ pub fn write(out: &Path, opts: &SampleOptions) -> Result<SampleSummary> {
     tx.flush().map_err(io_err(&tx_path))?;
     ev.flush().map_err(io_err(&ev_path))?;
     let formula = out.join(FORMULA_FILE);
-    fs::write(&formula, EXAMPLE_FORMULA).map_err(Error::io(format!("writing {}", formula.display())))?;
+    fs::write(&formula, EXAMPLE_FORMULA)
+        .map_err(Error::io(format!("writing {}", formula.display())))?;
     Ok(summary)
 }
 

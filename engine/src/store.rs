@@ -21,7 +21,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::array::{
+    ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray, UInt64Array,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
@@ -87,15 +89,21 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     {
         let mut f = File::create(&tmp).map_err(io(format!("writing {}", tmp.display())))?;
-        f.write_all(bytes).map_err(io(format!("writing {}", tmp.display())))?;
-        f.sync_all().map_err(io(format!("writing {}", tmp.display())))?;
+        f.write_all(bytes)
+            .map_err(io(format!("writing {}", tmp.display())))?;
+        f.sync_all()
+            .map_err(io(format!("writing {}", tmp.display())))?;
     }
     fs::rename(&tmp, path).map_err(io(format!("replacing {}", path.display())))
 }
 
 /// The Arrow form of result rows, with one pair of columns per component
 /// (`<component>.rollup`, `<component>.contribution`).
-pub fn results_batch(manifest: &Manifest, rows: &[ResultRow], components: &[String]) -> Result<RecordBatch> {
+pub fn results_batch(
+    manifest: &Manifest,
+    rows: &[ResultRow],
+    components: &[String],
+) -> Result<RecordBatch> {
     let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     let n = rows.len();
     let s = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v; n])) };
@@ -118,24 +126,51 @@ pub fn results_batch(manifest: &Manifest, rows: &[ResultRow], components: &[Stri
         s(&manifest.version),
         s(&manifest.formula_hash),
         s(&manifest.run_id),
-        Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| (r.period - epoch).num_days() as i32))),
-        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.dimension.as_deref()))),
-        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.value.as_deref()))),
+        Arc::new(Date32Array::from_iter_values(
+            rows.iter().map(|r| (r.period - epoch).num_days() as i32),
+        )),
+        Arc::new(StringArray::from_iter(
+            rows.iter().map(|r| r.dimension.as_deref()),
+        )),
+        Arc::new(StringArray::from_iter(
+            rows.iter().map(|r| r.value.as_deref()),
+        )),
         Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.score))),
-        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.population))),
-        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.included))),
-        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.excluded))),
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.weight_total))),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.population),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.included),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.excluded),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.weight_total),
+        )),
     ];
     for (k, name) in components.iter().enumerate() {
-        fields.push(Field::new(format!("{name}.rollup"), DataType::Float64, true));
-        fields.push(Field::new(format!("{name}.contribution"), DataType::Float64, true));
-        cols.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.components.0.get(k).and_then(|c| c.1.rollup)))));
+        fields.push(Field::new(
+            format!("{name}.rollup"),
+            DataType::Float64,
+            true,
+        ));
+        fields.push(Field::new(
+            format!("{name}.contribution"),
+            DataType::Float64,
+            true,
+        ));
         cols.push(Arc::new(Float64Array::from_iter(
-            rows.iter().map(|r| r.components.0.get(k).and_then(|c| c.1.contribution)),
+            rows.iter()
+                .map(|r| r.components.0.get(k).and_then(|c| c.1.rollup)),
+        )));
+        cols.push(Arc::new(Float64Array::from_iter(
+            rows.iter()
+                .map(|r| r.components.0.get(k).and_then(|c| c.1.contribution)),
         )));
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| Error::engine("building results")(e.into()))
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+        .map_err(|e| Error::engine("building results")(e.into()))
 }
 
 fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<()> {
@@ -149,10 +184,14 @@ fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<()> {
     let mut w = ArrowWriter::try_new(file, first.schema(), Some(props))
         .map_err(|e| Error::engine(format!("writing {}", path.display()))(e.into()))?;
     for b in batches {
-        w.write(b).map_err(|e| Error::engine(format!("writing {}", path.display()))(e.into()))?;
+        w.write(b)
+            .map_err(|e| Error::engine(format!("writing {}", path.display()))(e.into()))?;
     }
-    let f = w.into_inner().map_err(|e| Error::engine(format!("writing {}", path.display()))(e.into()))?;
-    f.sync_all().map_err(io(format!("writing {}", path.display())))
+    let f = w
+        .into_inner()
+        .map_err(|e| Error::engine(format!("writing {}", path.display()))(e.into()))?;
+    f.sync_all()
+        .map_err(io(format!("writing {}", path.display())))
 }
 
 /// The run folder of `run_id` in store `out`.
@@ -162,7 +201,12 @@ pub fn run_dir(out: &Path, run_id: &str) -> PathBuf {
 
 /// Writes a finished run into the store and makes it current for its
 /// formula and periods. Nothing is visible until the final renames.
-pub fn commit(out: &Path, manifest: &Manifest, results: RecordBatch, detail: Vec<RecordBatch>) -> Result<PathBuf> {
+pub fn commit(
+    out: &Path,
+    manifest: &Manifest,
+    results: RecordBatch,
+    detail: Vec<RecordBatch>,
+) -> Result<PathBuf> {
     let runs = out.join("runs");
     fs::create_dir_all(&runs).map_err(io(format!("creating {}", runs.display())))?;
     let tmp = runs.join(format!(".tmp-{}", manifest.run_id));
@@ -178,7 +222,10 @@ pub fn commit(out: &Path, manifest: &Manifest, results: RecordBatch, detail: Vec
     let dest = run_dir(out, &manifest.run_id);
     fs::rename(&tmp, &dest).map_err(io(format!("moving the run into {}", dest.display())))?;
     let mut current = read_current(out)?;
-    let entry = current.formulas.entry(manifest.formula.clone()).or_default();
+    let entry = current
+        .formulas
+        .entry(manifest.formula.clone())
+        .or_default();
     for p in &manifest.periods {
         entry.insert(p.clone(), manifest.run_id.clone());
     }
@@ -205,7 +252,8 @@ pub fn lock(out: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(io(format!("opening {}", path.display())))?;
-    f.lock().map_err(io(format!("locking {}", path.display())))?;
+    f.lock()
+        .map_err(io(format!("locking {}", path.display())))?;
     Ok(f)
 }
 
@@ -213,8 +261,12 @@ pub fn lock(out: &Path) -> Result<File> {
 pub fn read_current(out: &Path) -> Result<Current> {
     let path = out.join("current.json");
     match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| Error::User(format!("{} is not a valid results index: {e}", path.display()))),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            Error::User(format!(
+                "{} is not a valid results index: {e}",
+                path.display()
+            ))
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Current::default()),
         Err(e) => Err(Error::io(format!("reading {}", path.display()))(e)),
     }

@@ -47,6 +47,7 @@ pub fn check(file: &SourceFile) -> (Option<Formula>, Vec<Diagnostic>) {
     };
     let mut c = Checker {
         f: &f,
+        file,
         diags: Vec::new(),
     };
     let checked = c.run();
@@ -60,6 +61,7 @@ pub fn check(file: &SourceFile) -> (Option<Formula>, Vec<Diagnostic>) {
 
 struct Checker<'a> {
     f: &'a FormulaFile,
+    file: &'a SourceFile,
     diags: Vec<Diagnostic>,
 }
 
@@ -78,15 +80,34 @@ impl Checker<'_> {
         let measure_columns = self.measures();
         self.dimensions();
 
-        let measures: BTreeSet<&str> = self.f.measures.iter().map(|m| m.name.value.as_str()).collect();
-        let derived_names: BTreeSet<&str> = self.f.derived.iter().map(|d| d.name.value.as_str()).collect();
-        let component_names: BTreeSet<&str> =
-            self.f.components.iter().map(|c| c.name.value.as_str()).collect();
+        let measures: BTreeSet<&str> = self
+            .f
+            .measures
+            .iter()
+            .map(|m| m.name.value.as_str())
+            .collect();
+        let derived_names: BTreeSet<&str> = self
+            .f
+            .derived
+            .iter()
+            .map(|d| d.name.value.as_str())
+            .collect();
+        let component_names: BTreeSet<&str> = self
+            .f
+            .components
+            .iter()
+            .map(|c| c.name.value.as_str())
+            .collect();
 
         let mut derived_ast: BTreeMap<usize, Ast> = BTreeMap::new();
         for (i, d) in self.f.derived.iter().enumerate() {
-            if let Some(a) = self.expression(&d.expr, Place::Derived, &measures, &derived_names, &component_names)
-            {
+            if let Some(a) = self.expression(
+                &d.expr,
+                Place::Derived,
+                &measures,
+                &derived_names,
+                &component_names,
+            ) {
                 derived_ast.insert(i, a);
             }
         }
@@ -94,13 +115,26 @@ impl Checker<'_> {
 
         let mut components = Vec::new();
         for c in &self.f.components {
-            components.push(self.expression(&c.expr, Place::Component, &measures, &derived_names, &component_names));
+            components.push(self.expression(
+                &c.expr,
+                Place::Component,
+                &measures,
+                &derived_names,
+                &component_names,
+            ));
         }
-        let score = self.f.score_expr.as_ref().map(|t| {
-            self.expression(t, Place::Score, &measures, &derived_names, &component_names)
-        });
+        let score =
+            self.f.score_expr.as_ref().map(|t| {
+                self.expression(t, Place::Score, &measures, &derived_names, &component_names)
+            });
         let weight = self.f.rollup_weight.as_ref().map(|t| {
-            self.expression(t, Place::Weight, &measures, &derived_names, &component_names)
+            self.expression(
+                t,
+                Place::Weight,
+                &measures,
+                &derived_names,
+                &component_names,
+            )
         });
         self.warnings(&components, &derived_ast, &score, &weight);
 
@@ -129,7 +163,7 @@ impl Checker<'_> {
             .chain(self.f.components.iter().map(|c| ("component", &c.name)));
         for (kind, name) in all {
             if let Some((first_kind, first)) = seen.get(name.value.as_str()) {
-                let (l, _) = (first.start, first.end);
+                let (l, c) = self.file.line_col(first.start);
                 self.diags.push(
                     Diagnostic::error(
                         "croo::duplicate-name",
@@ -138,7 +172,7 @@ impl Checker<'_> {
                     )
                     .with_label(format!("this {kind} has the name of a {first_kind}"))
                     .with_help(format!(
-                        "measures, derived values and components share one namespace; the first `{}` is at byte {l}",
+                        "measures, derived values and components share one namespace; the first `{}` is at line {l}, column {c}",
                         name.value
                     )),
                 );
@@ -150,14 +184,22 @@ impl Checker<'_> {
 
     fn measures(&mut self) -> Vec<Vec<(String, Range<usize>)>> {
         let mut out = Vec::new();
-        let sources: Vec<&str> = self.f.sources.iter().map(|s| s.name.value.as_str()).collect();
+        let sources: Vec<&str> = self
+            .f
+            .sources
+            .iter()
+            .map(|s| s.name.value.as_str())
+            .collect();
         for m in &self.f.measures {
             let mut cols = Vec::new();
             if self.f.source(&m.source.value).is_none() {
                 let mut d = Diagnostic::error(
                     "croo::unknown-source",
                     m.source.span.clone(),
-                    format!("measure `{}` reads unknown source `{}`", m.name.value, m.source.value),
+                    format!(
+                        "measure `{}` reads unknown source `{}`",
+                        m.name.value, m.source.value
+                    ),
                 )
                 .with_label("no such source");
                 if let Some(n) = nearest(&m.source.value, sources.iter().copied()) {
@@ -170,20 +212,30 @@ impl Checker<'_> {
                 Err(problems) => {
                     for p in problems {
                         self.diags.push(
-                            Diagnostic::error("croo::measure-expr", m.expr.sub_span(p.span), format!("measure `{}`: {}", m.name.value, p.message))
-                                .with_label(p.label),
+                            Diagnostic::error(
+                                "croo::measure-expr",
+                                m.expr.sub_span(p.span),
+                                format!("measure `{}`: {}", m.name.value, p.message),
+                            )
+                            .with_label(p.label),
                         );
                     }
                 }
             }
             if let Some(filter) = &m.filter {
                 match measure::check_filter(&filter.value) {
-                    Ok(c) => cols.extend(c.columns.into_iter().map(|(n, r)| (n, filter.sub_span(r)))),
+                    Ok(c) => {
+                        cols.extend(c.columns.into_iter().map(|(n, r)| (n, filter.sub_span(r))))
+                    }
                     Err(problems) => {
                         for p in problems {
                             self.diags.push(
-                                Diagnostic::error("croo::measure-filter", filter.sub_span(p.span), format!("measure `{}`: {}", m.name.value, p.message))
-                                    .with_label(p.label),
+                                Diagnostic::error(
+                                    "croo::measure-filter",
+                                    filter.sub_span(p.span),
+                                    format!("measure `{}`: {}", m.name.value, p.message),
+                                )
+                                .with_label(p.label),
                             );
                         }
                     }
@@ -199,8 +251,12 @@ impl Checker<'_> {
         for d in &self.f.dimensions {
             if !seen.insert(d.name.value.as_str()) {
                 self.diags.push(
-                    Diagnostic::error("croo::duplicate-name", d.name.span.clone(), format!("dimension `{}` is declared twice", d.name.value))
-                        .with_label("declared again here"),
+                    Diagnostic::error(
+                        "croo::duplicate-name",
+                        d.name.span.clone(),
+                        format!("dimension `{}` is declared twice", d.name.value),
+                    )
+                    .with_label("declared again here"),
                 );
             }
         }
@@ -217,8 +273,9 @@ impl Checker<'_> {
         let ast = match expr::parse(&t.value) {
             Ok(a) => a,
             Err(e) => {
-                let mut d = Diagnostic::error("croo::formula-syntax", t.sub_span(e.span), e.message)
-                    .with_label("here");
+                let mut d =
+                    Diagnostic::error("croo::formula-syntax", t.sub_span(e.span), e.message)
+                        .with_label("here");
                 if let Some(h) = e.help {
                     d = d.with_help(h);
                 }
@@ -236,7 +293,8 @@ impl Checker<'_> {
                 continue;
             }
             ok = false;
-            let mut candidates: Vec<&str> = measures.iter().chain(derived.iter()).copied().collect();
+            let mut candidates: Vec<&str> =
+                measures.iter().chain(derived.iter()).copied().collect();
             if place == Place::Score {
                 candidates.extend(components.iter().copied());
             }
@@ -261,15 +319,20 @@ impl Checker<'_> {
             Ok(Ty::Bool) => {
                 ok = false;
                 self.diags.push(
-                    Diagnostic::error("croo::type", t.sub_span(0..t.value.len()), "this expression is a condition (true/false), but a number is needed")
-                        .with_label("a boolean")
-                        .with_help("use `if(condition, a, b)` to turn a condition into a number"),
+                    Diagnostic::error(
+                        "croo::type",
+                        t.sub_span(0..t.value.len()),
+                        "this expression is a condition (true/false), but a number is needed",
+                    )
+                    .with_label("a boolean")
+                    .with_help("use `if(condition, a, b)` to turn a condition into a number"),
                 );
             }
             Err(msg) => {
                 ok = false;
                 self.diags.push(
-                    Diagnostic::error("croo::type", t.sub_span(0..t.value.len()), msg).with_label("type mismatch"),
+                    Diagnostic::error("croo::type", t.sub_span(0..t.value.len()), msg)
+                        .with_label("type mismatch"),
                 );
             }
         }
@@ -298,7 +361,10 @@ impl Checker<'_> {
                         Diagnostic::error(
                             "croo::nested-population",
                             t.sub_span(span.clone()),
-                            format!("population function `{}` is nested in another population function", f.name()),
+                            format!(
+                                "population function `{}` is nested in another population function",
+                                f.name()
+                            ),
                         )
                         .with_label("nested here")
                         .with_help("compute the inner one as a derived value first"),
@@ -377,7 +443,10 @@ impl Checker<'_> {
             let mut stack = Vec::new();
             if let Some(cycle) = visit(i, &deps, &mut state, &mut stack, &mut order) {
                 cyclic = true;
-                let names: Vec<&str> = cycle.iter().map(|&j| self.f.derived[j].name.value.as_str()).collect();
+                let names: Vec<&str> = cycle
+                    .iter()
+                    .map(|&j| self.f.derived[j].name.value.as_str())
+                    .collect();
                 let first = &self.f.derived[cycle[0]];
                 self.diags.push(
                     Diagnostic::error(
@@ -416,8 +485,12 @@ impl Checker<'_> {
         for m in &self.f.measures {
             if !used.contains(&m.name.value) {
                 self.diags.push(
-                    Diagnostic::warning("croo::unused-measure", m.name.span.clone(), format!("measure `{}` is never used", m.name.value))
-                        .with_label("not used by any derived value, component or weight"),
+                    Diagnostic::warning(
+                        "croo::unused-measure",
+                        m.name.span.clone(),
+                        format!("measure `{}` is never used", m.name.value),
+                    )
+                    .with_label("not used by any derived value, component or weight"),
                 );
             }
         }
@@ -444,13 +517,17 @@ pub fn type_of(a: &Ast) -> Result<Ty, String> {
     let num = |a: &Ast, what: &str| -> Result<(), String> {
         match type_of(a)? {
             Ty::Num => Ok(()),
-            Ty::Bool => Err(format!("{what} needs a number, but got a condition (true/false)")),
+            Ty::Bool => Err(format!(
+                "{what} needs a number, but got a condition (true/false)"
+            )),
         }
     };
     let boolean = |a: &Ast, what: &str| -> Result<(), String> {
         match type_of(a)? {
             Ty::Bool => Ok(()),
-            Ty::Num => Err(format!("{what} needs a condition (true/false), but got a number")),
+            Ty::Num => Err(format!(
+                "{what} needs a condition (true/false), but got a number"
+            )),
         }
     };
     match a {
@@ -491,7 +568,9 @@ pub fn type_of(a: &Ast) -> Result<Ty, String> {
                 boolean(&args[0], "the condition of `if`")?;
                 let (ta, tb) = (type_of(&args[1])?, type_of(&args[2])?);
                 if ta != tb {
-                    return Err("the two branches of `if` must both be numbers or both conditions".into());
+                    return Err(
+                        "the two branches of `if` must both be numbers or both conditions".into(),
+                    );
                 }
                 return Ok(ta);
             }

@@ -6,6 +6,7 @@
 //! Only DataFusion built-in functions are used, so plans serialise by name
 //! (Ballista) without a custom function registry.
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
 use datafusion::functions::core::expr_fn as core;
 use datafusion::functions::math::expr_fn as math;
@@ -16,7 +17,6 @@ use datafusion::functions_window::rank::percent_rank_udwf;
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::{Expr, ExprSchemable as _, lit, when};
 use datafusion::prelude::cast;
-use datafusion::arrow::datatypes::DataType;
 
 use crate::expr::{Ast, BinOp, Func};
 
@@ -49,7 +49,11 @@ fn any_null(args: &[Expr]) -> Expr {
 
 /// `CASE WHEN any arg IS NULL THEN NULL ELSE value END`.
 fn strict(args: &[Expr], value: Expr) -> Result<Expr> {
-    when(any_null(args), lit(datafusion::scalar::ScalarValue::Float64(None))).otherwise(value)
+    when(
+        any_null(args),
+        lit(datafusion::scalar::ScalarValue::Float64(None)),
+    )
+    .otherwise(value)
 }
 
 fn null_f64() -> Expr {
@@ -71,7 +75,11 @@ fn safe_div(l: Expr, r: Expr, modulo: bool) -> Result<Expr> {
     when(math::abs(r).eq(lit(0.0)), null_f64()).otherwise(value)
 }
 
-fn window(fun: impl Into<datafusion::logical_expr::expr::WindowFunctionDefinition>, args: Vec<Expr>, partition: Vec<Expr>) -> Expr {
+fn window(
+    fun: impl Into<datafusion::logical_expr::expr::WindowFunctionDefinition>,
+    args: Vec<Expr>,
+    partition: Vec<Expr>,
+) -> Expr {
     let mut w = WindowFunction::new(fun, args);
     w.params.partition_by = partition;
     Expr::WindowFunction(Box::new(w))
@@ -133,8 +141,12 @@ impl Compiler<'_> {
                     BinOp::Le => l.lt_eq(r),
                     BinOp::Gt => l.gt(r),
                     BinOp::Ge => l.gt_eq(r),
-                    BinOp::And => when(any_null(&[l.clone(), r.clone()]), null_bool()).otherwise(l.and(r))?,
-                    BinOp::Or => when(any_null(&[l.clone(), r.clone()]), null_bool()).otherwise(l.or(r))?,
+                    BinOp::And => {
+                        when(any_null(&[l.clone(), r.clone()]), null_bool()).otherwise(l.and(r))?
+                    }
+                    BinOp::Or => {
+                        when(any_null(&[l.clone(), r.clone()]), null_bool()).otherwise(l.or(r))?
+                    }
                 }
             }
             Ast::Call(f, args, _) => self.call(*f, args)?,

@@ -97,7 +97,11 @@ impl Func {
     }
 
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, f)| *f == self).map(|(n, _)| *n).unwrap_or("?")
+        Self::ALL
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
     }
 
     pub fn arity(self) -> Arity {
@@ -181,7 +185,22 @@ struct NameToken {
 fn is_operator_char(c: char) -> bool {
     matches!(
         c,
-        '+' | '-' | '*' | '/' | '%' | '^' | '=' | '!' | '<' | '>' | '&' | '|' | '(' | ')' | ',' | ';' | '"'
+        '+' | '-'
+            | '*'
+            | '/'
+            | '%'
+            | '^'
+            | '='
+            | '!'
+            | '<'
+            | '>'
+            | '&'
+            | '|'
+            | '('
+            | ')'
+            | ','
+            | ';'
+            | '"'
     )
 }
 
@@ -265,11 +284,7 @@ fn unbalanced(text: &str) -> Option<Range<usize>> {
     for (i, c) in text.char_indices() {
         match c {
             '(' => stack.push(i),
-            ')' => {
-                if stack.pop().is_none() {
-                    return Some(i..i + 1);
-                }
-            }
+            ')' if stack.pop().is_none() => return Some(i..i + 1),
             _ => {}
         }
     }
@@ -323,10 +338,7 @@ impl Converter {
         };
         if let Some(op) = binop {
             if k.len() != 2 {
-                return self.err(format!(
-                    "`{}` needs an operand on each side",
-                    op.symbol()
-                ));
+                return self.err(format!("`{}` needs an operand on each side", op.symbol()));
             }
             let l = self.convert(&k[0])?;
             let r = self.convert(&k[1])?;
@@ -450,7 +462,9 @@ mod tests {
         assert_eq!(ids, vec![("margin", 7..13), ("a", 21..22), ("b", 24..25)]);
         match a {
             Ast::Bin(BinOp::Add, l, r) => {
-                assert!(matches!(*l, Ast::Call(Func::MinMax, ref args, ref s) if args.len() == 1 && *s == (0..6)));
+                assert!(
+                    matches!(*l, Ast::Call(Func::MinMax, ref args, ref s) if args.len() == 1 && *s == (0..6))
+                );
                 assert!(matches!(*r, Ast::Call(Func::Max, ref args, _) if args.len() == 3));
             }
             other => panic!("{other:?}"),
@@ -460,7 +474,9 @@ mod tests {
     #[test]
     fn power_is_left_associative_like_evalexpr() {
         let a = p("2^3^2");
-        assert!(matches!(a, Ast::Bin(BinOp::Pow, ref l, _) if matches!(**l, Ast::Bin(BinOp::Pow, ..))));
+        assert!(
+            matches!(a, Ast::Bin(BinOp::Pow, ref l, _) if matches!(**l, Ast::Bin(BinOp::Pow, ..)))
+        );
     }
 
     #[test]

@@ -76,7 +76,10 @@ fn parse_sql(text: &str) -> Result<SqlExpr, SqlProblem> {
             Ok(e)
         })
         .map_err(|e| SqlProblem {
-            message: format!("invalid SQL: {}", e.to_string().trim_start_matches("sql parser error: ")),
+            message: format!(
+                "invalid SQL: {}",
+                e.to_string().trim_start_matches("sql parser error: ")
+            ),
             span: 0..text.len(),
             label: "cannot parse this".into(),
         })
@@ -119,7 +122,10 @@ pub fn check_measure_expr(text: &str) -> Result<SqlColumns, Vec<SqlProblem>> {
                     });
                 }
                 if is_aggregate(&name) {
-                    if aggregates.iter().any(|a| a.start <= r.start && r.end <= a.end) {
+                    if aggregates
+                        .iter()
+                        .any(|a| a.start <= r.start && r.end <= a.end)
+                    {
                         problems.push(SqlProblem {
                             message: format!("aggregate `{name}` is nested in another aggregate"),
                             span: r.clone(),
@@ -146,7 +152,10 @@ pub fn check_measure_expr(text: &str) -> Result<SqlColumns, Vec<SqlProblem>> {
         });
     } else {
         for (c, r) in &columns.columns {
-            if !aggregates.iter().any(|a| a.start <= r.start && r.end <= a.end) {
+            if !aggregates
+                .iter()
+                .any(|a| a.start <= r.start && r.end <= a.end)
+            {
                 problems.push(SqlProblem {
                     message: format!("column `{c}` is used outside an aggregate"),
                     span: r.clone(),

@@ -48,7 +48,11 @@ impl Grain {
     ];
 
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(_, g)| *g == self).map(|(s, _)| *s).unwrap_or("month")
+        Self::ALL
+            .iter()
+            .find(|(_, g)| *g == self)
+            .map(|(s, _)| *s)
+            .unwrap_or("month")
     }
 }
 

@@ -41,7 +41,8 @@ pub struct Reference {
 impl Reference {
     /// Parses formula syntax for the reference interpreter.
     pub fn new(text: &str, names: &[&str]) -> Result<Self, String> {
-        let node = evalexpr::build_operator_tree(&to_evalexpr_syntax(text)).map_err(|e| e.to_string())?;
+        let node =
+            evalexpr::build_operator_tree(&to_evalexpr_syntax(text)).map_err(|e| e.to_string())?;
         Ok(Self {
             node,
             names: names.iter().map(|s| s.to_string()).collect(),
@@ -69,7 +70,10 @@ mod tests {
 
     #[test]
     fn rewrites_math_functions_only_in_calls() {
-        assert_eq!(to_evalexpr_syntax("sqrt(x) + exp_total"), "math::sqrt(x) + exp_total");
+        assert_eq!(
+            to_evalexpr_syntax("sqrt(x) + exp_total"),
+            "math::sqrt(x) + exp_total"
+        );
         assert_eq!(to_evalexpr_syntax("abs (a-b)"), "math::abs (a-b)");
     }
 

@@ -22,8 +22,12 @@ pub fn parse(file: &SourceFile) -> (Option<FormulaFile>, Vec<Diagnostic>) {
     for e in &errors {
         let span = e.span().unwrap_or(0..0);
         p.diags.push(
-            Diagnostic::error("croo::toml", span, format!("invalid TOML: {}", e.message().trim()))
-                .with_label("here"),
+            Diagnostic::error(
+                "croo::toml",
+                span,
+                format!("invalid TOML: {}", e.message().trim()),
+            )
+            .with_label("here"),
         );
     }
     if !errors.is_empty() {
@@ -187,7 +191,11 @@ impl Parser<'_> {
                     self.err(
                         "croo::wrong-type",
                         v.span(),
-                        format!("`{key}` in {} must be a string, found {}", keys.what, type_name(other)),
+                        format!(
+                            "`{key}` in {} must be a string, found {}",
+                            keys.what,
+                            type_name(other)
+                        ),
                     );
                     None
                 }
@@ -364,7 +372,11 @@ impl Parser<'_> {
         let grain = self.choice(&head, "grain", true, &Grain::ALL);
         let scale = match self.num(&head, "scale") {
             Some((s, span)) if !s.is_finite() => {
-                self.err("croo::invalid-value", span, "`scale` must be a finite number");
+                self.err(
+                    "croo::invalid-value",
+                    span,
+                    "`scale` must be a finite number",
+                );
                 100.0
             }
             Some((s, _)) => s,
@@ -482,7 +494,9 @@ impl Parser<'_> {
             let at = at.start..at.start;
             self.diags.push(
                 Diagnostic::error("croo::no-entity", at, "no source has role = \"entity\"")
-                    .with_help("exactly one source defines the population: add `role = \"entity\"` to it"),
+                    .with_help(
+                        "exactly one source defines the population: add `role = \"entity\"` to it",
+                    ),
             );
         }
         for extra in entities.iter().skip(1) {
@@ -513,7 +527,11 @@ impl Parser<'_> {
                 other => self.err(
                     "croo::wrong-type",
                     v.span(),
-                    format!("dimension `{}` must name a column (a string), found {}", name.value, type_name(other)),
+                    format!(
+                        "dimension `{}` must name a column (a string), found {}",
+                        name.value,
+                        type_name(other)
+                    ),
                 ),
             }
         }
@@ -568,7 +586,11 @@ impl Parser<'_> {
                 other => self.err(
                     "croo::wrong-type",
                     v.span(),
-                    format!("derived value `{}` must be a formula string, found {}", name.value, type_name(other)),
+                    format!(
+                        "derived value `{}` must be a formula string, found {}",
+                        name.value,
+                        type_name(other)
+                    ),
                 ),
             }
         }
@@ -604,7 +626,10 @@ impl Parser<'_> {
                             self.err(
                                 "croo::invalid-weight",
                                 w.span(),
-                                format!("the weight of component `{}` is not a finite number", name.value),
+                                format!(
+                                    "the weight of component `{}` is not a finite number",
+                                    name.value
+                                ),
                             );
                             None
                         }
@@ -658,7 +683,11 @@ impl Parser<'_> {
             return out;
         };
         let DeValue::Array(items) = v.get_ref() else {
-            self.err("croo::wrong-type", v.span(), "`tests` must be an array of tables ([[tests]])");
+            self.err(
+                "croo::wrong-type",
+                v.span(),
+                "`tests` must be an array of tables ([[tests]])",
+            );
             return out;
         };
         for item in items.iter() {
@@ -684,7 +713,10 @@ impl Parser<'_> {
                                 other => self.err(
                                     "croo::wrong-type",
                                     e.span(),
-                                    format!("a test period must be a date, found {}", type_name(other)),
+                                    format!(
+                                        "a test period must be a date, found {}",
+                                        type_name(other)
+                                    ),
                                 ),
                             }
                         }
@@ -692,7 +724,10 @@ impl Parser<'_> {
                     other => self.err(
                         "croo::wrong-type",
                         p.span(),
-                        format!("`periods` must be an array of dates, found {}", type_name(other)),
+                        format!(
+                            "`periods` must be an array of dates, found {}",
+                            type_name(other)
+                        ),
                     ),
                 },
                 None => self.missing(&keys, "periods"),
@@ -720,7 +755,11 @@ impl Parser<'_> {
                             self.err(
                                 "croo::wrong-type",
                                 v.span(),
-                                format!("expected value `{}` must be a number, found {}", k.get_ref(), type_name(v.get_ref())),
+                                format!(
+                                    "expected value `{}` must be a number, found {}",
+                                    k.get_ref(),
+                                    type_name(v.get_ref())
+                                ),
                             );
                             continue;
                         };
@@ -758,12 +797,20 @@ impl Parser<'_> {
             return rows;
         };
         let DeValue::Array(items) = v.get_ref() else {
-            self.err("croo::wrong-type", v.span(), "`rows` must be an array of inline tables");
+            self.err(
+                "croo::wrong-type",
+                v.span(),
+                "`rows` must be an array of inline tables",
+            );
             return rows;
         };
         for item in items.iter() {
             let DeValue::Table(row) = item.get_ref() else {
-                self.err("croo::wrong-type", item.span(), "a test row must be an inline table");
+                self.err(
+                    "croo::wrong-type",
+                    item.span(),
+                    "a test row must be an inline table",
+                );
                 continue;
             };
             let mut out = Vec::new();

@@ -1,0 +1,298 @@
+//! Data shapes: file formats, key widths, time zones, NULL columns, grains,
+//! and the errors bad data must give.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, Int32Array, RecordBatch, StringArray, TimestampNanosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::parquet::arrow::ArrowWriter;
+use engine::{Class, Error};
+
+use crate::*;
+
+fn parquet(path: &std::path::Path, fields: Vec<Field>, cols: Vec<ArrayRef>) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+const EVENTS_FORMULA: &str = r#"
+[formula]
+name = "shapes"
+version = "1"
+grain = "GRAIN"
+[sources.customers]
+role = "entity"
+uri = "customers.parquet"
+key = "id"
+active_from = "since"
+[sources.ev]
+uri = "events/"
+key = "customer"
+time = "at"
+[dimensions]
+tier = "tier"
+[measures.n]
+source = "ev"
+expr = "count(*)"
+default = 0
+[measures.score_sum]
+source = "ev"
+expr = "sum(points)"
+default = 0
+[score.components.c]
+weight = 1
+expr = "n + score_sum / 1000"
+"#;
+
+/// Int32 keys in Parquet meet Int64 keys in NDJSON; nanosecond timestamps
+/// and ISO strings with offsets are read as UTC instants; a directory of
+/// NDJSON files with hive-style folders is one source.
+///
+/// Customer 1 joined 2026-01-31 23:30 UTC (stored in ns). Events: one at
+/// "2026-02-01T01:00:00+02:00" = Jan 31 23:00 UTC (January), one at
+/// "2026-02-01T00:00:00Z" (February), one for customer 2 in January.
+/// January: c1 active (since < Feb 1) with 1 event whose points are NULL:
+/// it has a row, so `sum(points)` is NULL (not the default) and c1 is
+/// excluded; c2 has 1 event and 5 points -> 1.005 -> score 100.5.
+#[tokio::test]
+async fn key_widths_time_zones_and_partitioned_ndjson() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_nanos_opt()
+            .unwrap()
+    };
+    parquet(
+        &dir.path().join("customers.parquet"),
+        vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("tier", DataType::Int32, false),
+            Field::new(
+                "since",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("+01:00".into())),
+                false,
+            ),
+        ],
+        vec![
+            Arc::new(Int32Array::from(vec![1, 2])),
+            Arc::new(Int32Array::from(vec![1, 2])),
+            Arc::new(
+                TimestampNanosecondArray::from(vec![
+                    ns("2026-01-31T23:30:00Z"),
+                    ns("2025-01-01T00:00:00Z"),
+                ])
+                .with_timezone("+01:00"),
+            ),
+        ],
+    );
+    write(
+        dir.path(),
+        "events/day=1/a.ndjson",
+        "{\"customer\": 1, \"at\": \"2026-02-01T01:00:00+02:00\", \"points\": null}\n{\"customer\": 1, \"at\": \"2026-02-01T00:00:00Z\", \"points\": 7}\n",
+    );
+    write(
+        dir.path(),
+        "events/day=2/b.ndjson",
+        "{\"customer\": 2, \"at\": \"2026-01-15T12:00:00Z\", \"points\": 5}\n{\"customer\": 77, \"at\": \"2026-01-15T12:00:00Z\", \"points\": 1000}\n",
+    );
+    write(
+        dir.path(),
+        "formula.toml",
+        &EVENTS_FORMULA.replace("GRAIN", "month"),
+    );
+    let rows = run(dir.path(), "2026-01-01", "2026-02-01").await.unwrap();
+    let jan = row(&rows, "2026-01-01", None);
+    assert_eq!((jan.population, jan.included), (2, 1));
+    approx(jan.score, 100.5);
+    // the integer dimension value is its decimal text
+    approx(row(&rows, "2026-01-01", Some(("tier", "2"))).score, 100.5);
+    // February: c1 has the event at exactly Feb 1 (1 + 7/1000), c2 none (0)
+    approx(
+        row(&rows, "2026-02-01", None).score,
+        100.0 * (1.007 + 0.0) / 2.0,
+    );
+}
+
+/// ISO weeks start on Monday: an event on Sunday 23:59:59 belongs to the
+/// week before the Monday 00:00 one.
+#[tokio::test]
+async fn weeks_start_on_monday() {
+    let dir = tempfile::tempdir().unwrap();
+    parquet(
+        &dir.path().join("customers.parquet"),
+        vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("tier", DataType::Utf8, false),
+            Field::new("since", DataType::Utf8, false),
+        ],
+        vec![
+            Arc::new(Int32Array::from(vec![1])),
+            Arc::new(StringArray::from(vec!["x"])),
+            Arc::new(StringArray::from(vec!["2020-01-01"])),
+        ],
+    );
+    // 2026-11-22 is a Sunday, 2026-11-23 a Monday.
+    write(
+        dir.path(),
+        "events/e.csv",
+        "customer,at,points\n1,2026-11-22T23:59:59Z,1\n1,2026-11-23T00:00:00Z,1\n1,2026-11-23T10:00:00Z,1\n",
+    );
+    write(
+        dir.path(),
+        "formula.toml",
+        &EVENTS_FORMULA.replace("GRAIN", "week"),
+    );
+    let rows = run(dir.path(), "2026-11-16", "2026-11-23").await.unwrap();
+    approx(row(&rows, "2026-11-16", None).score, 100.0 * 1.001);
+    approx(row(&rows, "2026-11-23", None).score, 100.0 * 2.002);
+}
+
+/// A column that is NULL in every row gives NULL measures (and, with no
+/// default, excluded customers), not an error.
+#[tokio::test]
+async fn all_null_column() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "customers.csv", "customer_id\n1\n2\n");
+    write(
+        dir.path(),
+        "ev.ndjson",
+        "{\"customer_id\": 1, \"at\": \"2026-03-05T00:00:00Z\", \"csat\": null}\n",
+    );
+    write(
+        dir.path(),
+        "formula.toml",
+        r#"
+[formula]
+name = "nulls"
+version = "1"
+grain = "month"
+[sources.customers]
+role = "entity"
+uri = "customers.csv"
+key = "customer_id"
+[sources.ev]
+uri = "ev.ndjson"
+key = "customer_id"
+time = "at"
+[measures.csat]
+source = "ev"
+expr = "avg(csat)"
+[measures.contacts]
+source = "ev"
+expr = "count(*)"
+default = 0
+[score.components.c]
+weight = 1
+expr = "if(csat > 3, 1, contacts)"
+"#,
+    );
+    let rows = run(dir.path(), "2026-03-01", "2026-03-01").await.unwrap();
+    // csat is NULL for both -> if takes the else branch: contacts = 1, 0
+    let all = row(&rows, "2026-03-01", None);
+    assert_eq!(all.included, 2);
+    approx(all.score, 50.0);
+}
+
+/// Keys that cannot be compared are a user error naming both sources.
+#[tokio::test]
+async fn mismatched_key_types_name_both_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "customers.csv", "customer_id\nA1\nB2\n");
+    write(
+        dir.path(),
+        "ev.csv",
+        "customer_id,at,v\n1,2026-03-05T00:00:00Z,1\n",
+    );
+    write(
+        dir.path(),
+        "formula.toml",
+        r#"
+[formula]
+name = "keys"
+version = "1"
+grain = "month"
+[sources.customers]
+role = "entity"
+uri = "customers.csv"
+key = "customer_id"
+[sources.ev]
+uri = "ev.csv"
+key = "customer_id"
+time = "at"
+[measures.v]
+source = "ev"
+expr = "sum(v)"
+[score.components.c]
+weight = 1
+expr = "v"
+"#,
+    );
+    let err = run(dir.path(), "2026-03-01", "2026-03-01")
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), Class::User);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("customers.customer_id") && msg.contains("ev.customer_id"),
+        "{msg}"
+    );
+}
+
+/// A column missing from a source is reported at its place in the formula
+/// file, with the nearest column suggested; a missing file names the source.
+#[tokio::test]
+async fn missing_column_and_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "customers.csv", "customer_id\n1\n");
+    write(
+        dir.path(),
+        "ev.csv",
+        "customer_id,at,amount\n1,2026-03-05T00:00:00Z,1\n",
+    );
+    let formula = r#"
+[formula]
+name = "cols"
+version = "1"
+grain = "month"
+[sources.customers]
+role = "entity"
+uri = "customers.csv"
+key = "customer_id"
+[sources.ev]
+uri = "ev.csv"
+key = "customer_id"
+time = "at"
+[measures.v]
+source = "ev"
+expr = "sum(amont)"
+[score.components.c]
+weight = 1
+expr = "v"
+"#;
+    write(dir.path(), "formula.toml", formula);
+    match run(dir.path(), "2026-03-01", "2026-03-01")
+        .await
+        .unwrap_err()
+    {
+        Error::Formula { file, diagnostics } => {
+            let d = &diagnostics[0];
+            assert_eq!(d.message, "source `ev` has no column `amont`");
+            assert_eq!(d.help.as_deref(), Some("did you mean `amount`?"));
+            assert_eq!(file.line_col(d.span.start), (16, 13));
+        }
+        other => panic!("{other}"),
+    }
+    std::fs::remove_file(dir.path().join("ev.csv")).unwrap();
+    let err = run(dir.path(), "2026-03-01", "2026-03-01")
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), Class::User);
+    assert!(err.to_string().contains("source `ev`"), "{err}");
+}
