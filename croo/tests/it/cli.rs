@@ -1,0 +1,354 @@
+//! The real binary on real files: exit codes, outputs, diagnostics.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn croo(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_croo"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const GOOD: &str = r#"[formula]
+name = "cli"
+version = "1"
+grain = "month"
+
+[sources.customers]
+role = "entity"
+uri = "customers.csv"
+key = "customer_id"
+
+[sources.ev]
+uri = "ev.csv"
+key = "customer_id"
+time = "at"
+
+[measures.spend]
+source = "ev"
+expr = "sum(amount)"
+default = 0
+
+[measures.visits]
+source = "ev"
+expr = "count(*)"
+default = 0
+
+[derived]
+avg_spend = "spend / visits"
+
+[score.components.value]
+weight = 0.5
+expr = "minmax(spend)"
+
+[score.components.habit]
+weight = 0.5
+expr = "min(visits, 2) / 2"
+
+[rollup]
+weight = "visits + 1"
+"#;
+
+fn good_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("customers.csv"), "customer_id\n1\n2\n").unwrap();
+    std::fs::write(
+        dir.path().join("ev.csv"),
+        "customer_id,at,amount\n1,2026-03-01T00:00:00Z,10\n1,2026-03-02T00:00:00Z,30\n2,2026-03-03T00:00:00Z,5\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("formula.toml"), GOOD).unwrap();
+    dir
+}
+
+/// `croo run --format json` prints PRODUCT.md's shape.
+///
+/// spend = 40, 5; visits = 2, 1. value = minmax(spend) = 1, 0; habit =
+/// min(visits, 2) / 2 = 1, 0.5; score = 1, 0.25; weight = visits + 1 = 3, 2.
+/// rollup = 100 * (3 * 1 + 2 * 0.25) / 5 = 70.
+#[test]
+fn run_prints_json_results() {
+    let dir = good_dir();
+    let o = croo(
+        dir.path(),
+        &[
+            "run",
+            "formula.toml",
+            "--period",
+            "2026-03-15",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["formula"], "cli");
+    assert_eq!(doc["version"], "1");
+    assert!(doc["formula_hash"].as_str().unwrap().starts_with("sha256:"));
+    let r = &doc["results"][0];
+    assert_eq!(r["period"], "2026-03-01");
+    assert_eq!(r["dimension"], serde_json::Value::Null);
+    assert_eq!(r["population"], 2);
+    assert!((r["score"].as_f64().unwrap() - 70.0).abs() < 1e-9);
+    assert!((r["weight_total"].as_f64().unwrap() - 5.0).abs() < 1e-9);
+    // value: (3 * 1 + 2 * 0) / 5 = 0.6 -> contribution 100 * 0.5 * 0.6 = 30
+    assert!((r["components"]["value"]["rollup"].as_f64().unwrap() - 0.6).abs() < 1e-9);
+    assert!((r["components"]["value"]["contribution"].as_f64().unwrap() - 30.0).abs() < 1e-9);
+    assert!(dir.path().join("croo-results/current.json").exists());
+}
+
+#[test]
+fn bad_arguments_exit_1() {
+    let dir = good_dir();
+    let o = croo(dir.path(), &["run", "formula.toml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = croo(
+        dir.path(),
+        &["run", "missing.toml", "--period", "2026-03-01"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("missing.toml"));
+    let o = croo(dir.path(), &["run", "formula.toml", "--period", "March"]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = croo(
+        dir.path(),
+        &[
+            "run",
+            "formula.toml",
+            "--period",
+            "2026-03-01",
+            "--memory-limit",
+            "lots",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn missing_data_exits_1_naming_the_source() {
+    let dir = good_dir();
+    std::fs::remove_file(dir.path().join("ev.csv")).unwrap();
+    let o = croo(
+        dir.path(),
+        &["run", "formula.toml", "--period", "2026-03-01"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("source `ev`"), "{}", text(&o));
+}
+
+/// Each broken variant of a good formula: exit 1, the right line, the
+/// right name, in text and in JSON.
+#[test]
+fn check_reports_each_mistake_at_its_line() {
+    let cases: &[(&str, &str, usize, &str)] = &[
+        // (replace, with, expected line, expected text)
+        (
+            "expr = \"minmax(spend)\"",
+            "expr = \"minmax(spend_)\"",
+            31,
+            "did you mean `spend`?",
+        ),
+        (
+            "avg_spend = \"spend / visits\"",
+            "avg_spend = \"spend / avg_spend\"",
+            27,
+            "cycle",
+        ),
+        (
+            "expr = \"minmax(spend)\"",
+            "expr = \"minmax(zscore(spend))\"",
+            31,
+            "nested",
+        ),
+        (
+            "weight = \"visits + 1\"",
+            "weight = \"pct_rank(visits)\"",
+            38,
+            "rollup.weight",
+        ),
+        (
+            "expr = \"sum(amount)\"",
+            "expr = \"amount\"",
+            18,
+            "aggregate",
+        ),
+        (
+            "expr = \"sum(amount)\"",
+            "expr = \"sum(max(amount))\"",
+            18,
+            "nested",
+        ),
+        (
+            "source = \"ev\"\nexpr = \"count(*)\"",
+            "source = \"evv\"\nexpr = \"count(*)\"",
+            22,
+            "did you mean `ev`?",
+        ),
+        (
+            "expr = \"min(visits, 2) / 2\"",
+            "expr = \"min(visits) / 2\"",
+            35,
+            "at least 2 arguments",
+        ),
+        (
+            "expr = \"min(visits, 2) / 2\"",
+            "expr = \"mni(visits, 2) / 2\"",
+            35,
+            "did you mean `min`?",
+        ),
+        (
+            "weight = 0.5\nexpr = \"minmax",
+            "weight = nan\nexpr = \"minmax",
+            30,
+            "not a finite number",
+        ),
+        (
+            "grain = \"month\"",
+            "grain = \"mnoth\"",
+            4,
+            "did you mean `month`?",
+        ),
+        (
+            "default = 0\n\n[measures.visits]",
+            "defualt = 0\n\n[measures.visits]",
+            19,
+            "did you mean `default`?",
+        ),
+        ("[derived]\navg_spend", "[derived]\nspend", 27, "used twice"),
+        ("version = \"1\"", "version = \"1", 3, "TOML"),
+    ];
+    for (from, to, line, needle) in cases {
+        let dir = good_dir();
+        assert!(GOOD.contains(from), "case {from:?} does not apply");
+        std::fs::write(dir.path().join("formula.toml"), GOOD.replacen(from, to, 1)).unwrap();
+        let o = croo(dir.path(), &["check", "formula.toml"]);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{to}: {out}");
+        assert!(
+            out.contains(&format!("formula.toml:{line}:")),
+            "{to}: expected line {line} in\n{out}"
+        );
+        assert!(out.contains(needle), "{to}: expected {needle:?} in\n{out}");
+
+        let o = croo(dir.path(), &["check", "formula.toml", "--format", "json"]);
+        assert_eq!(o.status.code(), Some(1));
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let lines: Vec<u64> = doc["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["severity"] == "error")
+            .map(|d| d["line"].as_u64().unwrap())
+            .collect();
+        assert!(
+            lines.contains(&(*line as u64)),
+            "{to}: json lines {lines:?}"
+        );
+    }
+}
+
+#[test]
+fn check_finds_all_errors_in_one_run() {
+    let dir = good_dir();
+    let broken = GOOD.replacen("minmax(spend)", "minmax(spnd)", 1).replacen(
+        "min(visits, 2) / 2",
+        "min(vists, 2) / 2",
+        1,
+    );
+    std::fs::write(dir.path().join("formula.toml"), broken).unwrap();
+    let o = croo(dir.path(), &["check", "formula.toml", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["errors"], 2, "{doc}");
+}
+
+#[test]
+fn check_with_schemas_names_missing_columns() {
+    let dir = good_dir();
+    std::fs::write(
+        dir.path().join("formula.toml"),
+        GOOD.replacen("sum(amount)", "sum(amont)", 1),
+    )
+    .unwrap();
+    let o = croo(dir.path(), &["check", "formula.toml"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "without --schemas no data is read: {}",
+        text(&o)
+    );
+    let o = croo(dir.path(), &["check", "--schemas", "formula.toml"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o);
+    assert!(
+        out.contains("formula.toml:18:") && out.contains("did you mean `amount`?"),
+        "{out}"
+    );
+}
+
+#[test]
+fn sample_then_run_example_formula() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = croo(
+        dir.path(),
+        &[
+            "sample",
+            "--out",
+            "s",
+            "--customers",
+            "200",
+            "--months",
+            "2",
+            "--seed",
+            "3",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let first = std::fs::read(dir.path().join("s/transactions.csv")).unwrap();
+    let o = croo(
+        dir.path(),
+        &[
+            "sample",
+            "--out",
+            "s2",
+            "--customers",
+            "200",
+            "--months",
+            "2",
+            "--seed",
+            "3",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        first,
+        std::fs::read(dir.path().join("s2/transactions.csv")).unwrap(),
+        "same seed, same data"
+    );
+    let o = croo(dir.path(), &["check", "--schemas", "s/retail-croo.toml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = croo(
+        dir.path(),
+        &[
+            "run",
+            "s/retail-croo.toml",
+            "--from",
+            "2026-09-01",
+            "--to",
+            "2026-10-01",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("2026-10-01  segment=enterprise"), "{out}");
+}
