@@ -2,7 +2,10 @@
 //! with `evalexpr`, for differential tests and benchmarks. Never used to
 //! compute results.
 
-use evalexpr::{ContextWithMutableVariables, HashMapContext, Node, Value};
+use evalexpr::{
+    ContextWithMutableFunctions, ContextWithMutableVariables, EvalexprError, Function,
+    HashMapContext, Node, Value,
+};
 
 /// Rewrites croo's function names to evalexpr's (`sqrt` → `math::sqrt`).
 pub fn to_evalexpr_syntax(text: &str) -> String {
@@ -43,10 +46,27 @@ impl Reference {
     pub fn new(text: &str, names: &[&str]) -> Result<Self, String> {
         let node =
             evalexpr::build_operator_tree(&to_evalexpr_syntax(text)).map_err(|e| e.to_string())?;
+        let mut ctx = HashMapContext::new();
+        // `div(x, y)` and `rem(x, y)`: `/` and `%` that fail on a zero
+        // divisor, so that rows where croo gives NULL are recognisable.
+        for (name, modulo) in [("div", false), ("rem", true)] {
+            ctx.set_function(
+                name.into(),
+                Function::new(move |arg| {
+                    let t = arg.as_fixed_len_tuple(2)?;
+                    let (x, y) = (t[0].as_number()?, t[1].as_number()?);
+                    if y == 0.0 {
+                        return Err(EvalexprError::CustomMessage("division by zero".into()));
+                    }
+                    Ok(Value::Float(if modulo { x % y } else { x / y }))
+                }),
+            )
+            .map_err(|e| e.to_string())?;
+        }
         Ok(Self {
             node,
             names: names.iter().map(|s| s.to_string()).collect(),
-            ctx: HashMapContext::new(),
+            ctx,
         })
     }
 
@@ -81,5 +101,8 @@ mod tests {
     fn evaluates_floats() {
         let mut r = Reference::new("a / b + min(a, 2)", &["a", "b"]).unwrap();
         assert_eq!(r.eval(&[7.0, 2.0]), Some(5.5));
+        let mut r = Reference::new("div(a, b) + rem(a, b)", &["a", "b"]).unwrap();
+        assert_eq!(r.eval(&[7.0, 2.0]), Some(4.5));
+        assert_eq!(r.eval(&[7.0, 0.0]), None);
     }
 }
