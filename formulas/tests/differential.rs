@@ -153,7 +153,10 @@ impl Scope for Cols {
 }
 
 #[tokio::test]
-#[allow(clippy::needless_range_loop, reason = "rows index three parallel columns")]
+#[allow(
+    clippy::needless_range_loop,
+    reason = "rows index three parallel columns"
+)]
 async fn compiled_agrees_with_evalexpr() {
     let mut r = Rng(0x9E37_79B9_7F4A_7C15);
     let rows = 64;

@@ -296,3 +296,68 @@ expr = "v"
     assert_eq!(err.class(), Class::User);
     assert!(err.to_string().contains("source `ev`"), "{err}");
 }
+
+/// A glob source, and a measure over the entity source itself (no time:
+/// aggregated over the customer's entity rows), with date-typed activity.
+///
+/// Customers 1 (tier 2) and 2 (tier 4), both active from 2026-01-01 (a
+/// date). Visits come from two CSV files picked by `visits-*.csv`; the
+/// `ignored.csv` next to them is not read. Customer 1 has 2 visits in
+/// March, customer 2 has 1 -> component = visits * tier = 4, 4 -> 100 * 4.
+#[tokio::test]
+async fn glob_source_and_entity_measure() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "customers.csv",
+        "customer_id,tier,since\n1,2,2026-01-01\n2,4,2026-01-01\n",
+    );
+    write(
+        dir.path(),
+        "data/visits-1.csv",
+        "customer_id,at\n1,2026-03-01T10:00:00Z\n1,2026-03-09T10:00:00Z\n",
+    );
+    write(
+        dir.path(),
+        "data/visits-2.csv",
+        "customer_id,at\n2,2026-03-02T10:00:00Z\n",
+    );
+    write(
+        dir.path(),
+        "data/ignored.csv",
+        "customer_id,at\n2,2026-03-03T10:00:00Z\n2,2026-03-04T10:00:00Z\n",
+    );
+    write(
+        dir.path(),
+        "formula.toml",
+        r#"
+[formula]
+name = "glob"
+version = "1"
+grain = "quarter"
+[sources.customers]
+role = "entity"
+uri = "customers.csv"
+key = "customer_id"
+active_from = "since"
+[sources.visits]
+uri = "data/visits-*.csv"
+key = "customer_id"
+time = "at"
+[measures.tier]
+source = "customers"
+expr = "max(tier)"
+[measures.visits]
+source = "visits"
+expr = "count(*)"
+default = 0
+[score.components.c]
+weight = 1
+expr = "visits * tier"
+"#,
+    );
+    let rows = run(dir.path(), "2026-01-01", "2026-01-01").await.unwrap();
+    let q1 = row(&rows, "2026-01-01", None);
+    assert_eq!(q1.included, 2);
+    approx(q1.score, 400.0);
+}
