@@ -49,6 +49,11 @@ enum Command {
         #[arg(long)]
         schemas: bool,
     },
+    /// Run the `[[tests]]` of formula files: a pass/fail line each.
+    Test {
+        #[arg(required = true)]
+        formulas: Vec<PathBuf>,
+    },
     /// Compute a formula for one period or a range and store the results.
     Run {
         formula: PathBuf,
@@ -200,6 +205,7 @@ async fn dispatch(cmd: Command) -> Result<u8, Failure> {
             format,
             schemas,
         } => check(&formulas, format, schemas).await,
+        Command::Test { formulas } => test(&formulas).await,
         Command::Run {
             formula,
             periods,
@@ -355,6 +361,42 @@ async fn check(paths: &[PathBuf], format: OutputFormat, schemas: bool) -> Result
         }
     }
     Ok(if errors > 0 { 1 } else { 0 })
+}
+
+async fn test(paths: &[PathBuf]) -> Result<u8, Failure> {
+    let (mut passed, mut failed) = (0usize, 0usize);
+    let mut out = std::io::stdout().lock();
+    for path in paths {
+        let loaded = engine::load(path).map_err(Failure::from)?;
+        if loaded.formula.file.tests.is_empty() {
+            let _ = writeln!(out, "{}: no [[tests]]", path.display());
+            continue;
+        }
+        let outcomes = engine::formula_tests::run_tests(&loaded)
+            .await
+            .map_err(Failure::from)?;
+        for o in outcomes {
+            if o.passed() {
+                passed += 1;
+                let _ = writeln!(out, "PASS {}: {}", path.display(), o.name);
+                continue;
+            }
+            failed += 1;
+            let _ = writeln!(out, "FAIL {}: {}", path.display(), o.name);
+            if let Some(e) = &o.error {
+                let _ = writeln!(out, "     error: {e}");
+            }
+            for c in o.checks.iter().filter(|c| !c.passed) {
+                let actual = c
+                    .actual
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "NULL".into());
+                let _ = writeln!(out, "     {}: expected {}, got {actual}", c.key, c.expected);
+            }
+        }
+    }
+    let _ = writeln!(out, "\n{passed} passed, {failed} failed");
+    Ok(if failed > 0 { 1 } else { 0 })
 }
 
 async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> Result<u8, Failure> {

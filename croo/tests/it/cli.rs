@@ -352,3 +352,86 @@ fn sample_then_run_example_formula() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("2026-10-01  segment=enterprise"), "{out}");
 }
+
+/// `croo test` runs the `[[tests]]` of FORMULA.md's example: inline rows
+/// replace the sources; a failing expectation shows expected and actual.
+///
+/// Customers 1 (smb) and 2 (ent); customer 1 has one 300 s interaction in
+/// January at 0.02 EUR/s -> cost 6; customer 2 none -> cost 0 (default).
+/// service = if(cost > 5, 0, 1) = 0, 1; the score is their mean: 100 * 0.5
+/// = 50; smb = 0, ent = 100.
+#[test]
+fn test_command_passes_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let formula = r#"[formula]
+name = "tested"
+version = "1"
+grain = "month"
+
+[sources.customers]
+role = "entity"
+uri = "customers.parquet"
+key = "customer_id"
+
+[sources.interactions]
+uri = "interactions/"
+key = "customer_id"
+time = "started_at"
+
+[dimensions]
+segment = "segment"
+
+[measures.cost]
+source = "interactions"
+expr = "sum(handle_seconds * cost_per_second)"
+filter = "channel <> 'test'"
+default = 0
+
+[score.components.service]
+weight = 1
+expr = "if(cost > 5, 0, 1)"
+
+[[tests]]
+name = "a costly customer pulls the score down"
+periods = ["2026-01-01"]
+[tests.data.customers]
+rows = [ { customer_id = 1, segment = "smb" }, { customer_id = 2, segment = "ent" } ]
+[tests.data.interactions]
+rows = [ { customer_id = 1, started_at = 2026-01-03T10:00:00Z, channel = "phone", handle_seconds = 300, cost_per_second = 0.02 } ]
+[tests.expect]
+score = 50.0
+"segment=smb" = 0.0
+"segment=ent" = 100
+tolerance = 1e-9
+
+[[tests]]
+name = "a wrong expectation fails"
+periods = ["2026-01-15"]
+[tests.data.customers]
+rows = [ { customer_id = 1, segment = "smb" } ]
+[tests.data.interactions]
+rows = [ { customer_id = 1, started_at = "2026-02-01T00:00:00Z", handle_seconds = 300, cost_per_second = 0.02 } ]
+[tests.expect]
+score = 0.0
+"#;
+    std::fs::write(dir.path().join("f.toml"), formula).unwrap();
+    let o = croo(dir.path(), &["test", "f.toml"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("PASS f.toml: a costly customer pulls the score down"),
+        "{out}"
+    );
+    // the only interaction is at exactly Feb 1, outside January: cost 0 -> 100
+    assert!(
+        out.contains("FAIL f.toml: a wrong expectation fails"),
+        "{out}"
+    );
+    assert!(out.contains("score: expected 0, got 100"), "{out}");
+    assert!(out.contains("1 passed, 1 failed"), "{out}");
+
+    let passing = formula.split("[[tests]]\nname = \"a wrong").next().unwrap();
+    std::fs::write(dir.path().join("g.toml"), passing).unwrap();
+    let o = croo(dir.path(), &["test", "g.toml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
