@@ -62,6 +62,8 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Print the JSON Schema of formula files (for taplo / Even Better TOML).
+    Schema,
     /// Write a realistic sample data set and an example formula.
     Sample {
         #[arg(long, default_value = "croo-sample")]
@@ -206,6 +208,10 @@ async fn dispatch(cmd: Command) -> Result<u8, Failure> {
             schemas,
         } => check(&formulas, format, schemas).await,
         Command::Test { formulas } => test(&formulas).await,
+        Command::Schema => {
+            println!("{}", formulas::schema::JSON.trim_end());
+            Ok(0)
+        }
         Command::Run {
             formula,
             periods,

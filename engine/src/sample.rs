@@ -359,6 +359,9 @@ pub fn write(out: &Path, opts: &SampleOptions) -> Result<SampleSummary> {
     let formula = out.join(FORMULA_FILE);
     fs::write(&formula, EXAMPLE_FORMULA)
         .map_err(Error::io(format!("writing {}", formula.display())))?;
+    let schema = out.join("croo-formula.schema.json");
+    fs::write(&schema, formulas::schema::JSON)
+        .map_err(Error::io(format!("writing {}", schema.display())))?;
     Ok(summary)
 }
 

@@ -13,6 +13,7 @@ pub mod expr;
 pub mod measure;
 pub mod model;
 pub mod reference;
+pub mod schema;
 pub mod syntax;
 
 pub use check::{Formula, check};

@@ -56,39 +56,42 @@ impl<'a, 'i> Keys<'a, 'i> {
     }
 }
 
-const FORMULA_KEYS: &[&str] = &["name", "version", "description", "owner", "grain", "scale"];
-const SOURCE_KEYS: &[&str] = &[
-    "role",
-    "uri",
-    "format",
-    "key",
-    "time",
-    "active_from",
-    "active_to",
-];
-const MEASURE_KEYS: &[&str] = &[
-    "source",
-    "perspective",
-    "expr",
-    "filter",
-    "default",
-    "unit",
-    "description",
-];
-const COMPONENT_KEYS: &[&str] = &["weight", "expr", "description"];
-const SCORE_KEYS: &[&str] = &["components", "expr"];
-const ROLLUP_KEYS: &[&str] = &["weight"];
-const TEST_KEYS: &[&str] = &["name", "periods", "data", "expect"];
-const TOP_KEYS: &[&str] = &[
-    "formula",
-    "sources",
-    "dimensions",
-    "measures",
-    "derived",
-    "score",
-    "rollup",
-    "tests",
-];
+/// The keys each table accepts (the JSON Schema is checked against them).
+pub mod keys {
+    pub const FORMULA: &[&str] = &["name", "version", "description", "owner", "grain", "scale"];
+    pub const SOURCE: &[&str] = &[
+        "role",
+        "uri",
+        "format",
+        "key",
+        "time",
+        "active_from",
+        "active_to",
+    ];
+    pub const MEASURE: &[&str] = &[
+        "source",
+        "perspective",
+        "expr",
+        "filter",
+        "default",
+        "unit",
+        "description",
+    ];
+    pub const COMPONENT: &[&str] = &["weight", "expr", "description"];
+    pub const SCORE: &[&str] = &["components", "expr"];
+    pub const ROLLUP: &[&str] = &["weight"];
+    pub const TEST: &[&str] = &["name", "periods", "data", "expect"];
+    pub const TOP: &[&str] = &[
+        "formula",
+        "sources",
+        "dimensions",
+        "measures",
+        "derived",
+        "score",
+        "rollup",
+        "tests",
+    ];
+}
 
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
@@ -336,10 +339,10 @@ impl Parser<'_> {
             table: root,
             span: span.clone(),
             what: "the formula file",
-            allowed: TOP_KEYS,
+            allowed: keys::TOP,
         };
         self.unknown_keys(&top);
-        let Some(head) = self.subtable(root, "formula", "[formula]", FORMULA_KEYS) else {
+        let Some(head) = self.subtable(root, "formula", "[formula]", keys::FORMULA) else {
             if root.get("formula").is_none() {
                 self.err(
                     "croo::missing-key",
@@ -389,7 +392,7 @@ impl Parser<'_> {
         let derived = self.derived(root);
         let (components, score_expr) = self.score(root, &span);
         let rollup_weight = self
-            .subtable(root, "rollup", "[rollup]", ROLLUP_KEYS)
+            .subtable(root, "rollup", "[rollup]", keys::ROLLUP)
             .and_then(|k| self.string(&k, "weight", false));
         let tests = self.tests(root);
 
@@ -424,7 +427,7 @@ impl Parser<'_> {
         for (k, v) in all.table.iter() {
             let name = self.name(k, "source");
             let what = "a [sources.*] table";
-            let Some(keys) = self.as_table(v, what, SOURCE_KEYS) else {
+            let Some(keys) = self.as_table(v, what, keys::SOURCE) else {
                 continue;
             };
             let role = self.string(&keys, "role", false);
@@ -545,7 +548,7 @@ impl Parser<'_> {
         };
         for (k, v) in all.table.iter() {
             let name = self.name(k, "measure");
-            let Some(keys) = self.as_table(v, "a [measures.*] table", MEASURE_KEYS) else {
+            let Some(keys) = self.as_table(v, "a [measures.*] table", keys::MEASURE) else {
                 continue;
             };
             let source = self.string(&keys, "source", true);
@@ -599,7 +602,7 @@ impl Parser<'_> {
 
     fn score(&mut self, root: &Table<'_>, span: &Range<usize>) -> (Vec<Component>, Option<Text>) {
         let mut out = Vec::new();
-        let Some(score) = self.subtable(root, "score", "[score]", SCORE_KEYS) else {
+        let Some(score) = self.subtable(root, "score", "[score]", keys::SCORE) else {
             self.diags.push(
                 Diagnostic::error(
                     "croo::no-components",
@@ -615,7 +618,7 @@ impl Parser<'_> {
         if let Some(all) = &comps {
             for (k, v) in all.table.iter() {
                 let name = self.name(k, "component");
-                let Some(keys) = self.as_table(v, "a [score.components.*] table", COMPONENT_KEYS)
+                let Some(keys) = self.as_table(v, "a [score.components.*] table", keys::COMPONENT)
                 else {
                     continue;
                 };
@@ -691,7 +694,7 @@ impl Parser<'_> {
             return out;
         };
         for item in items.iter() {
-            let Some(keys) = self.as_table(item, "a [[tests]] table", TEST_KEYS) else {
+            let Some(keys) = self.as_table(item, "a [[tests]] table", keys::TEST) else {
                 continue;
             };
             let name = self

@@ -335,6 +335,10 @@ fn sample_then_run_example_formula() {
         std::fs::read(dir.path().join("s2/transactions.csv")).unwrap(),
         "same seed, same data"
     );
+    assert!(dir.path().join("s/croo-formula.schema.json").exists());
+    let o = croo(dir.path(), &["schema"]);
+    let schema: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(schema["title"], "croo formula file");
     let o = croo(dir.path(), &["check", "--schemas", "s/retail-croo.toml"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let o = croo(
