@@ -62,6 +62,21 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// What each component contributes, and what moved the score since another period.
+    Explain {
+        formula: PathBuf,
+        /// The period to explain (any date inside it).
+        #[arg(long)]
+        period: String,
+        /// The period to compare with.
+        #[arg(long)]
+        compare: Option<String>,
+        /// Split the change into within-group and mix effects over this dimension.
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
     /// Print the JSON Schema of formula files (for taplo / Even Better TOML).
     Schema,
     /// Write a realistic sample data set and an example formula.
@@ -208,6 +223,13 @@ async fn dispatch(cmd: Command) -> Result<u8, Failure> {
             schemas,
         } => check(&formulas, format, schemas).await,
         Command::Test { formulas } => test(&formulas).await,
+        Command::Explain {
+            formula,
+            period,
+            compare,
+            by,
+            format,
+        } => explain(&formula, &period, compare.as_deref(), by.as_deref(), format).await,
         Command::Schema => {
             println!("{}", formulas::schema::JSON.trim_end());
             Ok(0)
@@ -367,6 +389,135 @@ async fn check(paths: &[PathBuf], format: OutputFormat, schemas: bool) -> Result
         }
     }
     Ok(if errors > 0 { 1 } else { 0 })
+}
+
+async fn explain(
+    path: &Path,
+    period: &str,
+    compare: Option<&str>,
+    by: Option<&str>,
+    format: OutputFormat,
+) -> Result<u8, Failure> {
+    let loaded = engine::load(path).map_err(Failure::from)?;
+    let grain = loaded.formula.file.grain;
+    let p = engine::period::floor(grain, date("--period", period)?);
+    let c = match compare {
+        Some(c) => Some(engine::period::floor(grain, date("--compare", c)?)),
+        None => None,
+    };
+    if let Some(d) = by
+        && !loaded
+            .formula
+            .file
+            .dimensions
+            .iter()
+            .any(|x| x.name.value == d)
+    {
+        let known: Vec<&str> = loaded
+            .formula
+            .file
+            .dimensions
+            .iter()
+            .map(|x| x.name.value.as_str())
+            .collect();
+        return Err(user(format!(
+            "--by `{d}` is not a dimension of the formula (dimensions: {})",
+            known.join(", ")
+        )));
+    }
+    let mut periods = vec![p];
+    periods.extend(c);
+    periods.sort();
+    periods.dedup();
+    let ctx = engine::session(&SessionOptions::default()).map_err(Failure::from)?;
+    let schemas = engine::register_sources(&ctx, &loaded, &[])
+        .await
+        .map_err(Failure::from)?;
+    let rows = engine::compute(&ctx, &loaded, &schemas, &periods, false)
+        .await
+        .map_err(Failure::from)?
+        .rows;
+    let e = engine::explain::explain(&rows, p, c, by);
+    let mut out = std::io::stdout().lock();
+    if format == OutputFormat::Json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&e).unwrap_or_default()
+        );
+        return Ok(0);
+    }
+    let num = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        out,
+        "{} {}: score {} in {p}",
+        loaded.formula.name(),
+        loaded.formula.file.version.value,
+        num(e.score)
+    );
+    if let Some(c) = c {
+        let _ = writeln!(
+            out,
+            "was {} in {c}; change {}",
+            num(e.score_before),
+            num(e.change)
+        );
+    }
+    let headers: Vec<String> = ["component", "before", "contribution", "change"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let rows: Vec<Vec<String>> = e
+        .components
+        .iter()
+        .map(|x| {
+            vec![
+                x.component.clone(),
+                num(x.before),
+                num(x.after),
+                num(x.change),
+            ]
+        })
+        .collect();
+    let _ = write!(out, "\n{}", render::table(&headers, &rows));
+    if let Some(d) = &e.by {
+        let headers: Vec<String> = [
+            d.as_str(),
+            "share before",
+            "share after",
+            "score before",
+            "score after",
+            "mix",
+            "within",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let rows: Vec<Vec<String>> = e
+            .groups
+            .iter()
+            .map(|g| {
+                vec![
+                    g.value.clone().unwrap_or_else(|| "(null)".into()),
+                    num(Some(g.share_before)),
+                    num(Some(g.share_after)),
+                    num(g.score_before),
+                    num(g.score_after),
+                    num(Some(g.mix)),
+                    num(Some(g.within)),
+                ]
+            })
+            .collect();
+        let _ = write!(out, "\n{}", render::table(&headers, &rows));
+        let _ = writeln!(
+            out,
+            "\nmix {} + within {} = change {}",
+            num(e.mix_total),
+            num(e.within_total),
+            num(e.change)
+        );
+    }
+    Ok(0)
 }
 
 async fn test(paths: &[PathBuf]) -> Result<u8, Failure> {

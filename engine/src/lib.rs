@@ -7,6 +7,7 @@
 //! prints.
 
 pub mod error;
+pub mod explain;
 pub mod formula_tests;
 pub mod period;
 pub mod plan;

@@ -439,3 +439,41 @@ score = 0.0
     let o = croo(dir.path(), &["test", "g.toml"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// `croo explain` on the worked example of docs/formula-reference.md:
+/// March 2026 contributions are 30 (value) and 40 (habit).
+#[test]
+fn explain_shows_contributions() {
+    let dir = good_dir();
+    let o = croo(
+        dir.path(),
+        &[
+            "explain",
+            "formula.toml",
+            "--period",
+            "2026-03-01",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!((e["score"].as_f64().unwrap() - 70.0).abs() < 1e-9);
+    assert!((e["components"][0]["after"].as_f64().unwrap() - 30.0).abs() < 1e-9);
+    assert!((e["components"][1]["after"].as_f64().unwrap() - 40.0).abs() < 1e-9);
+    let o = croo(
+        dir.path(),
+        &[
+            "explain",
+            "formula.toml",
+            "--period",
+            "2026-03-01",
+            "--compare",
+            "2026-02-01",
+            "--by",
+            "nope",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("not a dimension"));
+}
