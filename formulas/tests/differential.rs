@@ -152,6 +152,23 @@ impl Scope for Cols {
     }
 }
 
+/// Parses, compiles and evaluates formula syntax over every row of `batch`.
+async fn eval(ctx: &SessionContext, batch: &RecordBatch, text: &str) -> Float64Array {
+    let ast = formulas::expr::parse(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+    let expr = compile(&ast, &Cols).unwrap();
+    let out = ctx
+        .read_batch(batch.clone())
+        .unwrap()
+        .select(vec![
+            datafusion::prelude::cast(expr, DataType::Float64).alias("v"),
+        ])
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+    out[0].column(0).as_primitive::<Float64Type>().clone()
+}
+
 #[tokio::test]
 #[allow(
     clippy::needless_range_loop,
@@ -189,19 +206,7 @@ async fn compiled_agrees_with_evalexpr() {
     let (mut compared, mut nulls) = (0usize, 0usize);
     for case in 0..400 {
         let (text, reference_text) = num(&mut r, 4);
-        let ast = formulas::expr::parse(&text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
-        let expr = compile(&ast, &Cols).unwrap();
-        let out = ctx
-            .read_batch(batch.clone())
-            .unwrap()
-            .select(vec![
-                datafusion::prelude::cast(expr, DataType::Float64).alias("v"),
-            ])
-            .unwrap()
-            .collect()
-            .await
-            .unwrap_or_else(|e| panic!("{text}: {e}"));
-        let got = out[0].column(0).as_primitive::<Float64Type>().clone();
+        let got = eval(&ctx, &batch, &text).await;
         let mut reference = Reference::new(&reference_text, &VARS).unwrap();
         for i in 0..rows {
             let want = reference.eval(&[cols[0][i], cols[1][i], cols[2][i]]);
@@ -277,19 +282,7 @@ async fn null_and_zero_semantics_by_hand() {
     ];
     let ctx = SessionContext::new();
     for (text, want) in cases {
-        let ast = formulas::expr::parse(text).unwrap();
-        let expr = compile(&ast, &Cols).unwrap();
-        let out = ctx
-            .read_batch(batch.clone())
-            .unwrap()
-            .select(vec![
-                datafusion::prelude::cast(expr, DataType::Float64).alias("v"),
-            ])
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let v = out[0].column(0).as_primitive::<Float64Type>();
+        let v = eval(&ctx, &batch, text).await;
         let got = (!v.is_null(0)).then(|| v.value(0));
         assert_eq!(got, *want, "{text}");
     }
