@@ -77,6 +77,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
+    /// The same data scored by two formula versions, side by side per group.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        /// The period to score (any date inside it).
+        #[arg(long)]
+        period: String,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
     /// Print the JSON Schema of formula files (for taplo / Even Better TOML).
     Schema,
     /// Write a realistic sample data set and an example formula.
@@ -230,6 +240,12 @@ async fn dispatch(cmd: Command) -> Result<u8, Failure> {
             by,
             format,
         } => explain(&formula, &period, compare.as_deref(), by.as_deref(), format).await,
+        Command::Diff {
+            old,
+            new,
+            period,
+            format,
+        } => diff(&old, &new, &period, format).await,
         Command::Schema => {
             println!("{}", formulas::schema::JSON.trim_end());
             Ok(0)
@@ -517,6 +533,101 @@ async fn explain(
             num(e.change)
         );
     }
+    Ok(0)
+}
+
+/// Computes one period of a formula without writing anything.
+async fn score_period(
+    loaded: &engine::Loaded,
+    day: NaiveDate,
+) -> Result<Vec<engine::ResultRow>, Failure> {
+    let p = engine::period::floor(loaded.formula.file.grain, day);
+    let ctx = engine::session(&SessionOptions::default()).map_err(Failure::from)?;
+    let schemas = engine::register_sources(&ctx, loaded, &[])
+        .await
+        .map_err(Failure::from)?;
+    Ok(engine::compute(&ctx, loaded, &schemas, &[p], false)
+        .await
+        .map_err(Failure::from)?
+        .rows)
+}
+
+async fn diff(old: &Path, new: &Path, period: &str, format: OutputFormat) -> Result<u8, Failure> {
+    let day = date("--period", period)?;
+    let (a, b) = (
+        engine::load(old).map_err(Failure::from)?,
+        engine::load(new).map_err(Failure::from)?,
+    );
+    let definitions = engine::diff::definitions(&a.formula, &b.formula);
+    let results =
+        engine::diff::results(&score_period(&a, day).await?, &score_period(&b, day).await?);
+    let mut out = std::io::stdout().lock();
+    if format == OutputFormat::Json {
+        let doc = serde_json::json!({
+            "old": {"formula": a.formula.name(), "version": a.formula.file.version.value, "formula_hash": a.hash},
+            "new": {"formula": b.formula.name(), "version": b.formula.file.version.value, "formula_hash": b.hash},
+            "definitions": definitions,
+            "results": results,
+        });
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        );
+        return Ok(0);
+    }
+    let _ = writeln!(
+        out,
+        "old: {} {}   new: {} {}\n",
+        a.formula.name(),
+        a.formula.file.version.value,
+        b.formula.name(),
+        b.formula.file.version.value
+    );
+    if definitions.is_empty() {
+        let _ = writeln!(out, "no definition differs");
+    }
+    for d in &definitions {
+        let name = if d.name.is_empty() {
+            String::new()
+        } else {
+            format!(" `{}`", d.name)
+        };
+        match (&d.old, &d.new) {
+            (Some(o), Some(n)) => {
+                let _ = writeln!(out, "~ {}{name}: {o}  ->  {n}", d.kind);
+            }
+            (Some(o), None) => {
+                let _ = writeln!(out, "- {}{name}: {o}", d.kind);
+            }
+            (None, Some(n)) => {
+                let _ = writeln!(out, "+ {}{name}: {n}", d.kind);
+            }
+            (None, None) => {}
+        }
+    }
+    let num = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
+    let headers: Vec<String> = ["period", "group", "old", "new", "change"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|r| {
+            let group = match (&r.dimension, &r.value) {
+                (None, _) => "all".to_string(),
+                (Some(d), v) => format!("{d}={}", v.as_deref().unwrap_or("(null)")),
+            };
+            vec![
+                r.period.to_string(),
+                group,
+                num(r.old),
+                num(r.new),
+                num(r.change),
+            ]
+        })
+        .collect();
+    let _ = write!(out, "\n{}", render::table(&headers, &rows));
     Ok(0)
 }
 

@@ -6,6 +6,7 @@
 //! [`compute`] used by `croo test` and `croo explain`. The engine never
 //! prints.
 
+pub mod diff;
 pub mod error;
 pub mod explain;
 pub mod formula_tests;

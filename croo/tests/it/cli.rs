@@ -477,3 +477,57 @@ fn explain_shows_contributions() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("not a dimension"));
 }
+
+/// `croo diff`: the worked example with the weights moved from 0.5/0.5 to
+/// 0.25/0.75. New scores: c1 = 0.25 + 0.75 = 1, c2 = 0.75 * 0.5 = 0.375;
+/// 100 * (3 * 1 + 2 * 0.375) / 5 = 75, against 70 before.
+#[test]
+fn diff_shows_definitions_and_scores() {
+    let dir = good_dir();
+    let new = GOOD
+        .replacen(
+            "weight = 0.5\nexpr = \"minmax",
+            "weight = 0.25\nexpr = \"minmax",
+            1,
+        )
+        .replacen(
+            "weight = 0.5\nexpr = \"min(",
+            "weight = 0.75\nexpr = \"min(",
+            1,
+        )
+        .replacen("version = \"1\"", "version = \"2\"", 1);
+    std::fs::write(dir.path().join("new.toml"), new).unwrap();
+    let o = croo(
+        dir.path(),
+        &[
+            "diff",
+            "formula.toml",
+            "new.toml",
+            "--period",
+            "2026-03-01",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let defs = d["definitions"].as_array().unwrap();
+    assert_eq!(defs.len(), 2, "{defs:?}");
+    assert_eq!(defs[0]["name"], "value");
+    assert_eq!(defs[0]["new"], "0.25 x minmax(spend)");
+    let r = &d["results"][0];
+    assert!((r["old"].as_f64().unwrap() - 70.0).abs() < 1e-9);
+    assert!((r["new"].as_f64().unwrap() - 75.0).abs() < 1e-9);
+    assert!((r["change"].as_f64().unwrap() - 5.0).abs() < 1e-9);
+    let o = croo(
+        dir.path(),
+        &["diff", "formula.toml", "new.toml", "--period", "2026-03-01"],
+    );
+    assert!(
+        text(&o).contains(
+            "~ component `habit`: 0.5 x min(visits, 2) / 2  ->  0.75 x min(visits, 2) / 2"
+        ),
+        "{}",
+        text(&o)
+    );
+}
