@@ -74,6 +74,15 @@ enum Command {
         /// Split the change into within-group and mix effects over this dimension.
         #[arg(long)]
         by: Option<String>,
+        /// Re-score the period N times with the component weights drawn around their nominal values.
+        #[arg(long, value_name = "N")]
+        uncertainty: Option<usize>,
+        /// Seed of the weight draws (the same seed gives the same figures).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Each weight is drawn within +-SPREAD of its nominal value (0.2 = 20%).
+        #[arg(long, default_value_t = 0.2)]
+        spread: f64,
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
@@ -135,7 +144,8 @@ struct RunArgs {
     /// Memory limit, e.g. 2GiB; operators spill to disk past it.
     #[arg(long)]
     memory_limit: Option<String>,
-    /// Threads (DataFusion partitions); all cores by default.
+    /// Threads (DataFusion partitions). Default 1: the same inputs give the same
+    /// numbers bit for bit. More threads are faster but may differ in the last bits.
     #[arg(long)]
     threads: Option<usize>,
 }
@@ -238,8 +248,22 @@ async fn dispatch(cmd: Command) -> Result<u8, Failure> {
             period,
             compare,
             by,
+            uncertainty,
+            seed,
+            spread,
             format,
-        } => explain(&formula, &period, compare.as_deref(), by.as_deref(), format).await,
+        } => {
+            let u = uncertainty.map(|n| (n, seed, spread));
+            explain(
+                &formula,
+                &period,
+                compare.as_deref(),
+                by.as_deref(),
+                u,
+                format,
+            )
+            .await
+        }
         Command::Diff {
             old,
             new,
@@ -412,8 +436,16 @@ async fn explain(
     period: &str,
     compare: Option<&str>,
     by: Option<&str>,
+    uncertainty: Option<(usize, u64, f64)>,
     format: OutputFormat,
 ) -> Result<u8, Failure> {
+    if let Some((n, _, spread)) = uncertainty
+        && (n == 0 || n > 1_000_000 || !(0.0..1.0).contains(&spread))
+    {
+        return Err(user(
+            "--uncertainty takes 1 to 1000000 draws and --spread a number in [0, 1)",
+        ));
+    }
     let loaded = engine::load(path).map_err(Failure::from)?;
     let grain = loaded.formula.file.grain;
     let p = engine::period::floor(grain, date("--period", period)?);
@@ -449,17 +481,43 @@ async fn explain(
     let schemas = engine::register_sources(&ctx, &loaded, &[])
         .await
         .map_err(Failure::from)?;
-    let rows = engine::compute(&ctx, &loaded, &schemas, &periods, false)
+    let computed = engine::compute(&ctx, &loaded, &schemas, &periods, uncertainty.is_some())
         .await
-        .map_err(Failure::from)?
-        .rows;
-    let e = engine::explain::explain(&rows, p, c, by);
+        .map_err(Failure::from)?;
+    let e = engine::explain::explain(&computed.rows, p, c, by);
+    let by_index = by.and_then(|d| {
+        loaded
+            .formula
+            .file
+            .dimensions
+            .iter()
+            .position(|x| x.name.value == d)
+    });
+    let u = match uncertainty {
+        Some((n, seed, spread)) => Some(
+            engine::uncertainty::analyse(
+                &loaded.formula,
+                &computed.detail,
+                p,
+                by_index,
+                n,
+                seed,
+                spread,
+            )
+            .map_err(Failure::from)?,
+        ),
+        None => None,
+    };
     let mut out = std::io::stdout().lock();
     if format == OutputFormat::Json {
+        let mut doc = serde_json::to_value(&e).unwrap_or_default();
+        if let Some(u) = &u {
+            doc["uncertainty"] = serde_json::to_value(u).unwrap_or_default();
+        }
         let _ = writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&e).unwrap_or_default()
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
         );
         return Ok(0);
     }
@@ -531,6 +589,61 @@ async fn explain(
             num(e.mix_total),
             num(e.within_total),
             num(e.change)
+        );
+    }
+    if let Some(u) = &u {
+        let _ = writeln!(
+            out,
+            "\nuncertainty: {} draws, weights within +-{}% (seed {})",
+            u.draws,
+            u.spread * 100.0,
+            u.seed
+        );
+        let headers: Vec<String> = [
+            "group", "nominal", "median", "5%", "95%", "rank", "rank 5%", "rank 95%",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let rows: Vec<Vec<String>> = u
+            .groups
+            .iter()
+            .map(|g| {
+                let all = if by.is_some() { "(null)" } else { "all" };
+                vec![
+                    g.value.clone().unwrap_or_else(|| all.into()),
+                    num(g.nominal),
+                    num(g.median),
+                    num(g.p05),
+                    num(g.p95),
+                    g.rank_nominal
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    num(g.rank_p05),
+                    num(g.rank_p95),
+                ]
+            })
+            .collect();
+        let _ = write!(out, "{}", render::table(&headers, &rows));
+        let headers: Vec<String> = ["weight of", "mean rank shift", "mean score shift"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let rows: Vec<Vec<String>> = u
+            .sensitivity
+            .iter()
+            .map(|s| {
+                vec![
+                    s.component.clone(),
+                    format!("{:.4}", s.mean_rank_shift),
+                    format!("{:.4}", s.mean_score_shift),
+                ]
+            })
+            .collect();
+        let _ = write!(
+            out,
+            "\nwhich weight moves the ranking most:\n{}",
+            render::table(&headers, &rows)
         );
     }
     Ok(0)

@@ -16,6 +16,7 @@ pub mod rollup;
 pub mod run;
 pub mod sample;
 pub mod store;
+pub mod uncertainty;
 
 pub use error::{Class, Error, Result};
 pub use rollup::{ComponentResult, Components, ResultRow};

@@ -77,7 +77,8 @@ pub fn load(path: &Path) -> Result<Loaded> {
 /// How a session is set up.
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
-    /// Partitions (threads) DataFusion plans for; all cores when `None`.
+    /// Partitions (threads) DataFusion plans for; 1 (bit-for-bit
+    /// reproducible) when `None`.
     pub threads: Option<usize>,
     /// Memory limit in bytes; operators spill to disk past it.
     pub memory_limit: Option<usize>,
@@ -85,10 +86,10 @@ pub struct SessionOptions {
 
 /// A DataFusion session with croo's settings.
 pub fn session(opts: &SessionOptions) -> Result<SessionContext> {
-    let mut config = SessionConfig::new();
-    if let Some(n) = opts.threads {
-        config = config.with_target_partitions(n.max(1));
-    }
+    // One partition unless asked for more: parallel float sums depend on how
+    // rows are split and on arrival order, so only one partition gives the
+    // same numbers bit for bit on every run (see ARCHITECTURE.md).
+    let config = SessionConfig::new().with_target_partitions(opts.threads.unwrap_or(1).max(1));
     let mut rt = RuntimeEnvBuilder::new();
     if let Some(limit) = opts.memory_limit {
         rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(limit)));

@@ -531,3 +531,83 @@ fn diff_shows_definitions_and_scores() {
         text(&o)
     );
 }
+
+/// `croo explain --uncertainty`: the same seed gives the same figures, the
+/// nominal group scores are the rollups of `croo run`, and the 5-95%
+/// interval holds the median.
+#[test]
+fn uncertainty_is_reproducible_and_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = croo(
+        dir.path(),
+        &[
+            "sample",
+            "--out",
+            "s",
+            "--customers",
+            "300",
+            "--months",
+            "1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let args = [
+        "explain",
+        "s/retail-croo.toml",
+        "--period",
+        "2026-10-01",
+        "--by",
+        "segment",
+        "--uncertainty",
+        "200",
+        "--seed",
+        "7",
+        "--format",
+        "json",
+    ];
+    let a = croo(dir.path(), &args);
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a));
+    assert_eq!(
+        a.stdout,
+        croo(dir.path(), &args).stdout,
+        "same seed, same figures"
+    );
+    let e: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    let run = croo(
+        dir.path(),
+        &[
+            "run",
+            "s/retail-croo.toml",
+            "--period",
+            "2026-10-01",
+            "--format",
+            "json",
+        ],
+    );
+    let run: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let groups = e["uncertainty"]["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 3);
+    for g in groups {
+        let row = run["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["dimension"] == "segment" && r["value"] == g["value"])
+            .unwrap();
+        let (nominal, score) = (
+            g["nominal"].as_f64().unwrap(),
+            row["score"].as_f64().unwrap(),
+        );
+        assert!(
+            (nominal - score).abs() < 1e-9 * score.abs().max(1.0),
+            "{nominal} vs {score}"
+        );
+        let (lo, med, hi) = (
+            g["p05"].as_f64().unwrap(),
+            g["median"].as_f64().unwrap(),
+            g["p95"].as_f64().unwrap(),
+        );
+        assert!(lo <= med && med <= hi && lo < hi, "{lo} {med} {hi}");
+    }
+    assert_eq!(e["uncertainty"]["sensitivity"].as_array().unwrap().len(), 3);
+}

@@ -361,3 +361,44 @@ expr = "visits * tier"
     assert_eq!(q1.included, 2);
     approx(q1.score, 400.0);
 }
+
+/// The default session gives bit-identical rows run after run (PRODUCT.md:
+/// the same inputs and formula give the same numbers, bit for bit).
+#[tokio::test]
+async fn default_runs_are_bit_for_bit_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = engine::sample::SampleOptions {
+        customers: 400,
+        months: 2,
+        seed: 11,
+    };
+    engine::sample::write(dir.path(), &opts).unwrap();
+    std::fs::rename(
+        dir.path().join(engine::sample::FORMULA_FILE),
+        dir.path().join("formula.toml"),
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let rows = run(dir.path(), "2026-09-01", "2026-10-01").await.unwrap();
+        let bits: Vec<Vec<u64>> = rows
+            .iter()
+            .map(|r| {
+                let mut v = vec![
+                    r.score.map_or(u64::MAX, f64::to_bits),
+                    r.weight_total.to_bits(),
+                ];
+                v.extend(
+                    r.components
+                        .0
+                        .iter()
+                        .map(|(_, c)| c.rollup.map_or(u64::MAX, f64::to_bits)),
+                );
+                v
+            })
+            .collect();
+        seen.push(bits);
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0], seen[2]);
+}
