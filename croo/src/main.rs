@@ -521,7 +521,7 @@ async fn explain(
         );
         return Ok(0);
     }
-    let num = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
+    let num = |v: Option<f64>| render::number(v, 4);
     let _ = writeln!(
         out,
         "{} {}: score {} in {p}",
@@ -537,10 +537,7 @@ async fn explain(
             num(e.change)
         );
     }
-    let headers: Vec<String> = ["component", "before", "contribution", "change"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let headers = render::headers(&["component", "before", "contribution", "change"]);
     let rows: Vec<Vec<String>> = e
         .components
         .iter()
@@ -555,7 +552,7 @@ async fn explain(
         .collect();
     let _ = write!(out, "\n{}", render::table(&headers, &rows));
     if let Some(d) = &e.by {
-        let headers: Vec<String> = [
+        let headers = render::headers(&[
             d.as_str(),
             "share before",
             "share after",
@@ -563,10 +560,7 @@ async fn explain(
             "score after",
             "mix",
             "within",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        ]);
         let rows: Vec<Vec<String>> = e
             .groups
             .iter()
@@ -599,12 +593,9 @@ async fn explain(
             u.spread * 100.0,
             u.seed
         );
-        let headers: Vec<String> = [
+        let headers = render::headers(&[
             "group", "nominal", "median", "5%", "95%", "rank", "rank 5%", "rank 95%",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        ]);
         let rows: Vec<Vec<String>> = u
             .groups
             .iter()
@@ -625,10 +616,7 @@ async fn explain(
             })
             .collect();
         let _ = write!(out, "{}", render::table(&headers, &rows));
-        let headers: Vec<String> = ["weight of", "mean rank shift", "mean score shift"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let headers = render::headers(&["weight of", "mean rank shift", "mean score shift"]);
         let rows: Vec<Vec<String>> = u
             .sensitivity
             .iter()
@@ -719,11 +707,8 @@ async fn diff(old: &Path, new: &Path, period: &str, format: OutputFormat) -> Res
             (None, None) => {}
         }
     }
-    let num = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
-    let headers: Vec<String> = ["period", "group", "old", "new", "change"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let num = |v: Option<f64>| render::number(v, 4);
+    let headers = render::headers(&["period", "group", "old", "new", "change"]);
     let rows: Vec<Vec<String>> = results
         .iter()
         .map(|r| {
@@ -839,19 +824,16 @@ async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> Resul
                 .iter()
                 .map(|c| c.name.value.clone())
                 .collect();
-            let mut headers: Vec<String> = [
+            let mut headers = render::headers(&[
                 "period",
                 "group",
                 "score",
                 "population",
                 "included",
                 "excluded",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+            ]);
             headers.extend(comps.iter().cloned());
-            let num = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+            let num = |v: Option<f64>| render::number(v, 2);
             let rows: Vec<Vec<String>> = report
                 .rows
                 .iter()

@@ -101,6 +101,17 @@ pub fn diagnostic_json(file: &SourceFile, d: &Diagnostic) -> serde_json::Value {
     })
 }
 
+/// Column headers of a table.
+pub fn headers(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+/// A number with `decimals` places, or `-` for NULL.
+pub fn number(v: Option<f64>, decimals: usize) -> String {
+    v.map(|x| format!("{x:.decimals$}"))
+        .unwrap_or_else(|| "-".into())
+}
+
 /// A plain text table with right-aligned numbers.
 pub fn table(headers: &[String], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
