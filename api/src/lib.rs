@@ -1,1 +1,312 @@
-//! placeholder
+//! `croo serve`: the HTTP API and the dashboard over a results store.
+//!
+//! Reads come from the results store ([`store`]) and never recompute a
+//! score; runs started over HTTP execute in the background ([`runs`]). Data
+//! routes need a bearer key ([`auth`], [`keys`]); denials, key changes and
+//! runs go to the audit log ([`audit`]). The OpenAPI document is generated
+//! from the handlers' annotations ([`routes`], utoipa). Nothing in the
+//! workspace depends on this crate but the `croo` binary.
+
+pub mod audit;
+pub mod auth;
+pub mod dashboard;
+pub mod error;
+pub mod keys;
+pub mod metrics;
+pub mod routes;
+pub mod runs;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Everything a request handler can reach.
+pub struct AppState {
+    pub store: store::Store,
+    pub keys: auth::Keys,
+    pub audit: audit::AuditLog,
+    pub metrics: metrics::Metrics,
+    pub runs: runs::Runs,
+    /// Session options of runs started over HTTP.
+    pub session: engine::SessionOptions,
+    /// Most periods one `POST .../runs` may compute.
+    pub max_run_periods: usize,
+}
+
+/// How `croo serve` was asked to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub results: PathBuf,
+    pub formulas: Option<PathBuf>,
+    /// `None` only with `insecure` (and then only on loopback).
+    pub keys: Option<PathBuf>,
+    pub bind: SocketAddr,
+    pub insecure: bool,
+    pub session: engine::SessionOptions,
+    pub request_timeout: Duration,
+}
+
+/// Largest request body accepted (the only body is a run request).
+pub const MAX_BODY: usize = 64 * 1024;
+/// Longest request URI (path and query) accepted.
+pub const MAX_URI: usize = 4096;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "croo", description = "Customer Return on Operations: scores, explanations and runs from the croo results store."),
+    modifiers(&BearerAuth),
+    tags((name = "scores"), (name = "formulas"), (name = "runs"), (name = "audit"), (name = "operations"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("an API key made with `croo keys add`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The application: every route with its layers, and the OpenAPI document.
+pub fn app(state: Arc<AppState>) -> Router {
+    let (data, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::list_formulas))
+        .routes(routes!(routes::get_formula))
+        .routes(routes!(routes::scores))
+        .routes(routes!(routes::period_scores))
+        .routes(routes!(routes::explain))
+        .routes(routes!(routes::start_run))
+        .routes(routes!(routes::list_runs))
+        .routes(routes!(routes::get_run))
+        .routes(routes!(routes::audit))
+        .split_for_parts();
+    let data = data.route_layer(middleware::from_fn_with_state(
+        Arc::clone(&state),
+        auth::require_key,
+    ));
+    let (public, public_doc) = OpenApiRouter::new()
+        .routes(routes!(routes::healthz))
+        .routes(routes!(routes::readyz))
+        .routes(routes!(routes::metrics))
+        .split_for_parts();
+    doc.merge(public_doc);
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    let doc = Arc::new(doc);
+
+    Router::new()
+        .merge(data)
+        .merge(public)
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = Arc::clone(&doc);
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .merge(dashboard::routes())
+        .fallback(|| async { error::for_status(StatusCode::NOT_FOUND) })
+        .method_not_allowed_fallback(|| async { error::for_status(StatusCode::METHOD_NOT_ALLOWED) })
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
+        .with_state(state)
+        // Innermost first: each `.layer` wraps everything above it.
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .layer(middleware::from_fn(json_errors))
+        .layer(CatchPanicLayer::custom(|_| {
+            error::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
+}
+
+/// Bare error statuses from layers (timeout, body limit) become JSON
+/// errors; over-long URIs are refused.
+async fn json_errors(req: Request, next: Next) -> Response {
+    if req.uri().to_string().len() > MAX_URI {
+        return error::for_status(StatusCode::URI_TOO_LONG).into_response();
+    }
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        return error::for_status(status).into_response();
+    }
+    response
+}
+
+/// Counts requests and their latency per route (the matched route
+/// template, not the raw path, so labels stay few).
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let start = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .requests
+        .get_or_create(&metrics::RequestLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&metrics::RouteLabels { method, route })
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A bad configuration (exit code 1).
+    #[error("{0}")]
+    Config(String),
+    /// The server failed (exit code 2).
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Builds the state from a configuration, refusing to run without keys
+/// unless `insecure` on loopback.
+pub fn state(config: &Config) -> Result<Arc<AppState>, ServeError> {
+    match (&config.keys, config.insecure) {
+        (None, false) => {
+            return Err(ServeError::Config(
+                "no keys file: give --keys FILE (make keys with `croo keys add`), or --insecure to serve without keys on loopback".into(),
+            ));
+        }
+        (None, true) if !config.bind.ip().is_loopback() => {
+            return Err(ServeError::Config(format!(
+                "--insecure serves without keys and only on loopback, not on {}",
+                config.bind
+            )));
+        }
+        (Some(k), _) => {
+            let f = keys::KeysFile::read(k).map_err(|e| ServeError::Config(e.to_string()))?;
+            if !k.exists() {
+                return Err(ServeError::Config(format!(
+                    "keys file {} does not exist; make one with `croo keys add --file {}`",
+                    k.display(),
+                    k.display()
+                )));
+            }
+            if f.active().next().is_none() {
+                tracing::warn!(file = %k.display(), "the keys file has no active key: every data request will get 401");
+            }
+        }
+        _ => {}
+    }
+    if let Some(dir) = &config.formulas
+        && !dir.is_dir()
+    {
+        return Err(ServeError::Config(format!(
+            "--formulas {} is not a folder",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(&config.results)
+        .map_err(|e| ServeError::Io(format!("creating {}: {e}", config.results.display())))?;
+    Ok(Arc::new(AppState {
+        store: store::Store::new(config.results.clone(), config.formulas.clone()),
+        keys: auth::Keys::new(config.keys.clone()),
+        audit: audit::AuditLog::new(&config.results),
+        metrics: metrics::Metrics::default(),
+        runs: runs::Runs::default(),
+        session: config.session.clone(),
+        max_run_periods: 120,
+    }))
+}
+
+/// Serves until SIGTERM or Ctrl-C, then finishes in-flight requests.
+/// `ready` is told the bound address (useful with port 0).
+pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+    let state = state(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| ServeError::Io(format!("binding {}: {e}", config.bind)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServeError::Io(e.to_string()))?;
+    ready(addr);
+    tracing::info!(%addr, results = %config.results.display(), "serving");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| ServeError::Io(e.to_string()))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// `Cache-Control` for responses that must not be cached by browsers.
+pub fn no_store() -> (header::HeaderName, HeaderValue) {
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
+}

@@ -105,6 +105,35 @@ enum Command {
         #[command(flatten)]
         sample: SampleArgs,
     },
+    /// Serve the HTTP API and the dashboard over a results store.
+    Serve {
+        /// Results store folder.
+        #[arg(long, default_value = "croo-results")]
+        results: PathBuf,
+        /// Folder of formula files (`*.toml`) to list and to run.
+        #[arg(long)]
+        formulas: Option<PathBuf>,
+        /// Keys file (made with `croo keys add`).
+        #[arg(long)]
+        keys: Option<PathBuf>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+        /// Serve without keys (everyone is admin); refused unless on loopback.
+        #[arg(long)]
+        insecure: bool,
+        /// Threads of runs started over HTTP (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Memory limit of runs started over HTTP, e.g. 2GiB.
+        #[arg(long)]
+        memory_limit: Option<String>,
+    },
+    /// Manage API keys: the file stores only their hashes.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Write the sample (if missing), run its example formula and print the scores.
     Quickstart {
         /// Where the sample lives.
@@ -112,6 +141,43 @@ enum Command {
         dir: PathBuf,
         #[command(flatten)]
         run: RunArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key, print it once, store only its hash.
+    Add {
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+        /// Only these groups' numbers, e.g. --scope segment=smb (repeatable).
+        #[arg(long, value_name = "DIMENSION=VALUE")]
+        scope: Vec<String>,
+        /// Results store whose audit log records the change.
+        #[arg(long, default_value = "croo-results")]
+        results: PathBuf,
+    },
+    /// List keys (names, roles, scopes; never the keys).
+    List {
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+    /// Revoke a key by name.
+    Revoke {
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// Results store whose audit log records the change.
+        #[arg(long, default_value = "croo-results")]
+        results: PathBuf,
     },
 }
 
@@ -144,8 +210,8 @@ struct RunArgs {
     /// Memory limit, e.g. 2GiB; operators spill to disk past it.
     #[arg(long)]
     memory_limit: Option<String>,
-    /// Threads (DataFusion partitions). Default 1: the same inputs give the same
-    /// numbers bit for bit. More threads are faster but may differ in the last bits.
+    /// Threads (DataFusion partitions). Default: all cores. The numbers are the
+    /// same bits for any thread count (every floating-point sum is exact).
     #[arg(long)]
     threads: Option<usize>,
 }
@@ -203,7 +269,12 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
-    init_logging(cli.log_format);
+    let default_log = if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(cli.log_format, default_log);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -223,9 +294,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CROO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -270,6 +341,39 @@ async fn dispatch(cmd: Command) -> Result<u8, Failure> {
             period,
             format,
         } => diff(&old, &new, &period, format).await,
+        Command::Serve {
+            results,
+            formulas,
+            keys,
+            bind,
+            insecure,
+            threads,
+            memory_limit,
+        } => {
+            let session = session_options(threads, memory_limit.as_deref())?;
+            let config = api::Config {
+                results,
+                formulas,
+                keys,
+                bind,
+                insecure,
+                session,
+                request_timeout: std::time::Duration::from_secs(30),
+            };
+            api::serve(config, |addr| {
+                eprintln!("croo serve: listening on http://{addr}");
+            })
+            .await
+            .map_err(|e| match e {
+                api::ServeError::Config(m) => user(m),
+                api::ServeError::Io(m) => Failure {
+                    code: 2,
+                    message: format!("error: {m}"),
+                },
+            })?;
+            Ok(0)
+        }
+        Command::Keys { command } => keys(command),
         Command::Schema => {
             println!("{}", formulas::schema::JSON.trim_end());
             Ok(0)
@@ -765,17 +869,140 @@ async fn test(paths: &[PathBuf]) -> Result<u8, Failure> {
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
-async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> Result<u8, Failure> {
-    let memory_limit = match &args.memory_limit {
+fn session_options(
+    threads: Option<usize>,
+    memory_limit: Option<&str>,
+) -> Result<SessionOptions, Failure> {
+    let memory_limit = match memory_limit {
         Some(s) => Some(
             parse_size(s)
                 .ok_or_else(|| user(format!("--memory-limit `{s}` is not a size (e.g. 2GiB)")))?,
         ),
         None => None,
     };
-    if args.threads == Some(0) {
+    if threads == Some(0) {
         return Err(user("--threads must be at least 1"));
     }
+    Ok(SessionOptions {
+        threads,
+        memory_limit,
+    })
+}
+
+fn keys(cmd: KeysCommand) -> Result<u8, Failure> {
+    use api::keys::{KeyError, KeysFile, parse_scope};
+    let fail = |e: KeyError| match e {
+        KeyError::Invalid(m) => user(m),
+        e @ KeyError::Io { .. } => Failure {
+            code: 2,
+            message: format!("error: {e}"),
+        },
+    };
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let audit = |results: &Path, event: &str, name: &str, detail: String| -> Result<(), Failure> {
+        let mut ev = api::audit::AuditEvent::new(event, "ok");
+        ev.key = Some(name.to_string());
+        ev.detail = Some(detail);
+        api::audit::AuditLog::new(results)
+            .append(&ev)
+            .map_err(|e| Failure {
+                code: 2,
+                message: format!("error: writing the audit log in {}: {e}", results.display()),
+            })
+    };
+    match cmd {
+        KeysCommand::Add {
+            file,
+            name,
+            role,
+            scope,
+            results,
+        } => {
+            let role = role.parse().map_err(fail)?;
+            let scope = parse_scope(&scope).map_err(fail)?;
+            let mut f = KeysFile::read(&file).map_err(fail)?;
+            let (key, record) = f.add(&name, role, scope, &now).map_err(fail)?;
+            f.write(&file).map_err(fail)?;
+            let scope_text = record
+                .scope
+                .iter()
+                .map(|(d, vs)| format!("{d}={}", vs.join("|")))
+                .collect::<Vec<_>>()
+                .join(",");
+            audit(
+                &results,
+                "key.created",
+                &name,
+                format!(
+                    "role {role}{}",
+                    if scope_text.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", scope {scope_text}")
+                    }
+                ),
+            )?;
+            eprintln!("created key `{name}` ({role}); it is shown once, store it now:");
+            println!("{key}");
+            Ok(0)
+        }
+        KeysCommand::List { file, format } => {
+            let f = KeysFile::read(&file).map_err(fail)?;
+            if format == OutputFormat::Json {
+                let list: Vec<_> = f
+                    .keys
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "name": k.name, "role": k.role, "scope": k.scope,
+                            "prefix": k.prefix, "created_at": k.created_at,
+                            "revoked_at": k.revoked_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({ "keys": list }));
+                return Ok(0);
+            }
+            let headers =
+                render::headers(&["name", "role", "scope", "prefix", "created", "revoked"]);
+            let rows: Vec<Vec<String>> = f
+                .keys
+                .iter()
+                .map(|k| {
+                    vec![
+                        k.name.clone(),
+                        k.role.to_string(),
+                        k.scope
+                            .iter()
+                            .map(|(d, vs)| format!("{d}={}", vs.join("|")))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        format!("{}…", k.prefix),
+                        k.created_at.clone(),
+                        k.revoked_at.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            println!("{}", render::table(&headers, &rows));
+            Ok(0)
+        }
+        KeysCommand::Revoke {
+            file,
+            name,
+            results,
+        } => {
+            let mut f = KeysFile::read(&file).map_err(fail)?;
+            f.revoke(&name, &now).map_err(fail)?;
+            f.write(&file).map_err(fail)?;
+            audit(&results, "key.revoked", &name, "revoked".into())?;
+            eprintln!("revoked key `{name}`");
+            Ok(0)
+        }
+    }
+}
+
+async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> Result<u8, Failure> {
+    let session = session_options(args.threads, args.memory_limit.as_deref())?;
     let loaded = engine::load(path).map_err(Failure::from)?;
     for w in &loaded.warnings {
         eprintln!("{}", render::diagnostic(&loaded.file, w, color()));
@@ -784,10 +1011,7 @@ async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> Resul
         periods: choice,
         out: args.out.clone(),
         detail: args.detail,
-        session: SessionOptions {
-            threads: args.threads,
-            memory_limit,
-        },
+        session,
     };
     let spinner = std::io::stderr().is_terminal().then(|| {
         let pb = indicatif::ProgressBar::new_spinner();

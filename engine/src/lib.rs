@@ -22,5 +22,5 @@ pub use error::{Class, Error, Result};
 pub use rollup::{ComponentResult, Components, ResultRow};
 pub use run::{
     Computed, Loaded, PeriodChoice, RunReport, RunRequest, SessionOptions, compute, load,
-    register_sources, resolve_periods, run, session,
+    new_run_id, register_sources, resolve_periods, run, run_with_id, session,
 };

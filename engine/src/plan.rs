@@ -13,11 +13,13 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::functions::datetime::expr_fn::date_trunc;
 use datafusion::functions_aggregate::expr_fn::count;
+use datafusion::logical_expr::ExprSchemable as _;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Expr, JoinType, col, ident, lit, when};
 use datafusion::prelude::{DataFrame, SessionContext, cast};
 use datafusion::scalar::ScalarValue;
 use formulas::compile::{Scope, compile};
+use formulas::functions::exact_sum;
 use formulas::{Diagnostic, Formula, Grain, Source, SourceFile, Text};
 
 use crate::error::{Error, Result};
@@ -117,6 +119,7 @@ pub fn check_columns(
         let Some(schema) = schemas.get(&m.source.value) else {
             continue;
         };
+        let before = out.len();
         for (c, span) in cols {
             if schema.field_with_name(c).is_err() {
                 out.push(missing_column(
@@ -128,8 +131,65 @@ pub fn check_columns(
                 ));
             }
         }
+        if out.len() == before {
+            out.extend(aggregate_types(m, schema));
+        }
     }
     let _ = file;
+    out
+}
+
+/// Reports each aggregate of a measure that cannot be computed over its
+/// source's column types (`sum` of a string, say), at the aggregate's place
+/// in the file.
+fn aggregate_types(m: &formulas::Measure, schema: &SchemaRef) -> Vec<Diagnostic> {
+    let Ok(sql) = formulas::measure::check_measure_expr(&m.expr.value) else {
+        return Vec::new();
+    };
+    let Ok(df_schema) = datafusion::common::DFSchema::try_from(schema.as_ref().clone()) else {
+        return Vec::new();
+    };
+    let ctx = SessionContext::new();
+    let mut out = Vec::new();
+    for (name, range) in &sql.aggregates {
+        let text = &m.expr.value[range.clone()];
+        let result = ctx
+            .parse_sql_expr(text, &df_schema)
+            .and_then(|e| e.get_type(&df_schema).map(|_| ()));
+        if result.is_ok() {
+            continue;
+        }
+        let inside: Vec<String> = sql
+            .columns
+            .iter()
+            .filter(|(_, r)| range.start <= r.start && r.end <= range.end)
+            .filter_map(|(c, _)| {
+                schema
+                    .field_with_name(c)
+                    .ok()
+                    .map(|f| format!("`{c}` is {}", f.data_type()))
+            })
+            .collect();
+        let mut d = Diagnostic::error(
+            "croo::type-not-aggregable",
+            m.expr.sub_span(range.clone()),
+            format!(
+                "`{name}` cannot aggregate these columns of source `{}`",
+                m.source.value
+            ),
+        )
+        .with_label(if inside.is_empty() {
+            "wrong argument types".to_string()
+        } else {
+            inside.join(", ")
+        });
+        if matches!(name.as_str(), "sum" | "avg" | "mean") {
+            d = d.with_help(format!(
+                "`{name}` needs numbers: count the rows (`count(...)`), or map values to numbers with `CASE WHEN ... THEN 1 ELSE 0 END`"
+            ));
+        }
+        out.push(d);
+    }
     out
 }
 
@@ -514,8 +574,9 @@ async fn measure_table(
                     let alias = format!("__a{i}_{j}");
                     j += 1;
                     apply_filter(&mut af, filter.as_ref());
-                    aggs.push(Expr::AggregateFunction(af).alias(&alias));
-                    Ok(Transformed::yes(col(alias)))
+                    let (parts, value) = deterministic(af, raw.schema(), &alias)?;
+                    aggs.extend(parts);
+                    Ok(Transformed::yes(value))
                 }
                 other => Ok(Transformed::no(other)),
             })
@@ -558,6 +619,49 @@ async fn measure_table(
         .map_err(Error::engine(format!("measures of source `{name}`")))?;
     let rows_df = rows;
     Ok((agg, finals, rows_df))
+}
+
+/// Makes an aggregate give the same bits on any number of threads: `sum`
+/// over floating-point values becomes the exact `croo_sum`, `avg` becomes
+/// `croo_sum / count`. Integer and decimal sums are exact already; `min`,
+/// `max` and counts do not depend on order. Returns the aggregates to
+/// compute (aliased from `alias`) and the expression that reads them.
+fn deterministic(
+    af: AggregateFunction,
+    schema: &datafusion::common::DFSchema,
+    alias: &str,
+) -> datafusion::common::Result<(Vec<Expr>, Expr)> {
+    let name = af.func.name().to_ascii_lowercase();
+    let arg = af.params.args.first().cloned();
+    let float_arg = match &arg {
+        Some(a) => a.get_type(schema)?.is_floating(),
+        None => false,
+    };
+    let filter = af.params.filter.clone();
+    let exact = |x: Expr| -> Expr {
+        let mut e = exact_sum(x);
+        if let Expr::AggregateFunction(s) = &mut e {
+            s.params.filter = filter.clone();
+        }
+        e
+    };
+    match (name.as_str(), arg) {
+        ("sum", Some(x)) if float_arg && !af.params.distinct => {
+            Ok((vec![exact(x).alias(alias)], col(alias)))
+        }
+        ("avg" | "mean", Some(x)) if !af.params.distinct => {
+            let (s, n) = (format!("{alias}_s"), format!("{alias}_n"));
+            let mut c = count(x.clone());
+            if let Expr::AggregateFunction(cf) = &mut c {
+                cf.params.filter = filter.clone();
+            }
+            Ok((
+                vec![exact(x).alias(&s), c.alias(&n)],
+                col(s) / cast(col(n), DataType::Float64),
+            ))
+        }
+        _ => Ok((vec![Expr::AggregateFunction(af).alias(alias)], col(alias))),
+    }
 }
 
 /// Restricts an aggregate to the rows passing a measure's filter. A

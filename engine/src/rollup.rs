@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type};
-use datafusion::functions_aggregate::expr_fn::{count, sum};
+use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{Expr, col, ident, lit};
 use datafusion::prelude::{DataFrame, cast};
 use formulas::Formula;
+use formulas::functions::exact_sum;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
@@ -62,8 +63,9 @@ pub async fn rollups(
     let file = &f.file;
     let default_combination = f.score.is_none();
     let inc = col(INCLUDED);
+    // Exact sums: the same bits whatever the number of threads.
     let filtered_sum = |e: Expr, cond: Expr| -> Expr {
-        let mut s = sum(e);
+        let mut s = exact_sum(e);
         if let Expr::AggregateFunction(af) = &mut s {
             af.params.filter = Some(Box::new(cond));
         }

@@ -10,11 +10,12 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type, SchemaRef};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::functions_aggregate::expr_fn::{avg, count, max, min, stddev_pop};
+use datafusion::functions_aggregate::expr_fn::{count, max, min};
 use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::{SessionConfig, SessionContext, cast};
 use formulas::compile::{Scope, compile};
 use formulas::expr::Ast;
+use formulas::functions::{exact_sum, exact_var_pop};
 use formulas::{Diagnostic, Format, Formula, SourceFile};
 use sha2::{Digest, Sha256};
 
@@ -77,8 +78,8 @@ pub fn load(path: &Path) -> Result<Loaded> {
 /// How a session is set up.
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
-    /// Partitions (threads) DataFusion plans for; 1 (bit-for-bit
-    /// reproducible) when `None`.
+    /// Partitions (threads) DataFusion plans for; all cores when `None`.
+    /// Results are the same bits for any value.
     pub threads: Option<usize>,
     /// Memory limit in bytes; operators spill to disk past it.
     pub memory_limit: Option<usize>,
@@ -86,10 +87,14 @@ pub struct SessionOptions {
 
 /// A DataFusion session with croo's settings.
 pub fn session(opts: &SessionOptions) -> Result<SessionContext> {
-    // One partition unless asked for more: parallel float sums depend on how
-    // rows are split and on arrival order, so only one partition gives the
-    // same numbers bit for bit on every run (see ARCHITECTURE.md).
-    let config = SessionConfig::new().with_target_partitions(opts.threads.unwrap_or(1).max(1));
+    // All cores unless told otherwise. Results do not depend on the number
+    // of partitions: every floating-point sum is exact (croo_sum), see
+    // ARCHITECTURE.md.
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let config = SessionConfig::new().with_target_partitions(threads);
     let mut rt = RuntimeEnvBuilder::new();
     if let Some(limit) = opts.memory_limit {
         rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
@@ -97,7 +102,10 @@ pub fn session(opts: &SessionOptions) -> Result<SessionContext> {
     let rt = rt
         .build_arc()
         .map_err(Error::engine("setting up the session"))?;
-    Ok(SessionContext::new_with_config_rt(config, rt))
+    let mut ctx = SessionContext::new_with_config_rt(config, rt);
+    formulas::functions::register(&mut ctx)
+        .map_err(Error::engine("registering croo's functions"))?;
+    Ok(ctx)
 }
 
 fn connector_format(f: Format) -> Option<connectors::FileFormat> {
@@ -223,9 +231,14 @@ pub async fn compute(
     }
     let population_stats = population_stats(f, &df).await?;
     let detail = if detail {
-        df.collect()
-            .await
-            .map_err(Error::engine("collecting per-customer rows"))?
+        df.sort(vec![
+            col(PERIOD).sort(true, false),
+            col(plan::KEY).sort(true, false),
+        ])
+        .map_err(Error::engine("sorting per-customer rows"))?
+        .collect()
+        .await
+        .map_err(Error::engine("collecting per-customer rows"))?
     } else {
         Vec::new()
     };
@@ -286,8 +299,10 @@ async fn population_stats(
                     count(x.clone()).alias("n"),
                     min(x.clone()).alias("min"),
                     max(x.clone()).alias("max"),
-                    avg(x.clone()).alias("mean"),
-                    stddev_pop(x).alias("sd"),
+                    // Exact sums, as in the population functions themselves.
+                    (exact_sum(x.clone()) / cast(count(x.clone()), DataType::Float64))
+                        .alias("mean"),
+                    datafusion::functions::math::expr_fn::sqrt(exact_var_pop(x)).alias("sd"),
                 ],
             )
             .and_then(|d| d.sort(vec![col(PERIOD).sort(true, false)]))
@@ -409,8 +424,19 @@ pub async fn run(
     req: &RunRequest,
     clock: &dyn Fn() -> DateTime<Utc>,
 ) -> Result<RunReport> {
+    let run_id = new_run_id(clock());
+    run_with_id(loaded, req, run_id, clock).await
+}
+
+/// [`run`] under a run id chosen by the caller (the HTTP API answers with
+/// the id before the run ends).
+pub async fn run_with_id(
+    loaded: &Loaded,
+    req: &RunRequest,
+    run_id: String,
+    clock: &dyn Fn() -> DateTime<Utc>,
+) -> Result<RunReport> {
     let started = clock();
-    let run_id = new_run_id(started);
     let periods = resolve_periods(loaded, &req.periods, started.date_naive())?;
     let f = &loaded.formula.file;
     let mut parameters = BTreeMap::new();

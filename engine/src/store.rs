@@ -278,3 +278,117 @@ pub fn read_manifest(out: &Path, run_id: &str) -> Result<Manifest> {
     let bytes = fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
     serde_json::from_slice(&bytes).map_err(|e| Error::User(format!("{}: {e}", path.display())))
 }
+
+/// Reads the result rows of a committed run (the inverse of
+/// [`results_batch`]).
+pub fn read_results(out: &Path, run_id: &str) -> Result<Vec<ResultRow>> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{Date32Type, Float64Type, UInt64Type};
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let path = run_dir(out, run_id).join("results.parquet");
+    let bad = |what: &str| Error::User(format!("{}: {what}", path.display()));
+    let file = File::open(&path).map_err(io(format!("reading {}", path.display())))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| Error::engine(format!("reading {}", path.display()))(e.into()))?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let b =
+            batch.map_err(|e| Error::engine(format!("reading {}", path.display()))(e.into()))?;
+        let column = |name: &str| {
+            b.column_by_name(name)
+                .ok_or_else(|| bad(&format!("no column `{name}`")))
+        };
+        let period = column("period")?
+            .as_primitive_opt::<Date32Type>()
+            .ok_or_else(|| bad("period"))?
+            .clone();
+        let dimension = column("dimension")?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| bad("dimension"))?
+            .clone();
+        let value = column("value")?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| bad("value"))?
+            .clone();
+        let float = |name: &str| -> Result<datafusion::arrow::array::Float64Array> {
+            Ok(column(name)?
+                .as_primitive_opt::<Float64Type>()
+                .ok_or_else(|| bad(name))?
+                .clone())
+        };
+        let count = |name: &str| -> Result<UInt64Array> {
+            Ok(column(name)?
+                .as_primitive_opt::<UInt64Type>()
+                .ok_or_else(|| bad(name))?
+                .clone())
+        };
+        let (score, weight_total) = (float("score")?, float("weight_total")?);
+        let (population, included, excluded) =
+            (count("population")?, count("included")?, count("excluded")?);
+        let names: Vec<String> = b
+            .schema()
+            .fields()
+            .iter()
+            .filter_map(|f| f.name().strip_suffix(".rollup").map(str::to_string))
+            .collect();
+        let mut comps = Vec::new();
+        for n in &names {
+            comps.push((
+                float(&format!("{n}.rollup"))?,
+                float(&format!("{n}.contribution"))?,
+            ));
+        }
+        let opt = |a: &datafusion::arrow::array::Float64Array, r: usize| {
+            (!a.is_null(r)).then(|| a.value(r))
+        };
+        let text = |a: &StringArray, r: usize| (!a.is_null(r)).then(|| a.value(r).to_string());
+        for r in 0..b.num_rows() {
+            rows.push(ResultRow {
+                period: period.value_as_date(r).ok_or_else(|| bad("period"))?,
+                dimension: text(&dimension, r),
+                value: text(&value, r),
+                score: opt(&score, r),
+                population: population.value(r),
+                included: included.value(r),
+                excluded: excluded.value(r),
+                weight_total: weight_total.value(r),
+                components: crate::rollup::Components(
+                    names
+                        .iter()
+                        .zip(&comps)
+                        .map(|(n, (ro, co))| {
+                            (
+                                n.clone(),
+                                crate::rollup::ComponentResult {
+                                    rollup: opt(ro, r),
+                                    contribution: opt(co, r),
+                                },
+                            )
+                        })
+                        .collect(),
+                ),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Every run id in the store, oldest first (run ids sort by time).
+pub fn list_runs(out: &Path) -> Result<Vec<String>> {
+    let runs = out.join("runs");
+    let entries = match fs::read_dir(&runs) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("reading {}", runs.display()))(e)),
+    };
+    let mut ids: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("manifest.json").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    ids.sort();
+    Ok(ids)
+}

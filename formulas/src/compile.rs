@@ -3,22 +3,24 @@
 //! NULL, NULL propagates through every operator and function (also `min`,
 //! `max`, `clamp` and `&&`/`||`), `if` takes the else branch on NULL.
 //!
-//! Only DataFusion built-in functions are used, so plans serialise by name
-//! (Ballista) without a custom function registry.
+//! Besides DataFusion built-ins, only the functions of [`crate::functions`]
+//! are used (exact sums, so that population statistics are the same bits on
+//! any number of threads); plans serialise by name (Ballista) with that one
+//! registry.
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
 use datafusion::functions::core::expr_fn as core;
 use datafusion::functions::math::expr_fn as math;
-use datafusion::functions_aggregate::average::avg_udaf;
+use datafusion::functions_aggregate::count::count_udaf;
 use datafusion::functions_aggregate::min_max::{max_udaf, min_udaf};
-use datafusion::functions_aggregate::stddev::stddev_pop_udaf;
 use datafusion::functions_window::rank::percent_rank_udwf;
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::{Expr, ExprSchemable as _, lit, when};
 use datafusion::prelude::cast;
 
 use crate::expr::{Ast, BinOp, Func};
+use crate::functions::{sum_udaf, var_pop_udaf};
 
 /// What an expression can refer to while it is compiled.
 pub trait Scope {
@@ -97,8 +99,12 @@ pub fn window_population(f: Func, x: Expr, partition: Vec<Expr>) -> Result<Expr>
                 .otherwise((x - mn.clone()) / (mx - mn))
         }
         Func::ZScore => {
-            let mean = window(avg_udaf(), vec![x.clone()], partition.clone());
-            let sd = window(stddev_pop_udaf(), vec![x.clone()], partition);
+            // Exact sums: the same bits whatever the row order.
+            let x64 = f64c(x.clone());
+            let sum = window(sum_udaf(), vec![x64.clone()], partition.clone());
+            let n = window(count_udaf(), vec![x64.clone()], partition.clone());
+            let mean = sum / f64c(n);
+            let sd = math::sqrt(window(var_pop_udaf(), vec![x64], partition));
             when(x.clone().is_null(), null_f64())
                 .when(sd.clone().eq(lit(0.0)), lit(0.0))
                 .otherwise((x - mean) / sd)

@@ -36,6 +36,8 @@ pub struct SqlProblem {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SqlColumns {
     pub columns: Vec<(String, Range<usize>)>,
+    /// Aggregate calls (name, byte range), outermost first.
+    pub aggregates: Vec<(String, Range<usize>)>,
 }
 
 fn offset(text: &str, loc: Location) -> usize {
@@ -103,6 +105,33 @@ fn column_name(e: &SqlExpr) -> Option<String> {
     }
 }
 
+/// The whole text of a function call that starts at `r.start`: through
+/// the parenthesis matching the first `(` (sqlparser's span of a call may
+/// stop before its arguments end).
+fn call_extent(text: &str, r: Range<usize>) -> Range<usize> {
+    let Some(open) = text[r.start..].find('(').map(|i| r.start + i) else {
+        return r;
+    };
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    for (i, ch) in text[open..].char_indices() {
+        match (quote, ch) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(ch),
+            (None, '(') => depth += 1,
+            (None, ')') => {
+                depth -= 1;
+                if depth == 0 {
+                    return r.start..open + i + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    r
+}
+
 /// Checks a measure `expr`: returns the columns it reads, or its problems.
 pub fn check_measure_expr(text: &str) -> Result<SqlColumns, Vec<SqlProblem>> {
     let expr = parse_sql(text).map_err(|e| vec![e])?;
@@ -132,6 +161,9 @@ pub fn check_measure_expr(text: &str) -> Result<SqlColumns, Vec<SqlProblem>> {
                             label: "nested aggregate".into(),
                         });
                     }
+                    columns
+                        .aggregates
+                        .push((name.clone(), call_extent(text, r.clone())));
                     aggregates.push(r);
                 }
             }
@@ -204,6 +236,21 @@ pub fn check_filter(text: &str) -> Result<SqlColumns, Vec<SqlProblem>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aggregates_are_found_with_their_arguments() {
+        let text = "sum(amount) / count(*) + max(CASE WHEN x = ')' THEN (1) END)";
+        let c = check_measure_expr(text).unwrap();
+        let found: Vec<&str> = c.aggregates.iter().map(|(_, r)| &text[r.clone()]).collect();
+        assert_eq!(
+            found,
+            [
+                "sum(amount)",
+                "count(*)",
+                "max(CASE WHEN x = ')' THEN (1) END)"
+            ]
+        );
+    }
 
     #[test]
     fn accepts_aggregates_with_outer_arithmetic() {

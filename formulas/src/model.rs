@@ -54,6 +54,11 @@ impl Grain {
             .map(|(s, _)| *s)
             .unwrap_or("month")
     }
+
+    /// The grain named `s` (`day`, `week`, `month`, `quarter`, `year`).
+    pub fn parse(s: &str) -> Option<Grain> {
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, g)| *g)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -8,7 +8,20 @@ use std::process::Command;
 
 #[test]
 fn every_error_kind_renders_as_recorded() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/check");
+    goldens("check", &["check"], 20);
+}
+
+/// Errors that need the sources' schemas (`croo check --schemas`): a column
+/// not in the source, a type that cannot be aggregated.
+#[test]
+fn every_schema_error_kind_renders_as_recorded() {
+    goldens("check-schemas", &["check", "--schemas"], 3);
+}
+
+fn goldens(folder: &str, args: &[&str], at_least: usize) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/data")
+        .join(folder);
     let bless = std::env::var_os("CROO_BLESS").is_some();
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -17,12 +30,13 @@ fn every_error_kind_renders_as_recorded() {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     names.sort();
-    assert!(names.len() >= 20, "the error kinds are missing");
+    assert!(names.len() >= at_least, "the error kinds are missing");
     let mut failures = Vec::new();
     for toml in names {
         let file = toml.file_name().unwrap().to_string_lossy().to_string();
         let o = Command::new(env!("CARGO_BIN_EXE_croo"))
-            .args(["check", &file])
+            .args(args)
+            .arg(&file)
             .current_dir(&dir)
             .env("NO_COLOR", "1")
             .output()

@@ -1,0 +1,216 @@
+//! Authentication (bearer keys), roles and scopes.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use engine::ResultRow;
+
+use crate::AppState;
+use crate::audit::AuditEvent;
+use crate::error::ApiError;
+use crate::keys::{KeysFile, Role, Scope};
+
+/// Who is asking: the key's name, role and scope.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+    pub scope: Scope,
+}
+
+impl Principal {
+    /// 403 unless the key has at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this route needs the {role} role; key `{}` is a {}",
+                self.name, self.role
+            )))
+        }
+    }
+
+    pub fn is_scoped(&self) -> bool {
+        !self.scope.is_empty()
+    }
+
+    fn describe_scope(&self) -> String {
+        self.scope
+            .iter()
+            .map(|(d, vs)| format!("{d}={}", vs.join("|")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Checks a request for rows grouped `by` a dimension (`None`: the whole
+    /// population). A scoped key may only ask for a dimension of its scope.
+    pub fn check_by(&self, by: Option<&str>) -> Result<(), ApiError> {
+        if !self.is_scoped() {
+            return Ok(());
+        }
+        match by {
+            Some(d) if self.scope.contains_key(d) => Ok(()),
+            _ => Err(ApiError::forbidden(format!(
+                "key `{}` may only see {}; ask with by={}",
+                self.name,
+                self.describe_scope(),
+                self.scope.keys().next().map(String::as_str).unwrap_or("")
+            ))),
+        }
+    }
+
+    /// Whether a result row is visible to this key.
+    pub fn sees(&self, r: &ResultRow) -> bool {
+        if !self.is_scoped() {
+            return true;
+        }
+        match (&r.dimension, &r.value) {
+            (Some(d), Some(v)) => self.scope.get(d).is_some_and(|vs| vs.contains(v)),
+            _ => false,
+        }
+    }
+
+    /// Checks that a key may see the group `dimension=value`.
+    pub fn check_group(&self, dimension: &str, value: &str) -> Result<(), ApiError> {
+        if !self.is_scoped()
+            || self
+                .scope
+                .get(dimension)
+                .is_some_and(|vs| vs.iter().any(|v| v == value))
+        {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "key `{}` may only see {}",
+                self.name,
+                self.describe_scope()
+            )))
+        }
+    }
+
+    /// The only group a scoped key sees, when it sees exactly one.
+    pub fn single_group(&self) -> Option<(String, String)> {
+        let mut it = self
+            .scope
+            .iter()
+            .flat_map(|(d, vs)| vs.iter().map(move |v| (d.clone(), v.clone())));
+        let first = it.next()?;
+        it.next().is_none().then_some(first)
+    }
+}
+
+/// The keys file, re-read when it changes (so a revoked key stops working
+/// without a restart).
+pub struct Keys {
+    path: Option<PathBuf>,
+    cache: Mutex<Option<(Option<SystemTime>, Arc<KeysFile>)>>,
+}
+
+impl Keys {
+    pub fn new(path: Option<PathBuf>) -> Self {
+        Self {
+            path,
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// Whether the server runs without keys (insecure, loopback only).
+    pub fn is_open(&self) -> bool {
+        self.path.is_none()
+    }
+
+    pub fn file(&self) -> Result<Arc<KeysFile>, ApiError> {
+        let Some(path) = &self.path else {
+            return Ok(Arc::new(KeysFile::default()));
+        };
+        let m = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, f)) = &*cache
+            && *seen == m
+        {
+            return Ok(Arc::clone(f));
+        }
+        let f = Arc::new(KeysFile::read(path).map_err(|e| {
+            tracing::error!(error = %e, "cannot read the keys file");
+            ApiError::internal("the keys file cannot be read; see the server log")
+        })?);
+        *cache = Some((m, Arc::clone(&f)));
+        Ok(f)
+    }
+}
+
+fn route_of(req: &Request) -> String {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    format!("{} {path}", req.method())
+}
+
+/// Middleware on every data route: a valid bearer key or 401. Denials
+/// (401 and 403) are written to the audit log.
+pub async fn require_key(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let route = route_of(&req);
+    let principal = if state.keys.is_open() {
+        Ok(Principal {
+            name: "insecure".into(),
+            role: Role::Admin,
+            scope: Scope::new(),
+        })
+    } else {
+        let presented = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim);
+        match presented {
+            None => Err(ApiError::unauthorized(
+                "this route needs a key: Authorization: Bearer <key>",
+            )),
+            Some(k) => match state.keys.file() {
+                Err(e) => return e.into_response(),
+                Ok(file) => file
+                    .verify(k)
+                    .map(|r| Principal {
+                        name: r.name.clone(),
+                        role: r.role,
+                        scope: r.scope.clone(),
+                    })
+                    .ok_or_else(|| ApiError::unauthorized("unknown or revoked key")),
+            },
+        }
+    };
+    let principal = match principal {
+        Ok(p) => p,
+        Err(e) => {
+            let mut ev = AuditEvent::new("auth.unauthorized", "denied");
+            ev.route = Some(route);
+            ev.status = Some(401);
+            ev.detail = Some(e.message.clone());
+            state.audit.record(&ev);
+            return e.into_response();
+        }
+    };
+    req.extensions_mut().insert(principal.clone());
+    let response = next.run(req).await;
+    if response.status() == axum::http::StatusCode::FORBIDDEN {
+        let mut ev = AuditEvent::new("auth.forbidden", "denied");
+        ev.key = Some(principal.name);
+        ev.route = Some(route);
+        ev.status = Some(403);
+        state.audit.record(&ev);
+    }
+    response
+}

@@ -1,0 +1,714 @@
+//! The `/v1` routes. Each handler is annotated for the OpenAPI document
+//! (utoipa), so `/openapi.json` is generated from this code.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::{Extension, response::IntoResponse};
+use chrono::NaiveDate;
+use engine::ResultRow;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ErrorBody};
+use crate::keys::Role;
+
+/// Query parameters with rejections as JSON errors.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// One component of a result row.
+#[derive(Serialize, ToSchema)]
+pub struct ComponentDoc {
+    pub rollup: Option<f64>,
+    pub contribution: Option<f64>,
+}
+
+/// A result row, exactly as `croo run --format json` prints it.
+#[derive(Serialize, ToSchema)]
+pub struct ScoreRow {
+    #[schema(value_type = String, format = Date)]
+    pub period: NaiveDate,
+    /// NULL for the whole population.
+    pub dimension: Option<String>,
+    pub value: Option<String>,
+    pub score: Option<f64>,
+    pub population: u64,
+    pub included: u64,
+    pub excluded: u64,
+    pub weight_total: f64,
+    /// Component name -> rollup and contribution, in declaration order.
+    #[schema(value_type = std::collections::HashMap<String, ComponentDoc>)]
+    pub components: engine::Components,
+}
+
+impl From<ResultRow> for ScoreRow {
+    fn from(r: ResultRow) -> Self {
+        Self {
+            period: r.period,
+            dimension: r.dimension,
+            value: r.value,
+            score: r.score,
+            population: r.population,
+            included: r.included,
+            excluded: r.excluded,
+            weight_total: r.weight_total,
+            components: r.components,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MeasureDoc {
+    pub name: String,
+    pub source: String,
+    pub perspective: Option<String>,
+    pub unit: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ComponentDef {
+    pub name: String,
+    pub weight: f64,
+    pub description: Option<String>,
+}
+
+/// A formula of the formulas folder.
+#[derive(Serialize, ToSchema)]
+pub struct FormulaDoc {
+    pub name: String,
+    pub version: String,
+    pub description: Option<String>,
+    pub owner: Option<String>,
+    pub grain: String,
+    pub scale: f64,
+    pub dimensions: Vec<String>,
+    pub perspectives: Vec<String>,
+    pub measures: Vec<MeasureDoc>,
+    pub components: Vec<ComponentDef>,
+    /// Periods with current results, oldest first.
+    pub periods: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FormulaList {
+    pub formulas: Vec<FormulaDoc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ScoresDoc {
+    pub formula: String,
+    pub by: Option<String>,
+    /// Period -> the run its rows come from.
+    pub runs: BTreeMap<String, String>,
+    pub results: Vec<ScoreRow>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SeriesQuery {
+    /// First period (any date inside it), inclusive.
+    pub from: Option<String>,
+    /// Last period (any date inside it), inclusive.
+    pub to: Option<String>,
+    /// A dimension: one row per value of it instead of the whole population.
+    pub by: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ByQuery {
+    /// A dimension: also one row per value of it.
+    pub by: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExplainQuery {
+    /// The period to explain (any date inside it).
+    pub period: String,
+    /// The period to compare with; default: the one before `period`.
+    pub compare: Option<String>,
+    /// Split the change into within-group and mix effects over this dimension.
+    pub by: Option<String>,
+    /// Explain one group's score instead of the whole population's:
+    /// `DIMENSION=VALUE`. A key scoped to one group gets that group.
+    pub group: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    /// Only runs of this formula.
+    pub formula: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// The last N events (default 1000, at most 100000).
+    pub limit: Option<usize>,
+}
+
+/// What to compute; at most one of `period`, `from`/`to`,
+/// `last_complete` (the default).
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    pub period: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub last_complete: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunAccepted {
+    pub run_id: String,
+    pub status: String,
+    /// Where to follow it.
+    pub href: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunList {
+    /// Runs in the store (newest first), then runs of this server not yet
+    /// in the store.
+    pub runs: Vec<RunSummary>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub formula: String,
+    pub version: Option<String>,
+    pub periods: Vec<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// `queued`, `running`, `succeeded` or `failed`.
+    pub outcome: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditDoc {
+    pub events: Vec<crate::audit::AuditEvent>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+fn parse_period(what: &str, s: &str, grain: formulas::Grain) -> Result<NaiveDate, ApiError> {
+    engine::period::parse_date(s)
+        .map(|d| engine::period::floor(grain, d))
+        .ok_or_else(|| ApiError::bad_request(format!("{what} `{s}` is not a date (YYYY-MM-DD)")))
+}
+
+fn check_formula(state: &AppState, name: &str) -> Result<(), ApiError> {
+    if state.store.exists(name)? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("no formula `{name}`")))
+    }
+}
+
+fn check_dimension(state: &AppState, formula: &str, by: Option<&str>) -> Result<(), ApiError> {
+    let Some(d) = by else { return Ok(()) };
+    let formulas = state.store.formulas();
+    let known: Option<Vec<String>> = formulas.get(formula).map(|f| {
+        f.loaded
+            .formula
+            .file
+            .dimensions
+            .iter()
+            .map(|x| x.name.value.clone())
+            .collect()
+    });
+    match known {
+        Some(k) if !k.iter().any(|x| x == d) => Err(ApiError::bad_request(format!(
+            "`{d}` is not a dimension of `{formula}` (dimensions: {})",
+            k.join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn formula_doc(state: &AppState, f: &engine::Loaded) -> Result<FormulaDoc, ApiError> {
+    let file = &f.formula.file;
+    let current = state.store.current()?;
+    let mut perspectives: Vec<String> = file
+        .measures
+        .iter()
+        .filter_map(|m| m.perspective)
+        .map(|p| {
+            serde_json::to_value(p)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        })
+        .collect();
+    perspectives.sort();
+    perspectives.dedup();
+    Ok(FormulaDoc {
+        name: file.name.value.clone(),
+        version: file.version.value.clone(),
+        description: file.description.clone(),
+        owner: file.owner.clone(),
+        grain: file.grain.as_str().to_string(),
+        scale: file.scale,
+        dimensions: file
+            .dimensions
+            .iter()
+            .map(|d| d.name.value.clone())
+            .collect(),
+        perspectives,
+        measures: file
+            .measures
+            .iter()
+            .map(|m| MeasureDoc {
+                name: m.name.value.clone(),
+                source: m.source.value.clone(),
+                perspective: m.perspective.and_then(|p| {
+                    serde_json::to_value(p)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                }),
+                unit: m.unit.clone(),
+                description: m.description.clone(),
+            })
+            .collect(),
+        components: file
+            .components
+            .iter()
+            .map(|c| ComponentDef {
+                name: c.name.value.clone(),
+                weight: c.weight,
+                description: c.description.clone(),
+            })
+            .collect(),
+        periods: current
+            .formulas
+            .get(&file.name.value)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default(),
+    })
+}
+
+/// The formulas of the formulas folder.
+#[utoipa::path(get, path = "/v1/formulas", tag = "formulas",
+    responses((status = 200, body = FormulaList), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_formulas(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<FormulaList>, ApiError> {
+    let formulas = state.store.formulas();
+    let docs = formulas
+        .values()
+        .map(|f| formula_doc(&state, &f.loaded))
+        .collect::<Result<_, _>>()?;
+    Ok(Json(FormulaList { formulas: docs }))
+}
+
+/// One formula: version, measures, components, perspectives.
+#[utoipa::path(get, path = "/v1/formulas/{name}", tag = "formulas",
+    params(("name" = String, Path, description = "formula name")),
+    responses((status = 200, body = FormulaDoc), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_formula(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<FormulaDoc>, ApiError> {
+    let formulas = state.store.formulas();
+    let f = formulas.get(&name).ok_or_else(|| {
+        ApiError::not_found(format!("no formula `{name}` in the formulas folder"))
+    })?;
+    Ok(Json(formula_doc(&state, &f.loaded)?))
+}
+
+/// The score series: the whole population, or one row per value of `by`.
+#[utoipa::path(get, path = "/v1/formulas/{name}/scores", tag = "scores",
+    params(("name" = String, Path, description = "formula name"), SeriesQuery),
+    responses((status = 200, body = ScoresDoc), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn scores(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<SeriesQuery>,
+) -> Result<Json<ScoresDoc>, ApiError> {
+    check_formula(&state, &name)?;
+    check_dimension(&state, &name, q.by.as_deref())?;
+    who.check_by(q.by.as_deref())?;
+    let grain = state.store.grain(&name)?;
+    let from = q
+        .from
+        .as_deref()
+        .map(|s| parse_period("from", s, grain))
+        .transpose()?;
+    let to =
+        q.to.as_deref()
+            .map(|s| parse_period("to", s, grain))
+            .transpose()?;
+    let (rows, runs) = state.store.current_rows(&name, from, to)?;
+    let results = rows
+        .into_iter()
+        .filter(|r| r.dimension.as_deref() == q.by.as_deref())
+        .filter(|r| who.sees(r))
+        .map(ScoreRow::from)
+        .collect();
+    Ok(Json(ScoresDoc {
+        formula: name,
+        by: q.by,
+        runs,
+        results,
+    }))
+}
+
+/// One period: the whole population (and one row per value of `by`),
+/// with components and contributions.
+#[utoipa::path(get, path = "/v1/formulas/{name}/scores/{period}", tag = "scores",
+    params(("name" = String, Path, description = "formula name"),
+        ("period" = String, Path, description = "any date inside the period"), ByQuery),
+    responses((status = 200, body = ScoresDoc), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn period_scores(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path((name, period)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<ByQuery>,
+) -> Result<Json<ScoresDoc>, ApiError> {
+    check_formula(&state, &name)?;
+    check_dimension(&state, &name, q.by.as_deref())?;
+    who.check_by(q.by.as_deref())?;
+    let grain = state.store.grain(&name)?;
+    let p = parse_period("period", &period, grain)?;
+    let (rows, runs) = state.store.current_rows(&name, Some(p), Some(p))?;
+    if runs.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no results of `{name}` for the period {p}"
+        )));
+    }
+    let results = rows
+        .into_iter()
+        .filter(|r| r.dimension.is_none() || r.dimension.as_deref() == q.by.as_deref())
+        .filter(|r| who.sees(r))
+        .map(ScoreRow::from)
+        .collect();
+    Ok(Json(ScoresDoc {
+        formula: name,
+        by: q.by,
+        runs,
+        results,
+    }))
+}
+
+/// What moved the score between two periods: each component's change and,
+/// with `by`, within-group changes and the change in the mix of groups.
+#[utoipa::path(get, path = "/v1/formulas/{name}/explain", tag = "scores",
+    params(("name" = String, Path, description = "formula name"), ExplainQuery),
+    responses((status = 200, description = "the explanation, as `croo explain --format json` prints it", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn explain(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<ExplainQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    check_formula(&state, &name)?;
+    check_dimension(&state, &name, q.by.as_deref())?;
+    let grain = state.store.grain(&name)?;
+    let p = parse_period("period", &q.period, grain)?;
+    let c = match &q.compare {
+        Some(c) => parse_period("compare", c, grain)?,
+        None => engine::period::floor(grain, p.pred_opt().unwrap_or(p)),
+    };
+    let group = match (&q.group, who.single_group()) {
+        (Some(g), _) => Some(
+            g.split_once('=')
+                .map(|(d, v)| (d.to_string(), v.to_string()))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("group `{g}` is not DIMENSION=VALUE"))
+                })?,
+        ),
+        (None, single) if who.is_scoped() => Some(single.ok_or_else(|| {
+            ApiError::forbidden(
+                "this key sees several groups: choose one with group=DIMENSION=VALUE",
+            )
+        })?),
+        (None, _) => None,
+    };
+    if let Some((d, v)) = &group {
+        check_dimension(&state, &name, Some(d))?;
+        who.check_group(d, v)?;
+        if q.by.is_some() {
+            return Err(if who.is_scoped() {
+                ApiError::forbidden("a scoped key cannot split a score over groups it does not see")
+            } else {
+                ApiError::bad_request("`by` explains the whole population; leave out `group`")
+            });
+        }
+    }
+    let (from, to) = (p.min(c), p.max(c));
+    let (rows, _) = state.store.current_rows(&name, Some(from), Some(to))?;
+    let rows: Vec<ResultRow> = match &group {
+        // A group's rows, relabelled as the population they explain.
+        Some((d, v)) => rows
+            .into_iter()
+            .filter(|r| r.dimension.as_deref() == Some(d) && r.value.as_deref() == Some(v))
+            .map(|mut r| {
+                r.dimension = None;
+                r.value = None;
+                r
+            })
+            .collect(),
+        None => rows,
+    };
+    if !rows.iter().any(|r| r.period == p) {
+        return Err(ApiError::not_found(format!(
+            "no results of `{name}` for the period {p}"
+        )));
+    }
+    let e = engine::explain::explain(&rows, p, Some(c), q.by.as_deref());
+    let mut v = serde_json::to_value(&e).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let (Some(obj), Some((d, val))) = (v.as_object_mut(), &group) {
+        obj.insert(
+            "group".into(),
+            serde_json::json!({"dimension": d, "value": val}),
+        );
+    }
+    Ok(Json(v))
+}
+
+fn summary(m: &engine::store::Manifest) -> RunSummary {
+    RunSummary {
+        run_id: m.run_id.clone(),
+        formula: m.formula.clone(),
+        version: Some(m.version.clone()),
+        periods: m.periods.clone(),
+        started_at: Some(m.started_at.clone()),
+        finished_at: Some(m.finished_at.clone()),
+        outcome: m.outcome.clone(),
+    }
+}
+
+/// Runs: the manifests in the store and the runs this server started.
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(RunsQuery),
+    responses((status = 200, body = RunList), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_runs(
+    State(state): State<Arc<AppState>>,
+    ApiQuery(q): ApiQuery<RunsQuery>,
+) -> Result<Json<RunList>, ApiError> {
+    let mut out = Vec::new();
+    let ids = state.store.run_ids()?;
+    for id in ids.iter().rev() {
+        if let Ok(m) = state.store.manifest(id)
+            && q.formula.as_ref().is_none_or(|f| *f == m.formula)
+        {
+            out.push(summary(&m));
+        }
+    }
+    for s in state.runs.all() {
+        if !ids.contains(&s.run_id) && q.formula.as_ref().is_none_or(|f| *f == s.formula) {
+            out.push(RunSummary {
+                run_id: s.run_id,
+                formula: s.formula,
+                version: None,
+                periods: s.periods,
+                started_at: Some(s.requested_at),
+                finished_at: s.finished_at,
+                outcome: s.status,
+            });
+        }
+    }
+    Ok(Json(RunList { runs: out }))
+}
+
+/// One run: its manifest once written, else its progress. Numbers in the
+/// manifest (rows read, population statistics) are hidden from scoped keys.
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
+    params(("id" = String, Path, description = "run id")),
+    responses((status = 200, description = "the manifest, or `{run_id, status, ...}` while it runs", body = Object),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_run(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let status = state.runs.get(&id);
+    let manifest = match state.store.manifest(&id) {
+        Ok(m) => Some(m),
+        Err(e) if e.status == StatusCode::NOT_FOUND => None,
+        Err(e) => return Err(e),
+    };
+    let mut v = match (manifest, &status) {
+        (Some(m), _) => serde_json::to_value(&m).map_err(|e| ApiError::internal(e.to_string()))?,
+        (None, Some(s)) => {
+            serde_json::to_value(s).map_err(|e| ApiError::internal(e.to_string()))?
+        }
+        (None, None) => return Err(ApiError::not_found(format!("no run `{id}`"))),
+    };
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(s) = &status {
+            obj.insert("status".into(), serde_json::json!(s.status));
+            obj.insert("started_by".into(), serde_json::json!(s.started_by));
+        } else if let Some(o) = obj.get("outcome").cloned() {
+            obj.insert("status".into(), o);
+        }
+        if who.is_scoped() {
+            obj.remove("population_stats");
+            if let Some(serde_json::Value::Array(sources)) = obj.get_mut("sources") {
+                for s in sources {
+                    if let Some(s) = s.as_object_mut() {
+                        s.remove("rows_read");
+                        s.remove("files");
+                    }
+                }
+            }
+        }
+    }
+    Ok(Json(v))
+}
+
+/// Starts a run of a formula in the background (operator role).
+#[utoipa::path(post, path = "/v1/formulas/{name}/runs", tag = "runs",
+    params(("name" = String, Path, description = "formula name")),
+    request_body(content = RunBody, description = "periods to compute; empty: the last complete one"),
+    responses((status = 202, body = RunAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn start_run(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    who.require(Role::Operator)?;
+    let formulas = state.store.formulas();
+    let f = formulas.get(&name).ok_or_else(|| {
+        ApiError::not_found(format!("no formula `{name}` in the formulas folder"))
+    })?;
+    let body: RunBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RunBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?
+    };
+    let grain = f.loaded.formula.file.grain;
+    let choice = match (&body.period, &body.from, &body.to, body.last_complete) {
+        (Some(p), None, None, None | Some(false)) => {
+            engine::PeriodChoice::One(parse_period("period", p, grain)?)
+        }
+        (None, Some(a), Some(b), None | Some(false)) => {
+            let (a, b) = (
+                parse_period("from", a, grain)?,
+                parse_period("to", b, grain)?,
+            );
+            if a > b {
+                return Err(ApiError::bad_request("`from` is after `to`"));
+            }
+            let n = engine::period::range(grain, a, b).len();
+            if n > state.max_run_periods {
+                return Err(ApiError::bad_request(format!(
+                    "{n} periods asked; one request computes at most {}",
+                    state.max_run_periods
+                )));
+            }
+            engine::PeriodChoice::Range(a, b)
+        }
+        (None, None, None, _) => engine::PeriodChoice::LastComplete,
+        _ => {
+            return Err(ApiError::bad_request(
+                "give `period`, or `from` and `to`, or `last_complete`",
+            ));
+        }
+    };
+    let id = crate::runs::start(&state, f.path.clone(), name, choice, who.name.clone());
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RunAccepted {
+            href: format!("/v1/runs/{id}"),
+            run_id: id,
+            status: "queued".into(),
+        }),
+    ))
+}
+
+/// The audit log (admin role).
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = AuditDoc), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn audit(
+    State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Principal>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Json<AuditDoc>, ApiError> {
+    who.require(Role::Admin)?;
+    let limit = q.limit.unwrap_or(1000).min(100_000);
+    let events = state.audit.read(limit).map_err(|e| {
+        tracing::error!(error = %e, "cannot read the audit log");
+        ApiError::internal("the audit log cannot be read; see the server log")
+    })?;
+    Ok(Json(AuditDoc { events }))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: the results store and the keys file can be read.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Health>, ApiError> {
+    let unavailable = |m: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m);
+    state
+        .store
+        .current()
+        .map_err(|e| unavailable(format!("results store: {}", e.message)))?;
+    state
+        .keys
+        .file()
+        .map_err(|e| unavailable(format!("keys: {}", e.message)))?;
+    Ok(Json(Health {
+        status: "ready".into(),
+    }))
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}

@@ -1,0 +1,219 @@
+//! Reads for the API: the formulas folder and the results store, with an
+//! in-memory cache. Runs are immutable once committed, so their rows are
+//! cached by run id forever; `current.json` and the formulas folder are
+//! re-read when their modification time changes, so new runs and edited
+//! formulas are seen without a restart. Nothing here recomputes a score.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use chrono::NaiveDate;
+use engine::ResultRow;
+use engine::store::{Current, Manifest};
+
+use crate::error::ApiError;
+
+/// A formula file found in the formulas folder.
+#[derive(Clone)]
+pub struct FormulaEntry {
+    pub path: PathBuf,
+    pub loaded: Arc<engine::Loaded>,
+}
+
+type Signature = Vec<(PathBuf, Option<SystemTime>, u64)>;
+
+#[derive(Default)]
+struct Cache {
+    current: Option<(Option<SystemTime>, Arc<Current>)>,
+    rows: HashMap<String, Arc<Vec<ResultRow>>>,
+    formulas: Option<(Signature, Arc<BTreeMap<String, FormulaEntry>>)>,
+    /// Files that failed to load, with why (reported in the server log once).
+    broken: BTreeMap<PathBuf, String>,
+}
+
+pub struct Store {
+    pub results: PathBuf,
+    pub formulas_dir: Option<PathBuf>,
+    cache: Mutex<Cache>,
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+impl Store {
+    pub fn new(results: PathBuf, formulas_dir: Option<PathBuf>) -> Self {
+        Self {
+            results,
+            formulas_dir,
+            cache: Mutex::new(Cache::default()),
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `current.json`, re-read when it changed.
+    pub fn current(&self) -> Result<Arc<Current>, ApiError> {
+        let path = self.results.join("current.json");
+        let m = mtime(&path);
+        if let Some((seen, c)) = &self.cache().current
+            && *seen == m
+            && m.is_some()
+        {
+            return Ok(Arc::clone(c));
+        }
+        let c =
+            Arc::new(engine::store::read_current(&self.results).map_err(ApiError::from_engine)?);
+        self.cache().current = Some((m, Arc::clone(&c)));
+        Ok(c)
+    }
+
+    /// The rows of a committed run.
+    pub fn rows(&self, run_id: &str) -> Result<Arc<Vec<ResultRow>>, ApiError> {
+        if let Some(r) = self.cache().rows.get(run_id) {
+            return Ok(Arc::clone(r));
+        }
+        let rows = Arc::new(
+            engine::store::read_results(&self.results, run_id).map_err(ApiError::from_engine)?,
+        );
+        self.cache()
+            .rows
+            .insert(run_id.to_string(), Arc::clone(&rows));
+        Ok(rows)
+    }
+
+    pub fn manifest(&self, run_id: &str) -> Result<Manifest, ApiError> {
+        let valid = !run_id.is_empty()
+            && run_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid
+            || !engine::store::run_dir(&self.results, run_id)
+                .join("manifest.json")
+                .is_file()
+        {
+            return Err(ApiError::not_found(format!("no run `{run_id}`")));
+        }
+        engine::store::read_manifest(&self.results, run_id).map_err(ApiError::from_engine)
+    }
+
+    pub fn run_ids(&self) -> Result<Vec<String>, ApiError> {
+        engine::store::list_runs(&self.results).map_err(ApiError::from_engine)
+    }
+
+    /// The formulas of the formulas folder by name, re-read when a file
+    /// changed. Files that do not check are left out (and logged).
+    pub fn formulas(&self) -> Arc<BTreeMap<String, FormulaEntry>> {
+        let Some(dir) = &self.formulas_dir else {
+            return Arc::new(BTreeMap::new());
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        let sig: Signature = files
+            .iter()
+            .map(|p| {
+                let m = std::fs::metadata(p).ok();
+                (
+                    p.clone(),
+                    m.as_ref().and_then(|m| m.modified().ok()),
+                    m.map_or(0, |m| m.len()),
+                )
+            })
+            .collect();
+        if let Some((seen, f)) = &self.cache().formulas
+            && *seen == sig
+        {
+            return Arc::clone(f);
+        }
+        let mut out = BTreeMap::new();
+        let mut broken = BTreeMap::new();
+        for p in files {
+            match engine::load(&p) {
+                Ok(l) => {
+                    let name = l.formula.file.name.value.clone();
+                    out.entry(name).or_insert(FormulaEntry {
+                        path: p,
+                        loaded: Arc::new(l),
+                    });
+                }
+                Err(e) => {
+                    broken.insert(p, e.to_string());
+                }
+            }
+        }
+        let mut cache = self.cache();
+        for (p, why) in &broken {
+            if cache.broken.get(p) != Some(why) {
+                tracing::warn!(file = %p.display(), error = %why, "formula left out");
+            }
+        }
+        cache.broken = broken;
+        let out = Arc::new(out);
+        cache.formulas = Some((sig, Arc::clone(&out)));
+        out
+    }
+
+    /// The grain of a formula: from its file, else from its latest run.
+    pub fn grain(&self, formula: &str) -> Result<formulas::Grain, ApiError> {
+        if let Some(f) = self.formulas().get(formula) {
+            return Ok(f.loaded.formula.file.grain);
+        }
+        let current = self.current()?;
+        let Some(run) = current
+            .formulas
+            .get(formula)
+            .and_then(|m| m.values().next_back())
+        else {
+            return Err(ApiError::not_found(format!("no formula `{formula}`")));
+        };
+        let m = self.manifest(run)?;
+        formulas::Grain::parse(&m.grain)
+            .ok_or_else(|| ApiError::internal(format!("run `{run}` has an unknown grain")))
+    }
+
+    /// Whether the formula is known (a file or results).
+    pub fn exists(&self, formula: &str) -> Result<bool, ApiError> {
+        Ok(self.formulas().contains_key(formula) || self.current()?.formulas.contains_key(formula))
+    }
+
+    /// The current rows of `formula` for the periods in `[from, to]`
+    /// (inclusive; open ends when `None`), with the run each comes from.
+    pub fn current_rows(
+        &self,
+        formula: &str,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<(Vec<ResultRow>, BTreeMap<String, String>), ApiError> {
+        let current = self.current()?;
+        let Some(periods) = current.formulas.get(formula) else {
+            return Ok((Vec::new(), BTreeMap::new()));
+        };
+        let mut rows = Vec::new();
+        let mut runs = BTreeMap::new();
+        for (p, run) in periods {
+            let Some(d) = engine::period::parse_date(p) else {
+                continue;
+            };
+            if from.is_some_and(|f| d < f) || to.is_some_and(|t| d > t) {
+                continue;
+            }
+            let all = self.rows(run)?;
+            rows.extend(all.iter().filter(|r| r.period == d).cloned());
+            runs.insert(p.clone(), run.clone());
+        }
+        rows.sort_by(|a, b| {
+            (a.period, &a.dimension, &a.value).cmp(&(b.period, &b.dimension, &b.value))
+        });
+        Ok((rows, runs))
+    }
+}

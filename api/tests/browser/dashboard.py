@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""The dashboard in a real headless Chromium.
+
+Runs the sample formula with `croo run`, makes a viewer key with
+`croo keys add`, serves the store with `croo serve`, then loads `/` in
+Debian's Chromium (through chromedriver and Selenium), enters the key and
+checks that the charts show the numbers of the store: every point of the
+score trend, every bar of the breakdown and every step of the waterfall.
+It also checks that the page loaded nothing from another origin, and keeps
+a screenshot.
+
+usage: dashboard.py CROO_BINARY ARTIFACT_DIR
+exit 0 when every check passes, 1 otherwise.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def croo(binary, *args):
+    out = subprocess.run([binary, *args], check=True, capture_output=True, text=True)
+    return out.stdout
+
+
+def main():
+    binary, artifacts = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    os.makedirs(artifacts, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="croo-browser-")
+    sample, results, keys = (os.path.join(work, n) for n in ("sample", "results", "keys.json"))
+    croo(binary, "sample", "--out", sample, "--customers", "400", "--months", "5")
+    formula = os.path.join(sample, "retail-croo.toml")
+    run = json.loads(croo(binary, "run", formula, "--from", "2026-07-01", "--to", "2026-10-01",
+                          "--out", results, "--format", "json"))
+    rows = run["results"]
+    key = croo(binary, "keys", "add", "--file", keys, "--name", "exec", "--role", "viewer",
+               "--results", results).strip()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([binary, "serve", "--results", results, "--formulas", sample,
+                               "--keys", keys, "--bind", f"127.0.0.1:{port}"],
+                              stderr=subprocess.DEVNULL)
+    failures = []
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/readyz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        opts = Options()
+        opts.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+        for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--window-size=1400,1000"):
+            opts.add_argument(a)
+        service = Service(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
+        driver = webdriver.Chrome(service=service, options=opts)
+        try:
+            driver.get(base + "/")
+            wait = WebDriverWait(driver, 20)
+            wait.until(lambda d: d.find_element(By.ID, "key").is_displayed())
+            driver.find_element(By.ID, "key").send_keys(key)
+            driver.find_element(By.ID, "enter").click()
+            whole = [r for r in rows if r["dimension"] is None]
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#trend circle.point")) == len(whole))
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#moved tbody tr"))
+
+            def check(what, actual, expected):
+                if abs(actual - expected) > 1e-9 * max(1.0, abs(expected)):
+                    failures.append(f"{what}: page shows {actual}, store has {expected}")
+
+            # The trend: one point per period, the store's score.
+            for c in driver.find_elements(By.CSS_SELECTOR, "#trend circle.point"):
+                p = c.get_attribute("data-period")
+                r = next(r for r in whole if r["period"] == p)
+                check(f"trend {p}", float(c.get_attribute("data-score")), r["score"])
+            latest = whole[-1]
+            check("headline", float(driver.find_element(By.ID, "latest-score").get_attribute("data-score")),
+                  latest["score"])
+            # The breakdown by the first dimension (segment) of the latest period.
+            groups = {r["value"]: r for r in rows
+                      if r["period"] == latest["period"] and r["dimension"] == "segment"}
+            bars = driver.find_elements(By.CSS_SELECTOR, "#breakdown rect.bar")
+            if len(bars) != len(groups):
+                failures.append(f"breakdown: {len(bars)} bars for {len(groups)} segments")
+            for b in bars:
+                v = b.get_attribute("data-value")
+                check(f"bar {v}", float(b.get_attribute("data-score")), groups[v]["score"])
+            # The waterfall: each component's contribution, then the score.
+            steps = driver.find_elements(By.CSS_SELECTOR, "#waterfall rect[data-component]")
+            if len(steps) != len(latest["components"]):
+                failures.append(f"waterfall: {len(steps)} steps for {len(latest['components'])} components")
+            for s in steps:
+                name = s.get_attribute("data-component")
+                check(f"waterfall {name}", float(s.get_attribute("data-contribution")),
+                      latest["components"][name]["contribution"])
+            total = driver.find_element(By.CSS_SELECTOR, "#waterfall rect[data-total]")
+            check("waterfall total", float(total.get_attribute("data-total")), latest["score"])
+            # What moved: one row per component, changes from the store.
+            prev = whole[-2]
+            for tr in driver.find_elements(By.CSS_SELECTOR, "#moved tbody tr[data-component]"):
+                name = tr.get_attribute("data-component")
+                expected = (latest["components"][name]["contribution"]
+                            - prev["components"][name]["contribution"])
+                check(f"moved {name}", float(tr.get_attribute("data-change")), expected)
+            # Nothing from another origin.
+            urls = driver.execute_script(
+                "return performance.getEntriesByType('resource').map(e => e.name)")
+            foreign = [u for u in urls if not u.startswith(base)]
+            if foreign:
+                failures.append(f"loaded from elsewhere: {foreign}")
+            # The key is kept for the session: a reload needs no key.
+            driver.refresh()
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#trend circle.point")) == len(whole))
+            driver.save_screenshot(os.path.join(artifacts, "dashboard.png"))
+        finally:
+            driver.quit()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    if failures:
+        print("dashboard: FAILED")
+        for f in failures:
+            print("  " + f)
+        return 1
+    print(f"dashboard: ok ({len(whole)} periods, {len(groups)} segments, "
+          f"screenshot in {artifacts}/dashboard.png)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

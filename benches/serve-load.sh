@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Load benchmark of `croo serve` (not a test): requests per second and
+# p50/p99 latency of the scores route on loopback.
+# usage: benches/serve-load.sh [CUSTOMERS=2000] [CONCURRENCY=16] [SECONDS=10]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+customers="${1:-2000}"; concurrency="${2:-16}"; seconds="${3:-10}"
+cargo build --release -p croo -p benches --bin croo --bin serve_load
+bin=target/release
+work="$(mktemp -d)"
+trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+"$bin/croo" sample --out "$work/sample" --customers "$customers" --months 12 >/dev/null
+"$bin/croo" run "$work/sample/retail-croo.toml" --from 2025-11-01 --to 2026-10-01 --out "$work/results" --format json >/dev/null
+key="$("$bin/croo" keys add --file "$work/keys.json" --name bench --role viewer --results "$work/results" 2>/dev/null)"
+"$bin/croo" serve --results "$work/results" --formulas "$work/sample" --keys "$work/keys.json" \
+  --bind 127.0.0.1:18080 2>/dev/null &
+server=$!
+sleep 1
+base="http://127.0.0.1:18080/v1/formulas/retail-croo"
+"$bin/serve_load" "$base/scores" "$key" "$concurrency" "$seconds"
+"$bin/serve_load" "$base/scores?by=segment" "$key" "$concurrency" "$seconds"
+"$bin/serve_load" "$base/scores/2026-10-01?by=region" "$key" "$concurrency" "$seconds"
