@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 customers="${1:-2000}"; concurrency="${2:-16}"; seconds="${3:-10}"
-cargo build --release -p croo -p benches --bin croo --bin serve_load
+# CROO_SKIP_BUILD=1 uses what target/release holds.
+[ -n "${CROO_SKIP_BUILD:-}" ] || cargo build --release --workspace --bins
 bin=target/release
 work="$(mktemp -d)"
 trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -5,7 +5,8 @@
 # (450000 customers x 12 months is about 10 million interactions.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p croo
+# CROO_SKIP_BUILD=1 uses what target/release holds.
+[ -n "${CROO_SKIP_BUILD:-}" ] || cargo build --release --workspace --bins
 venv=target/bench-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q duckdb==2.0.0

@@ -162,10 +162,11 @@ DUCK_RUNNER = r"""
 import duckdb, json, sys
 con = duckdb.connect()
 con.execute("SET threads = " + sys.argv[2])
+con.execute("SET TimeZone = 'UTC'")
 sql = open(sys.argv[1]).read()
 cur = con.execute(sql)
 cols = [d[0] for d in cur.description]
-print(json.dumps([dict(zip(cols, r)) for r in cur.fetchall()]))
+print(json.dumps([dict(zip(cols, r)) for r in cur.fetchall()], default=float))
 """
 
 

@@ -41,11 +41,7 @@ impl Principal {
     }
 
     fn describe_scope(&self) -> String {
-        self.scope
-            .iter()
-            .map(|(d, vs)| format!("{d}={}", vs.join("|")))
-            .collect::<Vec<_>>()
-            .join(", ")
+        crate::keys::describe_scope(&self.scope)
     }
 
     /// Checks a request for rows grouped `by` a dimension (`None`: the whole
@@ -173,8 +169,11 @@ pub async fn require_key(
             .headers()
             .get(AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(|h| {
+                // The scheme is case-insensitive (RFC 9110).
+                let (scheme, key) = h.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(key.trim())
+            });
         match presented {
             None => Err(ApiError::unauthorized(
                 "this route needs a key: Authorization: Bearer <key>",

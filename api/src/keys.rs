@@ -115,6 +115,15 @@ pub fn hash_key(key: &str) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
 }
 
+/// A scope as text: `segment=smb|mid,region=north` (empty: everything).
+pub fn describe_scope(scope: &Scope) -> String {
+    scope
+        .iter()
+        .map(|(d, vs)| format!("{d}={}", vs.join("|")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Parses `DIM=VALUE` arguments into a scope.
 pub fn parse_scope(items: &[String]) -> Result<Scope, KeyError> {
     let mut scope = Scope::new();

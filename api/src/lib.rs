@@ -49,6 +49,8 @@ pub struct AppState {
     pub session: engine::SessionOptions,
     /// Most periods one `POST .../runs` may compute.
     pub max_run_periods: usize,
+    /// A request that takes longer gets 408.
+    pub request_timeout: Duration,
 }
 
 /// How `croo serve` was asked to run.
@@ -96,6 +98,7 @@ impl Modify for BearerAuth {
 
 /// The application: every route with its layers, and the OpenAPI document.
 pub fn app(state: Arc<AppState>) -> Router {
+    let timeout = state.request_timeout;
     let (data, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::list_formulas))
         .routes(routes!(routes::get_formula))
@@ -139,7 +142,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
+            timeout,
         ))
         .layer(middleware::from_fn(json_errors))
         .layer(CatchPanicLayer::custom(|_| {
@@ -263,6 +266,7 @@ pub fn state(config: &Config) -> Result<Arc<AppState>, ServeError> {
         runs: runs::Runs::default(),
         session: config.session.clone(),
         max_run_periods: 120,
+        request_timeout: config.request_timeout,
     }))
 }
 

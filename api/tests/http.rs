@@ -208,6 +208,20 @@ async fn data_routes_need_a_valid_key() {
     let (s, body) = get("/v1/formulas/retail-croo/scores", Some("Bearer nope")).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(error_code(&body), "unauthorized");
+    // Any case of the scheme; another scheme is no key.
+    for (scheme, expected) in [
+        ("bearer", StatusCode::OK),
+        ("BEARER", StatusCode::OK),
+        ("Basic", StatusCode::UNAUTHORIZED),
+    ] {
+        let r = reqwest::Client::new()
+            .get(format!("{}/v1/formulas", f.base))
+            .header("authorization", format!("{scheme} {}", f.viewer))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), expected, "{scheme}");
+    }
 }
 
 #[tokio::test]

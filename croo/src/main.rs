@@ -923,12 +923,7 @@ fn keys(cmd: KeysCommand) -> Result<u8, Failure> {
             let mut f = KeysFile::read(&file).map_err(fail)?;
             let (key, record) = f.add(&name, role, scope, &now).map_err(fail)?;
             f.write(&file).map_err(fail)?;
-            let scope_text = record
-                .scope
-                .iter()
-                .map(|(d, vs)| format!("{d}={}", vs.join("|")))
-                .collect::<Vec<_>>()
-                .join(",");
+            let scope_text = api::keys::describe_scope(&record.scope);
             audit(
                 &results,
                 "key.created",
@@ -972,11 +967,7 @@ fn keys(cmd: KeysCommand) -> Result<u8, Failure> {
                     vec![
                         k.name.clone(),
                         k.role.to_string(),
-                        k.scope
-                            .iter()
-                            .map(|(d, vs)| format!("{d}={}", vs.join("|")))
-                            .collect::<Vec<_>>()
-                            .join(","),
+                        api::keys::describe_scope(&k.scope),
                         format!("{}…", k.prefix),
                         k.created_at.clone(),
                         k.revoked_at.clone().unwrap_or_default(),

@@ -219,7 +219,8 @@ fn missing_column(
 /// whether the customer is included in rollups.
 pub struct Scored {
     pub df: DataFrame,
-    /// Rows read per source within the requested periods.
+    /// Rows read per source within the requested periods: one row, one
+    /// Int64 column `n` (NULL when none).
     pub rows_read: Vec<(String, DataFrame)>,
 }
 
@@ -531,6 +532,7 @@ async fn measure_table(
     }
 
     let mut aggs: Vec<Expr> = Vec::new();
+    let mut distinct: Vec<(AggregateFunction, String)> = Vec::new();
     let mut counts: BTreeMap<String, String> = BTreeMap::new();
     let mut finals = Vec::new();
     let mut outer: Vec<(usize, Expr, String)> = Vec::new();
@@ -574,6 +576,13 @@ async fn measure_table(
                     let alias = format!("__a{i}_{j}");
                     j += 1;
                     apply_filter(&mut af, filter.as_ref());
+                    if af.params.distinct && af.params.args.len() == 1 {
+                        // Computed apart, over distinct (key, period, value)
+                        // rows: DataFusion's per-group DISTINCT sets are slow
+                        // and large with many groups.
+                        distinct.push((af, alias.clone()));
+                        return Ok(Transformed::yes(col(alias)));
+                    }
                     let (parts, value) = deterministic(af, raw.schema(), &alias)?;
                     aggs.extend(parts);
                     Ok(Transformed::yes(value))
@@ -589,10 +598,57 @@ async fn measure_table(
         }
         outer.push((i, rewritten, count_col));
     }
-    let agg = rows
+    aggs.push(count(lit(1)).alias("__n_all"));
+    let mut agg = rows
         .clone()
-        .aggregate(group, aggs)
+        .aggregate(group.clone(), aggs)
         .map_err(Error::engine(format!("aggregating source `{name}`")))?;
+    // DISTINCT aggregates: the distinct (key, period, value) rows first,
+    // then the plain aggregate of the value per (key, period), joined back.
+    let group_cols: Vec<String> = group.iter().map(|g| g.schema_name().to_string()).collect();
+    for (k, (mut af, alias)) in distinct.into_iter().enumerate() {
+        let mut sel = group.clone();
+        sel.push(af.params.args[0].clone().alias("__d"));
+        af.params.distinct = false;
+        af.params.args = vec![col("__d")];
+        af.params.filter = None;
+        let values = rows
+            .clone()
+            .select(sel)
+            .and_then(|d| d.distinct())
+            .map_err(Error::engine(format!("aggregating source `{name}`")))?;
+        let (parts, value) = deterministic(af, values.schema(), "__dv")
+            .map_err(Error::engine(format!("aggregating source `{name}`")))?;
+        let keys: Vec<String> = group_cols.iter().map(|c| format!("{c}__d{k}")).collect();
+        let mut out: Vec<Expr> = group_cols
+            .iter()
+            .zip(&keys)
+            .map(|(c, kc)| col(c).alias(kc))
+            .collect();
+        out.push(value.alias(&alias));
+        let sub = values
+            .aggregate(group_cols.iter().map(col).collect(), parts)
+            .and_then(|d| d.select(out))
+            .map_err(Error::engine(format!("aggregating source `{name}`")))?;
+        let left: Vec<&str> = group_cols.iter().map(String::as_str).collect();
+        let right: Vec<&str> = keys.iter().map(String::as_str).collect();
+        agg = agg
+            .join(sub, JoinType::Left, &left, &right, None)
+            .map_err(Error::engine(format!("aggregating source `{name}`")))?;
+    }
+    // Materialised once: the join reads it, and so does the count of rows
+    // read (which would otherwise scan and parse the source again).
+    let agg = agg
+        .cache()
+        .await
+        .map_err(Error::engine(format!("aggregating source `{name}`")))?;
+    let rows_df = agg
+        .clone()
+        .aggregate(
+            vec![],
+            vec![datafusion::functions_aggregate::expr_fn::sum(col("__n_all")).alias("n")],
+        )
+        .map_err(Error::engine(format!("counting rows of source `{name}`")))?;
     // Raw measure values, then the final expressions used after the join.
     let mut sel = vec![col(&rk)];
     if s.time.is_some() {
@@ -617,7 +673,6 @@ async fn measure_table(
     let agg = agg
         .select(sel)
         .map_err(Error::engine(format!("measures of source `{name}`")))?;
-    let rows_df = rows;
     Ok((agg, finals, rows_df))
 }
 

@@ -223,11 +223,18 @@ pub async fn compute(
     let rows = rollup::rollups(f, &df, periods).await?;
     let mut rows_read = BTreeMap::new();
     for (name, frame) in scored.rows_read {
-        let n = frame
-            .count()
+        let batches = frame
+            .collect()
             .await
             .map_err(Error::engine(format!("counting rows of `{name}`")))?;
-        rows_read.insert(name, n as u64);
+        let n: i64 = batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .filter_map(|b| b.column(0).as_primitive_opt::<Int64Type>())
+            .filter(|a| !a.is_null(0))
+            .map(|a| a.value(0))
+            .sum();
+        rows_read.insert(name, n.max(0) as u64);
     }
     let population_stats = population_stats(f, &df).await?;
     let detail = if detail {

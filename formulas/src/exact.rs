@@ -13,7 +13,12 @@
 //! Digits are 32 bits wide and stored in `i64` limbs, so 2^30 additions fit
 //! before carries have to be propagated.
 
+use smallvec::SmallVec;
+
 const DIGIT_BITS: u32 = 32;
+/// Digits held without a heap allocation: sums of values within about 2^100
+/// of each other (the usual case: one group's amounts) never allocate.
+const INLINE_DIGITS: usize = 5;
 const DIGIT_MASK: i64 = (1 << DIGIT_BITS) - 1;
 /// Additions allowed between two carry propagations.
 const MAX_PENDING: u32 = 1 << 30;
@@ -25,7 +30,7 @@ pub struct ExactSum {
     lo: i32,
     /// Little-endian digits. After [`Self::normalise`] every limb but the
     /// last is in `[0, 2^32)` and the last one carries the sign.
-    limbs: Vec<i64>,
+    limbs: SmallVec<[i64; INLINE_DIGITS]>,
     pending: u32,
     /// Whether any value (even zero) was added; an empty sum is NULL.
     any: bool,
@@ -135,7 +140,7 @@ impl ExactSum {
         }
         if from < self.lo {
             let extra = (self.lo - from) as usize;
-            self.limbs.splice(0..0, std::iter::repeat_n(0, extra));
+            self.limbs.insert_many(0, std::iter::repeat_n(0, extra));
             self.lo = from;
         }
         let hi = self.lo + self.limbs.len() as i32;
@@ -254,7 +259,7 @@ impl ExactSum {
         let limbs = rest[4..]
             .chunks_exact(8)
             .map(|c| c.try_into().map(i64::from_le_bytes))
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<Result<SmallVec<_>, _>>()
             .ok()?;
         Some(Self {
             lo,
@@ -269,7 +274,11 @@ impl ExactSum {
 
     /// Heap bytes held.
     pub fn heap_size(&self) -> usize {
-        self.limbs.capacity() * 8
+        if self.limbs.spilled() {
+            self.limbs.capacity() * 8
+        } else {
+            0
+        }
     }
 }
 
