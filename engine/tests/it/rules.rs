@@ -363,3 +363,29 @@ async fn store_keeps_runs_and_tracks_current() {
     assert_eq!(tx.rows_read, 5);
     assert!(out.join("runs").join(id).join("results.parquet").exists());
 }
+
+/// DISTINCT aggregates (computed over distinct key, period and value rows)
+/// with a filter, next to plain aggregates of the same source.
+///
+/// January, customer 1: amounts 100 (buy), 50 (refund) → buys {100}:
+/// kinds = count(DISTINCT kind) = 2, buys = count(DISTINCT amount) over
+/// buys = 1, total = sum(DISTINCT amount) over buys = 100. Customer 2:
+/// one buy of 30 in January (the 999 is February) → kinds 1, buys 1,
+/// total 30. Component d = kinds + buys + total / 100: c1 = 4, c2 = 2.3;
+/// equal weights → rollup (4 + 2.3) / 2 = 3.15, score 315.
+#[tokio::test]
+async fn distinct_aggregates_with_filters_by_hand() {
+    let dir = basic();
+    let f = BASIC
+        .replace(
+            "[score.components.a]\nweight = 0.5\nexpr = \"spend / 100\"\n\n[score.components.b]\nweight = 0.5\nexpr = \"n\"\n",
+            "[measures.kinds]\nsource = \"tx\"\nexpr = \"count(DISTINCT kind)\"\n\n[measures.buys]\nsource = \"tx\"\nexpr = \"count(DISTINCT amount)\"\nfilter = \"kind = 'buy'\"\ndefault = 0\n\n[measures.total]\nsource = \"tx\"\nexpr = \"sum(DISTINCT amount)\"\nfilter = \"kind = 'buy'\"\n\n[score.components.d]\nweight = 1\nexpr = \"kinds + buys + total / 100 + 0 * spend * n\"\n",
+        );
+    assert!(f.contains("count(DISTINCT kind)"));
+    write(dir.path(), "formula.toml", &f);
+    let rows = run(dir.path(), "2026-01-01", "2026-01-01").await.unwrap();
+    let jan = row(&rows, "2026-01-01", None);
+    assert_eq!((jan.population, jan.included), (2, 2));
+    approx(component(jan, "d").rollup, 3.15);
+    approx(jan.score, 315.0);
+}
