@@ -257,12 +257,7 @@ fn formula_doc(state: &AppState, f: &engine::Loaded) -> Result<FormulaDoc, ApiEr
         .measures
         .iter()
         .filter_map(|m| m.perspective)
-        .map(|p| {
-            serde_json::to_value(p)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        })
+        .map(|p| p.as_str().to_string())
         .collect();
     perspectives.sort();
     perspectives.dedup();
@@ -285,11 +280,7 @@ fn formula_doc(state: &AppState, f: &engine::Loaded) -> Result<FormulaDoc, ApiEr
             .map(|m| MeasureDoc {
                 name: m.name.value.clone(),
                 source: m.source.value.clone(),
-                perspective: m.perspective.and_then(|p| {
-                    serde_json::to_value(p)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                }),
+                perspective: m.perspective.map(|p| p.as_str().to_string()),
                 unit: m.unit.clone(),
                 description: m.description.clone(),
             })

@@ -95,6 +95,14 @@ impl Perspective {
         ("innovation", Perspective::Innovation),
         ("customer", Perspective::Customer),
     ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, p)| *p == self)
+            .map(|(s, _)| *s)
+            .unwrap_or("internal")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
