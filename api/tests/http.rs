@@ -83,6 +83,7 @@ fn make_fixture() -> Fixture {
             session: engine::SessionOptions {
                 threads: Some(2),
                 memory_limit: None,
+                cluster: None,
             },
             request_timeout: Duration::from_secs(30),
         };

@@ -3,7 +3,11 @@
 //!
 //! Files (Parquet, CSV, NDJSON) are read through DataFusion listing tables:
 //! a single file, a glob, or a directory (hive-style `key=value/` folders
-//! become Utf8 columns). This crate knows nothing of formulas.
+//! become Utf8 columns), on the local disk or in an object store
+//! ([`remote`]: `s3://`, `gs://`, `az://`). PostgreSQL tables are read
+//! through `datafusion-table-providers` (`postgres` module, cargo feature
+//! `postgres`, on by default), with filters and projections pushed down.
+//! This crate knows nothing of formulas.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +21,13 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
 use datafusion::prelude::SessionContext;
 
+mod layout;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod remote;
+
+use layout::{Layout, extension_of, has_glob, partition_columns, wanted};
+
 /// File formats a source can be read in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileFormat {
@@ -26,7 +37,7 @@ pub enum FileFormat {
 }
 
 impl FileFormat {
-    fn from_extension(ext: &str) -> Option<FileFormat> {
+    pub(crate) fn from_extension(ext: &str) -> Option<FileFormat> {
         match ext.to_ascii_lowercase().as_str() {
             "parquet" | "pq" => Some(FileFormat::Parquet),
             "csv" | "tsv" => Some(FileFormat::Csv),
@@ -76,18 +87,15 @@ pub struct SourceSpec<'a> {
     pub base_dir: &'a Path,
 }
 
-fn source_err(spec: &SourceSpec<'_>, message: impl Into<String>) -> Error {
+pub(crate) fn source_err(spec: &SourceSpec<'_>, message: impl Into<String>) -> Error {
     Error::Source {
         source_name: spec.name.to_string(),
         message: message.into(),
     }
 }
 
-fn has_glob(s: &str) -> bool {
-    s.contains(['*', '?', '['])
-}
-
-/// Resolves a file URI against the base directory.
+/// Resolves a local file URI (a path, or `file://`) against the base
+/// directory; `None` for any other scheme.
 pub fn resolve_path(uri: &str, base_dir: &Path) -> Option<PathBuf> {
     let path = if let Some(p) = uri.strip_prefix("file://") {
         PathBuf::from(p)
@@ -120,53 +128,11 @@ fn files_below(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Hive-style partition columns (`key=value` folders) under `dir`.
-fn partition_columns(dir: &Path, files: &[PathBuf]) -> Vec<String> {
-    let Some(first) = files.first() else {
-        return Vec::new();
-    };
-    let Ok(rel) = first.strip_prefix(dir) else {
-        return Vec::new();
-    };
-    let mut cols = Vec::new();
-    let comps: Vec<_> = rel.components().collect();
-    for c in comps.iter().take(comps.len().saturating_sub(1)) {
-        let s = c.as_os_str().to_string_lossy();
-        match s.split_once('=') {
-            Some((k, _)) if !k.is_empty() => cols.push(k.to_string()),
-            _ => return Vec::new(),
-        }
-    }
-    cols
-}
-
-/// Registers the source as table `table` in `ctx` and returns its schema.
-pub async fn register(
-    ctx: &SessionContext,
-    table: &str,
-    spec: &SourceSpec<'_>,
-) -> Result<SchemaRef> {
-    if spec.uri.starts_with("postgres://") || spec.uri.starts_with("postgresql://") {
-        return Err(source_err(
-            spec,
-            "PostgreSQL sources are not supported by this build yet",
-        ));
-    }
-    let Some(path) = resolve_path(spec.uri, spec.base_dir) else {
-        return Err(source_err(
-            spec,
-            format!(
-                "unsupported URI `{}` (object stores are not supported by this build yet)",
-                spec.uri
-            ),
-        ));
-    };
+/// Finds what a local source path names: a file, a glob or a directory.
+fn local_layout(spec: &SourceSpec<'_>, path: &Path) -> Result<Layout> {
     let path_str = path.to_string_lossy().to_string();
-    let (table_path, format, extension, partitions) = if has_glob(&path_str) {
-        let ext = Path::new(&path_str)
-            .extension()
-            .map(|e| e.to_string_lossy().to_string())
-            .filter(|e| !has_glob(e));
+    if has_glob(&path_str) {
+        let ext = extension_of(&path_str).filter(|e| !has_glob(e));
         let format = spec
             .format
             .or_else(|| ext.as_deref().and_then(FileFormat::from_extension))
@@ -176,39 +142,27 @@ pub async fn register(
                     format!("cannot tell the format of `{}`: add `format`", spec.uri),
                 )
             })?;
-        (
-            path_str.clone(),
+        return Ok(Layout {
+            table_path: path_str,
             format,
-            ext.map(|e| format!(".{e}")).unwrap_or_default(),
-            Vec::new(),
-        )
-    } else if path.is_dir() {
+            extension: ext.map(|e| format!(".{e}")).unwrap_or_default(),
+            partitions: Vec::new(),
+        });
+    }
+    if path.is_dir() {
         let mut files = Vec::new();
-        files_below(&path, &mut files)
+        files_below(path, &mut files)
             .map_err(|e| source_err(spec, format!("cannot list `{}`: {e}", path.display())))?;
-        let data: Vec<PathBuf> = files
-            .into_iter()
-            .filter(|f| {
-                let ext = f
-                    .extension()
-                    .map(|e| e.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                match spec.format {
-                    Some(fmt) => FileFormat::from_extension(&ext) == Some(fmt),
-                    None => FileFormat::from_extension(&ext).is_some(),
-                }
-            })
-            .collect();
-        let Some(first) = data.first() else {
-            return Err(source_err(
-                spec,
-                format!("no data files in directory `{}`", path.display()),
-            ));
-        };
-        let ext = first
-            .extension()
-            .map(|e| e.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let first = files
+            .iter()
+            .find(|f| wanted(extension_of(&f.to_string_lossy()).as_deref(), spec.format))
+            .ok_or_else(|| {
+                source_err(
+                    spec,
+                    format!("no data files in directory `{}`", path.display()),
+                )
+            })?;
+        let ext = extension_of(&first.to_string_lossy()).unwrap_or_default();
         let format = spec
             .format
             .or_else(|| FileFormat::from_extension(&ext))
@@ -218,34 +172,97 @@ pub async fn register(
                     format!("cannot tell the format of `{}`", first.display()),
                 )
             })?;
-        let partitions = partition_columns(&path, &data);
-        let mut dir = path_str.clone();
+        let relative = first
+            .strip_prefix(path)
+            .map(|r| r.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let mut dir = path_str;
         if !dir.ends_with('/') {
             dir.push('/');
         }
-        (dir, format, format!(".{ext}"), partitions)
-    } else if path.is_file() {
-        let ext = path
-            .extension()
-            .map(|e| e.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let format = spec.format.or_else(|| FileFormat::from_extension(&ext)).ok_or_else(|| {
-            source_err(spec, format!("cannot tell the format of `{}`: add `format = \"parquet\"` (or csv, ndjson)", spec.uri))
-        })?;
-        let extension = if ext.is_empty() {
-            String::new()
-        } else {
-            format!(".{ext}")
-        };
-        (path_str.clone(), format, extension, Vec::new())
-    } else {
+        return Ok(Layout {
+            table_path: dir,
+            format,
+            extension: format!(".{ext}"),
+            partitions: partition_columns(&relative),
+        });
+    }
+    if path.is_file() {
+        let ext = extension_of(&path_str);
+        let format = spec
+            .format
+            .or_else(|| ext.as_deref().and_then(FileFormat::from_extension))
+            .ok_or_else(|| {
+                source_err(
+                    spec,
+                    format!(
+                        "cannot tell the format of `{}`: add `format = \"parquet\"` (or csv, ndjson)",
+                        spec.uri
+                    ),
+                )
+            })?;
+        return Ok(Layout {
+            table_path: path_str,
+            format,
+            extension: ext.map(|e| format!(".{e}")).unwrap_or_default(),
+            partitions: Vec::new(),
+        });
+    }
+    Err(source_err(
+        spec,
+        format!("no file or directory at `{}`", path.display()),
+    ))
+}
+
+/// Registers the source as table `table` in `ctx` and returns its schema.
+///
+/// Local paths (relative to the formula's folder) and `file://` URLs,
+/// object store URLs (`s3://`, `gs://`, `az://`) and, with the `postgres`
+/// feature, `postgres://` URIs.
+pub async fn register(
+    ctx: &SessionContext,
+    table: &str,
+    spec: &SourceSpec<'_>,
+) -> Result<SchemaRef> {
+    if is_postgres_uri(spec.uri) {
+        #[cfg(feature = "postgres")]
+        return postgres::register(ctx, table, spec).await;
+        #[cfg(not(feature = "postgres"))]
         return Err(source_err(
             spec,
-            format!("no file or directory at `{}`", path.display()),
+            "this build of croo has no PostgreSQL support (build with the `postgres` feature)",
         ));
+    }
+    let layout = if remote::is_object_store_uri(spec.uri) {
+        let (url, store) = remote::register_store(ctx, spec)?;
+        remote::layout(spec, store.as_ref(), &url).await?
+    } else {
+        let Some(path) = resolve_path(spec.uri, spec.base_dir) else {
+            return Err(source_err(
+                spec,
+                format!(
+                    "unsupported URI `{}` (expected a path, file://, s3://, gs://, az:// or postgres://)",
+                    spec.uri
+                ),
+            ));
+        };
+        local_layout(spec, &path)?
     };
+    register_listing(ctx, table, spec, layout).await
+}
 
-    let options = match format {
+/// Whether `uri` names a PostgreSQL source.
+pub fn is_postgres_uri(uri: &str) -> bool {
+    uri.starts_with("postgres://") || uri.starts_with("postgresql://")
+}
+
+async fn register_listing(
+    ctx: &SessionContext,
+    table: &str,
+    spec: &SourceSpec<'_>,
+    layout: Layout,
+) -> Result<SchemaRef> {
+    let options = match layout.format {
         FileFormat::Parquet => ListingOptions::new(Arc::new(ParquetFormat::default())),
         FileFormat::Csv => ListingOptions::new(Arc::new(
             CsvFormat::default()
@@ -256,27 +273,23 @@ pub async fn register(
             JsonFormat::default().with_schema_infer_max_rec(100_000),
         )),
     }
-    .with_file_extension(extension)
+    .with_file_extension(layout.extension)
     .with_table_partition_cols(
-        partitions
+        layout
+            .partitions
             .into_iter()
             .map(|c| (c, DataType::Utf8))
             .collect(),
     );
 
-    ctx.register_listing_table(table, &table_path, options, None, None)
+    let read_err = |error| Error::Read {
+        source_name: spec.name.to_string(),
+        error,
+    };
+    ctx.register_listing_table(table, &layout.table_path, options, None, None)
         .await
-        .map_err(|error| Error::Read {
-            source_name: spec.name.to_string(),
-            error,
-        })?;
-    let provider = ctx
-        .table_provider(table)
-        .await
-        .map_err(|error| Error::Read {
-            source_name: spec.name.to_string(),
-            error,
-        })?;
+        .map_err(read_err)?;
+    let provider = ctx.table_provider(table).await.map_err(read_err)?;
     Ok(provider.schema())
 }
 
@@ -309,9 +322,12 @@ pub struct FileFingerprint {
     pub modified: i64,
 }
 
-/// Fingerprints the files behind a file source (size and modification
-/// time), in path order. Empty for sources that are not local files.
-pub fn fingerprint(spec: &SourceSpec<'_>) -> Vec<FileFingerprint> {
+/// Fingerprints the files behind a file or object store source (size and
+/// modification time), in path order. Empty for database sources.
+pub async fn fingerprint(spec: &SourceSpec<'_>) -> Vec<FileFingerprint> {
+    if remote::is_object_store_uri(spec.uri) {
+        return remote::fingerprint(spec).await;
+    }
     let Some(path) = resolve_path(spec.uri, spec.base_dir) else {
         return Vec::new();
     };

@@ -1,6 +1,7 @@
 //! `croo`: the command line. Parses arguments, calls the engine, prints.
 //! Exit codes: 0 done, 1 user error, 2 failure.
 
+mod cluster;
 mod render;
 
 use std::io::{IsTerminal, Write};
@@ -134,6 +135,36 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Run a Ballista scheduler with croo's functions (one per cluster).
+    Scheduler {
+        /// Address to listen on (gRPC for clients and executors).
+        #[arg(long, default_value = "0.0.0.0:50050")]
+        bind: std::net::SocketAddr,
+    },
+    /// Run a Ballista executor with croo's functions (one per worker).
+    Executor {
+        /// The scheduler to join, HOST:PORT.
+        #[arg(long, default_value = "localhost:50050")]
+        scheduler: String,
+        /// Host to bind the executor's ports to.
+        #[arg(long, default_value = "0.0.0.0")]
+        bind_host: String,
+        /// Arrow Flight port (shuffle data).
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+        /// gRPC port (tasks from the scheduler).
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Host name the scheduler and other executors reach this one by.
+        #[arg(long)]
+        external_host: Option<String>,
+        /// Concurrent tasks (default: all cores).
+        #[arg(long, default_value_t = 0)]
+        concurrent_tasks: usize,
+        /// Folder for shuffle files (default: a temporary folder).
+        #[arg(long)]
+        work_dir: Option<String>,
+    },
     /// Write the sample (if missing), run its example formula and print the scores.
     Quickstart {
         /// Where the sample lives.
@@ -214,6 +245,10 @@ struct RunArgs {
     /// same bits for any thread count (every floating-point sum is exact).
     #[arg(long)]
     threads: Option<usize>,
+    /// Run on a Ballista cluster: its scheduler, df://HOST:PORT (started
+    /// with `croo scheduler`; workers with `croo executor`).
+    #[arg(long, value_name = "df://HOST:PORT")]
+    cluster: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -269,7 +304,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
-    let default_log = if matches!(cli.command, Command::Serve { .. }) {
+    let default_log = if matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Scheduler { .. } | Command::Executor { .. }
+    ) {
         "info"
     } else {
         "warn"
@@ -299,6 +337,7 @@ fn init_logging(format: LogFormat, default: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
@@ -374,6 +413,27 @@ async fn dispatch(cmd: Command) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Keys { command } => keys(command),
+        Command::Scheduler { bind } => cluster::scheduler(bind).await,
+        Command::Executor {
+            scheduler,
+            bind_host,
+            port,
+            grpc_port,
+            external_host,
+            concurrent_tasks,
+            work_dir,
+        } => {
+            cluster::executor(
+                &scheduler,
+                bind_host,
+                port,
+                grpc_port,
+                external_host,
+                concurrent_tasks,
+                work_dir,
+            )
+            .await
+        }
         Command::Schema => {
             println!("{}", formulas::schema::JSON.trim_end());
             Ok(0)
@@ -886,6 +946,7 @@ fn session_options(
     Ok(SessionOptions {
         threads,
         memory_limit,
+        cluster: None,
     })
 }
 
@@ -993,7 +1054,8 @@ fn keys(cmd: KeysCommand) -> Result<u8, Failure> {
 }
 
 async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> Result<u8, Failure> {
-    let session = session_options(args.threads, args.memory_limit.as_deref())?;
+    let mut session = session_options(args.threads, args.memory_limit.as_deref())?;
+    session.cluster = args.cluster.clone();
     let loaded = engine::load(path).map_err(Failure::from)?;
     for w in &loaded.warnings {
         eprintln!("{}", render::diagnostic(&loaded.file, w, color()));

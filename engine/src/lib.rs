@@ -6,6 +6,8 @@
 //! [`compute`] used by `croo test` and `croo explain`. The engine never
 //! prints.
 
+#[cfg(feature = "distributed")]
+pub mod cluster;
 pub mod diff;
 pub mod error;
 pub mod explain;
@@ -21,6 +23,6 @@ pub mod uncertainty;
 pub use error::{Class, Error, Result};
 pub use rollup::{ComponentResult, Components, ResultRow};
 pub use run::{
-    Computed, Loaded, PeriodChoice, RunReport, RunRequest, SessionOptions, compute, load,
-    new_run_id, register_sources, resolve_periods, run, run_with_id, session,
+    Computed, Loaded, PeriodChoice, RunReport, RunRequest, SessionOptions, compute, is_distributed,
+    load, new_run_id, register_sources, resolve_periods, run, run_with_id, session, session_for,
 };

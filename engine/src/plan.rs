@@ -15,6 +15,7 @@ use datafusion::functions::datetime::expr_fn::date_trunc;
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::ExprSchemable as _;
 use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::utils::disjunction;
 use datafusion::logical_expr::{Expr, JoinType, col, ident, lit, when};
 use datafusion::prelude::{DataFrame, SessionContext, cast};
 use datafusion::scalar::ScalarValue;
@@ -473,13 +474,40 @@ fn periods_table(ctx: &SessionContext, grain: Grain, periods: &[NaiveDate]) -> R
         Field::new(PEND, utc_ts(), false),
     ]));
     let arrays: Vec<ArrayRef> = vec![
-        Arc::new(Date32Array::from(days)),
-        Arc::new(TimestampMicrosecondArray::from(starts).with_timezone("UTC")),
-        Arc::new(TimestampMicrosecondArray::from(ends).with_timezone("UTC")),
+        Arc::new(Date32Array::from(days.clone())),
+        Arc::new(TimestampMicrosecondArray::from(starts.clone()).with_timezone("UTC")),
+        Arc::new(TimestampMicrosecondArray::from(ends.clone()).with_timezone("UTC")),
     ];
-    let batch =
-        RecordBatch::try_new(schema, arrays).map_err(|e| Error::engine("periods")(e.into()))?;
-    ctx.read_batch(batch).map_err(Error::engine("periods"))
+    if periods.is_empty() {
+        let batch =
+            RecordBatch::try_new(schema, arrays).map_err(|e| Error::engine("periods")(e.into()))?;
+        return ctx.read_batch(batch).map_err(Error::engine("periods"));
+    }
+    // A VALUES plan rather than an in-memory table: it serialises, so the
+    // same plan runs on a Ballista cluster.
+    let tz: Option<Arc<str>> = Some("UTC".into());
+    let rows: Vec<Vec<Expr>> = days
+        .iter()
+        .zip(starts.iter().zip(&ends))
+        .map(|(d, (s, e))| {
+            vec![
+                lit(ScalarValue::Date32(Some(*d))),
+                lit(ScalarValue::TimestampMicrosecond(Some(*s), tz.clone())),
+                lit(ScalarValue::TimestampMicrosecond(Some(*e), tz.clone())),
+            ]
+        })
+        .collect();
+    let plan = datafusion::logical_expr::LogicalPlanBuilder::values(rows)
+        .and_then(|b| {
+            b.project(vec![
+                col("column1").alias(PERIOD),
+                col("column2").alias(PSTART),
+                col("column3").alias(PEND),
+            ])
+        })
+        .and_then(|b| b.build())
+        .map_err(Error::engine("periods"))?;
+    Ok(DataFrame::new(ctx.state(), plan))
 }
 
 /// Plans the aggregation of every measure of source `s`, grouped by key and
@@ -536,6 +564,11 @@ async fn measure_table(
     let mut counts: BTreeMap<String, String> = BTreeMap::new();
     let mut finals = Vec::new();
     let mut outer: Vec<(usize, Expr, String)> = Vec::new();
+    // The measures' filters, OR-ed into one filter on the rows when every
+    // measure has one: a row no measure uses changes no measure, and the
+    // filter reaches sources that take pushdown (PostgreSQL, Parquet row
+    // groups) so those rows are never read.
+    let mut any_measure: Option<Vec<Expr>> = Some(Vec::new());
     for &i in idx {
         let m = &f.file.measures[i];
         let ctx_msg = format!("measure `{}` of source `{name}`", m.name.value);
@@ -549,6 +582,11 @@ async fn measure_table(
             ),
             None => None,
         };
+        match (&filter, &mut any_measure) {
+            (Some(fl), Some(all)) if !all.contains(fl) => all.push(fl.clone()),
+            (Some(_), Some(_)) => {}
+            _ => any_measure = None,
+        }
         // Rows that count for the measure: one count per distinct filter.
         let fkey = m
             .filter
@@ -598,6 +636,11 @@ async fn measure_table(
         }
         outer.push((i, rewritten, count_col));
     }
+    if let Some(wanted) = any_measure.and_then(disjunction) {
+        rows = rows
+            .filter(wanted)
+            .map_err(Error::engine(format!("source `{name}`")))?;
+    }
     aggs.push(count(lit(1)).alias("__n_all"));
     let mut agg = rows
         .clone()
@@ -638,10 +681,13 @@ async fn measure_table(
     }
     // Materialised once: the join reads it, and so does the count of rows
     // read (which would otherwise scan and parse the source again).
-    let agg = agg
-        .cache()
-        .await
-        .map_err(Error::engine(format!("aggregating source `{name}`")))?;
+    let agg = if crate::run::is_distributed(ctx) {
+        agg
+    } else {
+        agg.cache()
+            .await
+            .map_err(Error::engine(format!("aggregating source `{name}`")))?
+    };
     let rows_df = agg
         .clone()
         .aggregate(

@@ -83,6 +83,34 @@ pub struct SessionOptions {
     pub threads: Option<usize>,
     /// Memory limit in bytes; operators spill to disk past it.
     pub memory_limit: Option<usize>,
+    /// A Ballista scheduler (`df://host:port`) to run on instead of this
+    /// process.
+    pub cluster: Option<String>,
+}
+
+/// The session a run uses: a local one ([`session`]), or a client of the
+/// Ballista cluster named in `opts.cluster`.
+pub async fn session_for(opts: &SessionOptions) -> Result<SessionContext> {
+    match &opts.cluster {
+        None => session(opts),
+        #[cfg(feature = "distributed")]
+        Some(url) => crate::cluster::connect(url, opts).await,
+        #[cfg(not(feature = "distributed"))]
+        Some(url) => Err(Error::User(format!(
+            "--cluster {url}: this build of croo has no cluster support (build with the `distributed` feature)"
+        ))),
+    }
+}
+
+/// Whether `ctx` runs its plans on a Ballista cluster.
+pub fn is_distributed(ctx: &SessionContext) -> bool {
+    #[cfg(feature = "distributed")]
+    return crate::cluster::is_distributed(ctx);
+    #[cfg(not(feature = "distributed"))]
+    {
+        let _ = ctx;
+        false
+    }
 }
 
 /// A DataFusion session with croo's settings.
@@ -136,6 +164,12 @@ pub async fn register_sources(
                 .map_err(Error::engine(format!("source `{}`", s.name.value)))?;
             schemas.insert(s.name.value.clone(), provider.schema());
             continue;
+        }
+        if is_distributed(ctx) && connectors::is_postgres_uri(&s.uri.value) {
+            return Err(Error::User(format!(
+                "source `{}` is a PostgreSQL table, which Ballista executors cannot read: stage it to Parquet on a shared folder or an object store first, or run without --cluster",
+                s.name.value
+            )));
         }
         let spec = connectors::SourceSpec {
             name: &s.name.value,
@@ -214,12 +248,32 @@ pub async fn compute(
 ) -> Result<Computed> {
     let f = &loaded.formula;
     let scored = plan::plan(ctx, f, schemas, periods).await?;
-    // Materialise the per-customer table once; every rollup reads it.
-    let df = scored
-        .df
-        .cache()
-        .await
-        .map_err(Error::engine("scoring customers"))?;
+    // Materialise the per-customer table once; every rollup reads it. On a
+    // cluster it comes back to this process (Ballista cannot cache), and
+    // the rollups run here, over the same exact sums.
+    let df = if is_distributed(ctx) {
+        let schema = scored.df.schema().inner().clone();
+        let batches = scored
+            .df
+            .collect()
+            .await
+            .map_err(Error::engine("scoring customers on the cluster"))?;
+        // Ballista's batches may differ in nullability from the plan's
+        // schema: the batches' own schema is the truth.
+        let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
+        let local = session(&SessionOptions::default())?;
+        let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])
+            .map_err(Error::engine("scoring customers"))?;
+        local
+            .read_table(Arc::new(table))
+            .map_err(Error::engine("scoring customers"))?
+    } else {
+        scored
+            .df
+            .cache()
+            .await
+            .map_err(Error::engine("scoring customers"))?
+    };
     let rows = rollup::rollups(f, &df, periods).await?;
     let mut rows_read = BTreeMap::new();
     for (name, frame) in scored.rows_read {
@@ -458,6 +512,22 @@ pub async fn run_with_id(
         serde_json::json!(req.session.memory_limit),
     );
     let base = loaded.base_dir();
+    let mut sources = Vec::new();
+    for s in &f.sources {
+        let files = connectors::fingerprint(&connectors::SourceSpec {
+            name: &s.name.value,
+            uri: &s.uri.value,
+            format: None,
+            base_dir: &base,
+        })
+        .await;
+        sources.push(SourceRecord {
+            name: s.name.value.clone(),
+            uri: s.uri.value.clone(),
+            rows_read: 0,
+            files,
+        });
+    }
     let mut manifest = Manifest {
         run_id: run_id.clone(),
         formula: f.name.value.clone(),
@@ -470,28 +540,14 @@ pub async fn run_with_id(
         parameters,
         started_at: started.to_rfc3339(),
         finished_at: String::new(),
-        sources: f
-            .sources
-            .iter()
-            .map(|s| SourceRecord {
-                name: s.name.value.clone(),
-                uri: s.uri.value.clone(),
-                rows_read: 0,
-                files: connectors::fingerprint(&connectors::SourceSpec {
-                    name: &s.name.value,
-                    uri: &s.uri.value,
-                    format: None,
-                    base_dir: &base,
-                }),
-            })
-            .collect(),
+        sources,
         population_stats: Vec::new(),
         warnings: loaded.warnings.iter().map(|d| d.message.clone()).collect(),
         outcome: "running".into(),
         error: None,
     };
     let result = async {
-        let ctx = session(&req.session)?;
+        let ctx = session_for(&req.session).await?;
         let schemas = register_sources(&ctx, loaded, &[]).await?;
         compute(&ctx, loaded, &schemas, &periods, req.detail).await
     }
@@ -521,7 +577,13 @@ pub async fn run_with_id(
             manifest.outcome = "succeeded".into();
             let comps: Vec<String> = f.components.iter().map(|c| c.name.value.clone()).collect();
             let batch = store::results_batch(&manifest, &c.rows, &comps)?;
-            let dir = store::commit(&req.out, &manifest, batch, c.detail)?;
+            let dir = if store::is_remote(&req.out) {
+                let staging = Staging::new(&manifest.run_id)?;
+                store::commit(&staging.0, &manifest, batch, c.detail)?;
+                store::publish(&staging.0, &req.out, &manifest, true).await?
+            } else {
+                store::commit(&req.out, &manifest, batch, c.detail)?
+            };
             Ok(RunReport {
                 manifest,
                 rows: c.rows,
@@ -533,9 +595,35 @@ pub async fn run_with_id(
             manifest.error = Some(e.to_string());
             // Only failures of the engine are recorded; a user error wrote nothing.
             if e.class() == crate::error::Class::Failure {
-                let _ = store::record_failure(&req.out, &manifest);
+                if store::is_remote(&req.out) {
+                    if let Ok(staging) = Staging::new(&manifest.run_id)
+                        && store::record_failure(&staging.0, &manifest).is_ok()
+                    {
+                        let _ = store::publish(&staging.0, &req.out, &manifest, false).await;
+                    }
+                } else {
+                    let _ = store::record_failure(&req.out, &manifest);
+                }
             }
             Err(e)
         }
+    }
+}
+
+/// A local folder a run is committed to before it is copied into an
+/// object store; removed when dropped.
+struct Staging(PathBuf);
+
+impl Staging {
+    fn new(run_id: &str) -> Result<Staging> {
+        let dir = std::env::temp_dir().join(format!("croo-staging-{run_id}"));
+        std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        Ok(Staging(dir))
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

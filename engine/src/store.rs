@@ -392,3 +392,90 @@ pub fn list_runs(out: &Path) -> Result<Vec<String>> {
     ids.sort();
     Ok(ids)
 }
+
+/// Whether the results store `out` is an object store URL (`s3://...`)
+/// rather than a local folder.
+pub fn is_remote(out: &Path) -> bool {
+    connectors::remote::is_object_store_uri(&out.to_string_lossy())
+}
+
+/// Copies a run committed in the local staging store `staging` into the
+/// object store `out` (`s3://bucket/prefix`), the same layout as a local
+/// store: the run's files first, its `manifest.json` last (a run folder
+/// with a manifest is complete), then `current.json` updated to point at
+/// the run for its periods. A failed run (`make_current` false) uploads its
+/// manifest only. Object stores have no rename and no lock: each object
+/// appears whole, but two writers updating `current.json` at once can lose
+/// one of the updates, so a bucket prefix takes one writer at a time.
+pub async fn publish(
+    staging: &Path,
+    out: &Path,
+    manifest: &Manifest,
+    make_current: bool,
+) -> Result<PathBuf> {
+    use object_store::ObjectStoreExt;
+    use object_store::path::Path as ObjectPath;
+    let uri = out.to_string_lossy().trim_end_matches('/').to_string();
+    let remote_err = |what: &str, e: &dyn std::fmt::Display| {
+        Error::User(format!("results store `{uri}`: {what}: {e}"))
+    };
+    let url = connectors::remote::parse_url(&uri)
+        .map_err(|m| Error::User(format!("results store: {m}")))?;
+    let store = connectors::remote::store_for(&url)
+        .map_err(|m| Error::User(format!("results store: {m}")))?;
+    let prefix = connectors::remote::object_path(&url)
+        .map_err(|m| Error::User(format!("results store: {m}")))?;
+    let child = |parts: &[&str]| {
+        let mut p = prefix.clone();
+        for part in parts {
+            p = p.clone().join(*part);
+        }
+        p
+    };
+    let local = run_dir(staging, &manifest.run_id);
+    for name in ["results.parquet", "detail.parquet", "manifest.json"] {
+        let path = local.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let bytes = fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
+        let dest: ObjectPath = child(&["runs", &manifest.run_id, name]);
+        store
+            .put(&dest, bytes.into())
+            .await
+            .map_err(|e| remote_err(&format!("writing {dest}"), &e))?;
+    }
+    let run_uri = PathBuf::from(format!("{uri}/runs/{}", manifest.run_id));
+    if !make_current {
+        return Ok(run_uri);
+    }
+    let cur_path = child(&["current.json"]);
+    let mut current: Current = match store.get(&cur_path).await {
+        Ok(got) => {
+            let bytes = got
+                .bytes()
+                .await
+                .map_err(|e| remote_err("reading current.json", &e))?;
+            serde_json::from_slice(&bytes).map_err(|e| {
+                Error::User(format!(
+                    "{uri}/current.json is not a valid results index: {e}"
+                ))
+            })?
+        }
+        Err(object_store::Error::NotFound { .. }) => Current::default(),
+        Err(e) => return Err(remote_err("reading current.json", &e)),
+    };
+    let entry = current
+        .formulas
+        .entry(manifest.formula.clone())
+        .or_default();
+    for p in &manifest.periods {
+        entry.insert(p.clone(), manifest.run_id.clone());
+    }
+    let json = serde_json::to_vec_pretty(&current).map_err(|e| Error::User(e.to_string()))?;
+    store
+        .put(&cur_path, json.into())
+        .await
+        .map_err(|e| remote_err("writing current.json", &e))?;
+    Ok(run_uri)
+}

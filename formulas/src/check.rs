@@ -494,6 +494,50 @@ impl Checker<'_> {
                 );
             }
         }
+        // A default applies to a customer with no rows in the period. A
+        // measure over the entity source itself, with no time column and no
+        // filter, always has the customer's own row: its default can never
+        // apply (for a `count` it is always at least 1).
+        for m in &self.f.measures {
+            let Some(span) = m.default_span.clone() else {
+                continue;
+            };
+            let Some(src) = self
+                .f
+                .sources
+                .iter()
+                .find(|s| s.name.value == m.source.value)
+            else {
+                continue;
+            };
+            if src.entity && src.time.is_none() && m.filter.is_none() {
+                let is_count = m
+                    .expr
+                    .value
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("count(");
+                self.diags.push(
+                    Diagnostic::warning(
+                        "croo::redundant-default",
+                        span,
+                        format!(
+                            "the default of measure `{}` never applies",
+                            m.name.value
+                        ),
+                    )
+                    .with_label(format!(
+                        "every customer of the population has its own row in `{}`",
+                        src.name.value
+                    ))
+                    .with_help(if is_count {
+                        "a count over the entity source is at least 1 for every customer; remove `default`"
+                    } else {
+                        "`default` is for customers with no rows in the period; remove it, or add a `filter`"
+                    }),
+                );
+            }
+        }
         if self.f.score_expr.is_none() && !self.f.components.is_empty() {
             let total: f64 = self.f.components.iter().map(|c| c.weight).sum();
             if (total - 1.0).abs() > 1e-9 && total.is_finite() {

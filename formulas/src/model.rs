@@ -131,6 +131,8 @@ pub struct Measure {
     pub expr: Text,
     pub filter: Option<Text>,
     pub default: Option<f64>,
+    /// Where `default` is written (for diagnostics).
+    pub default_span: Option<std::ops::Range<usize>>,
     pub unit: Option<String>,
     pub description: Option<String>,
 }

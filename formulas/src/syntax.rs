@@ -555,7 +555,9 @@ impl Parser<'_> {
             let perspective = self.choice(&keys, "perspective", false, &Perspective::ALL);
             let expr = self.string(&keys, "expr", true);
             let filter = self.string(&keys, "filter", false);
-            let default = self.num(&keys, "default").map(|(n, _)| n);
+            let default_at = self.num(&keys, "default");
+            let default = default_at.as_ref().map(|(n, _)| *n);
+            let default_span = default_at.map(|(_, span)| span);
             let unit = self.string(&keys, "unit", false).map(|t| t.value);
             let description = self.string(&keys, "description", false).map(|t| t.value);
             if let (Some(source), Some(expr)) = (source, expr) {
@@ -566,6 +568,7 @@ impl Parser<'_> {
                     expr,
                     filter,
                     default,
+                    default_span,
                     unit,
                     description,
                 });

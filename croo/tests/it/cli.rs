@@ -611,3 +611,66 @@ fn uncertainty_is_reproducible_and_consistent() {
     }
     assert_eq!(e["uncertainty"]["sensitivity"].as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn warnings_are_reported_at_their_line_and_do_not_fail_the_check() {
+    let dir = good_dir();
+    // A count over the entity source (no time, no filter) with a default,
+    // an unused measure, and weights adding up to 0.9.
+    let formula = GOOD
+        .replacen(
+            "[derived]",
+            "[measures.accounts]\nsource = \"customers\"\nexpr = \"count(*)\"\ndefault = 0\n\n[measures.kept]\nsource = \"customers\"\nexpr = \"count(*)\"\n\n[derived]",
+            1,
+        )
+        .replacen("weight = 0.5\nexpr = \"min(visits", "weight = 0.4\nexpr = \"min(visits", 1)
+        .replacen("\"visits + 1\"", "\"visits + kept\"", 1);
+    let lines: Vec<&str> = formula.lines().collect();
+    let accounts = lines
+        .iter()
+        .position(|l| *l == "[measures.accounts]")
+        .unwrap();
+    let default_line = accounts + 4; // 1-based: the 4th line after the header
+    assert_eq!(lines[default_line - 1], "default = 0");
+    std::fs::write(dir.path().join("formula.toml"), &formula).unwrap();
+    let o = croo(dir.path(), &["check", "formula.toml"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains(
+            "warning[croo::redundant-default]: the default of measure `accounts` never applies"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("formula.toml:{default_line}:")),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning[croo::unused-measure]: measure `accounts` is never used"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning[croo::weights-sum]: component weights add up to 0.9"),
+        "{out}"
+    );
+    // `kept` has no default, so nothing to say about it.
+    assert!(!out.contains("measure `kept`"), "{out}");
+
+    let o = croo(dir.path(), &["check", "formula.toml", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let redundant: Vec<&serde_json::Value> = doc["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["code"] == "croo::redundant-default")
+        .collect();
+    assert_eq!(redundant.len(), 1, "{doc}");
+    assert_eq!(redundant[0]["severity"], "warning");
+    assert_eq!(
+        redundant[0]["line"].as_u64(),
+        Some(default_line as u64),
+        "{doc}"
+    );
+}

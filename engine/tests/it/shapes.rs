@@ -417,6 +417,7 @@ async fn results_are_the_same_bits_on_any_number_of_threads() {
         let session = SessionOptions {
             threads: Some(threads),
             memory_limit: None,
+            cluster: None,
         };
         let rows = run_with(dir.path(), "2026-07-01", "2026-10-01", session)
             .await
