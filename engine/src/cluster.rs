@@ -169,6 +169,11 @@ pub async fn executor(opts: ExecutorOptions) -> Result<()> {
                 .insert(alias.clone(), f.clone());
         }
     }
+    for f in formulas::functions::scalars() {
+        registry
+            .scalar_functions
+            .insert(f.name().to_string(), f.clone());
+    }
     let work_dir = match opts.work_dir {
         Some(d) => d,
         None => {

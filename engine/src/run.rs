@@ -248,6 +248,9 @@ pub async fn compute(
 ) -> Result<Computed> {
     let f = &loaded.formula;
     let scored = plan::plan(ctx, f, schemas, periods).await?;
+    if let Some(path) = std::env::var_os("CROO_EXPLAIN_ANALYZE") {
+        profile(&scored.df, Path::new(&path)).await?;
+    }
     // Materialise the per-customer table once; every rollup reads it. On a
     // cluster it comes back to this process (Ballista cannot cache), and
     // the rollups run here, over the same exact sums.
@@ -626,4 +629,21 @@ impl Drop for Staging {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Writes DataFusion's `EXPLAIN ANALYZE` of the per-customer plan (every
+/// operator with its rows and time) to `path`: `CROO_EXPLAIN_ANALYZE=FILE`,
+/// for profiling (it computes the plan one more time).
+async fn profile(df: &datafusion::prelude::DataFrame, path: &Path) -> Result<()> {
+    let batches = df
+        .clone()
+        .explain(false, true)
+        .map_err(Error::engine("explaining the plan"))?
+        .collect()
+        .await
+        .map_err(Error::engine("explaining the plan"))?;
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .map_err(|e| Error::engine("explaining the plan")(e.into()))?
+        .to_string();
+    std::fs::write(path, text).map_err(Error::io(format!("writing {}", path.display())))
 }

@@ -10,7 +10,6 @@
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
-use datafusion::functions::core::expr_fn as core;
 use datafusion::functions::math::expr_fn as math;
 use datafusion::functions_aggregate::count::count_udaf;
 use datafusion::functions_aggregate::min_max::{max_udaf, min_udaf};
@@ -21,6 +20,7 @@ use datafusion::prelude::cast;
 
 use crate::expr::{Ast, BinOp, Func};
 use crate::functions::{sum_udaf, var_pop_udaf};
+use crate::strict;
 
 /// What an expression can refer to while it is compiled.
 pub trait Scope {
@@ -42,39 +42,22 @@ struct Compiler<'a> {
     scope: &'a dyn Scope,
 }
 
-fn any_null(args: &[Expr]) -> Expr {
-    args.iter()
-        .map(|a| a.clone().is_null())
-        .reduce(Expr::or)
-        .unwrap_or(lit(false))
-}
-
-/// `CASE WHEN any arg IS NULL THEN NULL ELSE value END`.
-fn strict(args: &[Expr], value: Expr) -> Result<Expr> {
-    when(
-        any_null(args),
-        lit(datafusion::scalar::ScalarValue::Float64(None)),
-    )
-    .otherwise(value)
-}
-
 fn null_f64() -> Expr {
     lit(datafusion::scalar::ScalarValue::Float64(None))
-}
-
-fn null_bool() -> Expr {
-    lit(datafusion::scalar::ScalarValue::Boolean(None))
 }
 
 fn f64c(e: Expr) -> Expr {
     cast(e, DataType::Float64)
 }
 
-/// `l / r` and `l % r` with a zero divisor giving NULL (`abs` so that -0.0
-/// counts as zero too).
+/// `l / r` and `l % r` with a zero divisor (0 or -0) giving NULL.
 fn safe_div(l: Expr, r: Expr, modulo: bool) -> Result<Expr> {
-    let value = if modulo { l % r.clone() } else { l / r.clone() };
-    when(math::abs(r).eq(lit(0.0)), null_f64()).otherwise(value)
+    let (l, r) = (f64c(l), f64c(r));
+    Ok(if modulo {
+        strict::modulo(l, r)
+    } else {
+        strict::div(l, r)
+    })
 }
 
 fn window(
@@ -147,12 +130,8 @@ impl Compiler<'_> {
                     BinOp::Le => l.lt_eq(r),
                     BinOp::Gt => l.gt(r),
                     BinOp::Ge => l.gt_eq(r),
-                    BinOp::And => {
-                        when(any_null(&[l.clone(), r.clone()]), null_bool()).otherwise(l.and(r))?
-                    }
-                    BinOp::Or => {
-                        when(any_null(&[l.clone(), r.clone()]), null_bool()).otherwise(l.or(r))?
-                    }
+                    BinOp::And => strict::and(l, r),
+                    BinOp::Or => strict::or(l, r),
                 }
             }
             Ast::Call(f, args, _) => self.call(*f, args)?,
@@ -166,8 +145,8 @@ impl Compiler<'_> {
         }
         let a: Vec<Expr> = args.iter().map(|x| self.expr(x)).collect::<Result<_>>()?;
         Ok(match f {
-            Func::Min => strict(&a, core::least(a.clone()))?,
-            Func::Max => strict(&a, core::greatest(a.clone()))?,
+            Func::Min => strict::least(a.into_iter().map(f64c).collect()),
+            Func::Max => strict::greatest(a.into_iter().map(f64c).collect()),
             Func::Abs => math::abs(a[0].clone()),
             Func::Floor => math::floor(a[0].clone()),
             Func::Ceil => math::ceil(a[0].clone()),
@@ -181,7 +160,7 @@ impl Compiler<'_> {
                 let ratio = safe_div(x - lo.clone(), hi - lo, false)?;
                 clamp(ratio, lit(0.0), lit(1.0))?
             }
-            Func::If => when(a[0].clone(), a[1].clone()).otherwise(a[2].clone())?,
+            Func::If => strict::if_then(a[0].clone(), a[1].clone(), a[2].clone()),
             Func::MinMax | Func::ZScore | Func::PctRank => unreachable_population()?,
         })
     }
@@ -192,8 +171,11 @@ fn unreachable_population() -> Result<Expr> {
 }
 
 fn clamp(x: Expr, lo: Expr, hi: Expr) -> Result<Expr> {
-    let args = [x.clone(), lo.clone(), hi.clone()];
-    strict(&args, core::least(vec![core::greatest(vec![x, lo]), hi]))
+    // NULL when any of the three is NULL: each step is NULL-strict.
+    Ok(strict::least(vec![
+        strict::greatest(vec![f64c(x), f64c(lo)]),
+        f64c(hi),
+    ]))
 }
 
 /// The Arrow type of an expression in a schema; used by tests.

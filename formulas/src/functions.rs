@@ -8,6 +8,9 @@
 //!   number of threads.
 //! - `croo_var_pop(x)`: the population variance from exact sums of `x` and
 //!   `x²` (see [`crate::exact::variance`]).
+//! - the NULL-strict row functions of the formula syntax (`croo_least`,
+//!   `croo_greatest`, `croo_div`, `croo_mod`, `croo_and`, `croo_or`,
+//!   `croo_if`), see [`crate::strict`].
 
 use std::sync::{Arc, LazyLock};
 
@@ -32,11 +35,20 @@ pub fn all() -> Vec<Arc<AggregateUDF>> {
     vec![sum_udaf(), var_pop_udaf()]
 }
 
+/// Every scalar function of the registry (the NULL-strict row functions
+/// of [`crate::strict`]).
+pub fn scalars() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
+    crate::strict::all()
+}
+
 /// Registers every function of the registry in `registry` (a
-/// `SessionContext`, a Ballista executor's registry, ...).
+/// `SessionContext`, a Ballista scheduler's session, ...).
 pub fn register(registry: &mut dyn FunctionRegistry) -> Result<()> {
     for f in all() {
         registry.register_udaf(f)?;
+    }
+    for f in scalars() {
+        registry.register_udf(f)?;
     }
     Ok(())
 }

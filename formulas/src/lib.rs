@@ -17,6 +17,7 @@ pub mod measure;
 pub mod model;
 pub mod reference;
 pub mod schema;
+pub mod strict;
 pub mod syntax;
 
 pub use check::{Formula, check};

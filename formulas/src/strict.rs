@@ -1,0 +1,339 @@
+//! The row functions of the formula syntax whose NULL rules DataFusion's
+//! built-ins do not have, as vectorised scalar UDFs (part of croo's
+//! function registry, [`crate::functions`]):
+//!
+//! - `croo_least(x, ...)`, `croo_greatest(x, ...)`: `min`/`max`, NULL when
+//!   any argument is NULL (DataFusion's `least`/`greatest` skip NULLs);
+//!   values compared in IEEE total order, as `least`/`greatest` do.
+//! - `croo_div(a, b)`, `croo_mod(a, b)`: NULL when `b` is 0 or -0.
+//! - `croo_and(a, b)`, `croo_or(a, b)`: NULL when either side is NULL (SQL's
+//!   `AND`/`OR` are three-valued: `false AND NULL` is false).
+//! - `croo_if(c, a, b)`: `a` where `c` is true, else `b` (false or NULL).
+//!
+//! Each is one pass over its input arrays: no `CASE`, no argument evaluated
+//! twice. The differential test (`tests/differential.rs`) checks them
+//! against the evalexpr interpreter.
+
+use std::cmp::Ordering;
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::compute::kernels::{boolean, zip::zip};
+use datafusion::arrow::compute::prep_null_mask_filter;
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::common::{Result, exec_err, plan_err};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+/// Which function a [`Strict`] UDF computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Op {
+    Least,
+    Greatest,
+    Div,
+    Mod,
+    And,
+    Or,
+    If,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Least => "croo_least",
+            Op::Greatest => "croo_greatest",
+            Op::Div => "croo_div",
+            Op::Mod => "croo_mod",
+            Op::And => "croo_and",
+            Op::Or => "croo_or",
+            Op::If => "croo_if",
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Strict {
+    op: Op,
+    signature: Signature,
+}
+
+impl Strict {
+    fn new(op: Op) -> Strict {
+        let signature = match op {
+            Op::Least | Op::Greatest => {
+                Signature::variadic(vec![DataType::Float64], Volatility::Immutable)
+            }
+            Op::Div | Op::Mod => Signature::exact(
+                vec![DataType::Float64, DataType::Float64],
+                Volatility::Immutable,
+            ),
+            Op::And | Op::Or => Signature::exact(
+                vec![DataType::Boolean, DataType::Boolean],
+                Volatility::Immutable,
+            ),
+            Op::If => Signature::user_defined(Volatility::Immutable),
+        };
+        Strict { op, signature }
+    }
+}
+
+/// All arguments as arrays of `n` rows.
+fn arrays(args: &[ColumnarValue], n: usize) -> Result<Vec<ArrayRef>> {
+    args.iter().map(|a| a.to_array(n)).collect()
+}
+
+/// The NULLs of every array together.
+fn all_nulls(arrays: &[ArrayRef]) -> Option<NullBuffer> {
+    arrays.iter().fold(None, |acc, a| {
+        NullBuffer::union(acc.as_ref(), a.logical_nulls().as_ref())
+    })
+}
+
+fn f64s(a: &ArrayRef) -> Result<&Float64Array> {
+    match a.as_primitive_opt::<Float64Type>() {
+        Some(x) => Ok(x),
+        None => exec_err!("expected Float64, got {}", a.data_type()),
+    }
+}
+
+fn extreme(arrays: &[ArrayRef], keep: Ordering) -> Result<ArrayRef> {
+    let nulls = all_nulls(arrays);
+    let first = f64s(&arrays[0])?;
+    let mut out: Vec<f64> = first.values().to_vec();
+    for a in &arrays[1..] {
+        for (o, v) in out.iter_mut().zip(f64s(a)?.values().iter()) {
+            if v.total_cmp(o) == keep {
+                *o = *v;
+            }
+        }
+    }
+    Ok(Arc::new(Float64Array::new(out.into(), nulls)))
+}
+
+fn divide(arrays: &[ArrayRef], modulo: bool) -> Result<ArrayRef> {
+    let (a, b) = (f64s(&arrays[0])?, f64s(&arrays[1])?);
+    let zero = NullBuffer::from(b.values().iter().map(|d| *d != 0.0).collect::<Vec<bool>>());
+    let nulls = NullBuffer::union(all_nulls(arrays).as_ref(), Some(&zero));
+    let values: Vec<f64> = a
+        .values()
+        .iter()
+        .zip(b.values().iter())
+        .map(|(x, y)| if modulo { x % y } else { x / y })
+        .collect();
+    Ok(Arc::new(Float64Array::new(values.into(), nulls)))
+}
+
+fn logic(arrays: &[ArrayRef], and: bool) -> Result<ArrayRef> {
+    let (Some(a), Some(b)) = (arrays[0].as_boolean_opt(), arrays[1].as_boolean_opt()) else {
+        return exec_err!("expected two booleans");
+    };
+    // arrow's plain `and`/`or` give NULL when either side is NULL.
+    let out = if and {
+        boolean::and(a, b)?
+    } else {
+        boolean::or(a, b)?
+    };
+    Ok(Arc::new(out))
+}
+
+fn choose(arrays: &[ArrayRef]) -> Result<ArrayRef> {
+    let Some(c) = arrays[0].as_boolean_opt() else {
+        return exec_err!("croo_if: the condition must be a boolean");
+    };
+    // NULL conditions take the `else` value.
+    let mask: BooleanArray = if c.null_count() > 0 {
+        prep_null_mask_filter(c)
+    } else {
+        c.clone()
+    };
+    Ok(zip(&mask, &arrays[1], &arrays[2])?)
+}
+
+impl ScalarUDFImpl for Strict {
+    fn name(&self) -> &str {
+        self.op.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match self.op {
+            Op::And | Op::Or => DataType::Boolean,
+            Op::If => arg_types.get(1).cloned().unwrap_or(DataType::Float64),
+            _ => DataType::Float64,
+        })
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if self.op != Op::If || arg_types.len() != 3 {
+            return plan_err!("{} takes (condition, value, value)", self.op.name());
+        }
+        let branch = if arg_types[1] == DataType::Boolean && arg_types[2] == DataType::Boolean {
+            DataType::Boolean
+        } else {
+            DataType::Float64
+        };
+        Ok(vec![DataType::Boolean, branch.clone(), branch])
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = arrays(&args.args, n)?;
+        let out = match self.op {
+            Op::Least => extreme(&arrays, Ordering::Less)?,
+            Op::Greatest => extreme(&arrays, Ordering::Greater)?,
+            Op::Div => divide(&arrays, false)?,
+            Op::Mod => divide(&arrays, true)?,
+            Op::And => logic(&arrays, true)?,
+            Op::Or => logic(&arrays, false)?,
+            Op::If => choose(&arrays)?,
+        };
+        if scalar && n == 1 {
+            return Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::try_from_array(&out, 0)?,
+            ));
+        }
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+macro_rules! udf {
+    ($fn_name:ident, $op:expr) => {
+        fn $fn_name() -> Arc<ScalarUDF> {
+            static F: LazyLock<Arc<ScalarUDF>> =
+                LazyLock::new(|| Arc::new(ScalarUDF::from(Strict::new($op))));
+            Arc::clone(&F)
+        }
+    };
+}
+
+udf!(least_udf, Op::Least);
+udf!(greatest_udf, Op::Greatest);
+udf!(div_udf, Op::Div);
+udf!(mod_udf, Op::Mod);
+udf!(and_udf, Op::And);
+udf!(or_udf, Op::Or);
+udf!(if_udf, Op::If);
+
+/// Every scalar function of this module.
+pub fn all() -> Vec<Arc<ScalarUDF>> {
+    vec![
+        least_udf(),
+        greatest_udf(),
+        div_udf(),
+        mod_udf(),
+        and_udf(),
+        or_udf(),
+        if_udf(),
+    ]
+}
+
+/// `min(args...)`, NULL when any is NULL.
+pub fn least(args: Vec<Expr>) -> Expr {
+    least_udf().call(args)
+}
+
+/// `max(args...)`, NULL when any is NULL.
+pub fn greatest(args: Vec<Expr>) -> Expr {
+    greatest_udf().call(args)
+}
+
+/// `a / b`, NULL when `b` is zero.
+pub fn div(a: Expr, b: Expr) -> Expr {
+    div_udf().call(vec![a, b])
+}
+
+/// `a % b`, NULL when `b` is zero.
+pub fn modulo(a: Expr, b: Expr) -> Expr {
+    mod_udf().call(vec![a, b])
+}
+
+/// `a && b`, NULL when either is NULL.
+pub fn and(a: Expr, b: Expr) -> Expr {
+    and_udf().call(vec![a, b])
+}
+
+/// `a || b`, NULL when either is NULL.
+pub fn or(a: Expr, b: Expr) -> Expr {
+    or_udf().call(vec![a, b])
+}
+
+/// `if(c, a, b)`: `a` where `c` is true, `b` where it is false or NULL.
+pub fn if_then(c: Expr, a: Expr, b: Expr) -> Expr {
+    if_udf().call(vec![c, a, b])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(v: &[Option<f64>]) -> ArrayRef {
+        Arc::new(Float64Array::from(v.to_vec()))
+    }
+
+    fn values(a: &ArrayRef) -> Vec<Option<f64>> {
+        a.as_primitive::<Float64Type>().iter().collect()
+    }
+
+    #[test]
+    fn least_and_greatest_are_null_strict_and_use_total_order() {
+        let a = f(&[Some(1.0), None, Some(f64::NAN), Some(-0.0), Some(3.0)]);
+        let b = f(&[Some(2.0), Some(1.0), Some(1.0), Some(0.0), Some(-3.0)]);
+        let lo = values(&extreme(&[a.clone(), b.clone()], Ordering::Less).unwrap());
+        assert_eq!(lo[0], Some(1.0));
+        assert_eq!(lo[1], None);
+        assert_eq!(lo[2], Some(1.0)); // NaN is the greatest in total order
+        assert!(lo[3].unwrap().is_sign_negative()); // -0 < +0
+        assert_eq!(lo[4], Some(-3.0));
+        let hi = values(&extreme(&[a, b], Ordering::Greater).unwrap());
+        assert!(hi[2].unwrap().is_nan());
+        assert_eq!(hi[1], None);
+        assert!(hi[3].unwrap().is_sign_positive());
+    }
+
+    #[test]
+    fn division_by_zero_and_negative_zero_is_null() {
+        let a = f(&[Some(7.0), Some(7.0), Some(7.0), None, Some(7.0)]);
+        let b = f(&[Some(2.0), Some(0.0), Some(-0.0), Some(1.0), None]);
+        assert_eq!(
+            values(&divide(&[a.clone(), b.clone()], false).unwrap()),
+            vec![Some(3.5), None, None, None, None]
+        );
+        assert_eq!(
+            values(&divide(&[a, b], true).unwrap()),
+            vec![Some(1.0), None, None, None, None]
+        );
+    }
+
+    #[test]
+    fn logic_is_null_strict_and_if_takes_else_on_null() {
+        let a: ArrayRef = Arc::new(BooleanArray::from(vec![Some(false), None, Some(true)]));
+        let b: ArrayRef = Arc::new(BooleanArray::from(vec![None, Some(true), Some(true)]));
+        let and: Vec<Option<bool>> = logic(&[a.clone(), b.clone()], true)
+            .unwrap()
+            .as_boolean()
+            .iter()
+            .collect();
+        assert_eq!(and, vec![None, None, Some(true)]);
+        let or: Vec<Option<bool>> = logic(&[a.clone(), b], false)
+            .unwrap()
+            .as_boolean()
+            .iter()
+            .collect();
+        assert_eq!(or, vec![None, None, Some(true)]);
+        let x = f(&[Some(1.0), Some(1.0), Some(1.0)]);
+        let y = f(&[Some(2.0), Some(2.0), None]);
+        assert_eq!(
+            values(&choose(&[a, x, y]).unwrap()),
+            vec![Some(2.0), Some(2.0), Some(1.0)]
+        );
+    }
+}
