@@ -12,6 +12,7 @@ pub mod diff;
 pub mod error;
 pub mod explain;
 pub mod formula_tests;
+pub mod materialise;
 pub mod period;
 pub mod plan;
 pub mod rollup;

@@ -692,9 +692,7 @@ async fn measure_table(
     let agg = if crate::run::is_distributed(ctx) {
         agg
     } else {
-        agg.cache()
-            .await
-            .map_err(Error::engine(format!("aggregating source `{name}`")))?
+        crate::materialise::materialise(ctx, agg, &format!("aggregating source `{name}`")).await?
     };
     let rows_df = agg
         .clone()

@@ -122,10 +122,16 @@ pub fn session(opts: &SessionOptions) -> Result<SessionContext> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let config = SessionConfig::new().with_target_partitions(threads);
+    let mut config = SessionConfig::new().with_target_partitions(threads);
     let mut rt = RuntimeEnvBuilder::new();
     if let Some(limit) = opts.memory_limit {
         rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        // Under a memory limit, joins are sort-merge joins: their sorts
+        // spill to disk, where a hash join's build side must fit in memory
+        // (the population is one row per customer and period).
+        config = config.set_bool("datafusion.optimizer.prefer_hash_join", false);
+        // Intermediate tables go to disk rather than memory.
+        config = crate::materialise::on_disk(config);
     }
     let rt = rt
         .build_arc()
@@ -271,11 +277,7 @@ pub async fn compute(
             .read_table(Arc::new(table))
             .map_err(Error::engine("scoring customers"))?
     } else {
-        scored
-            .df
-            .cache()
-            .await
-            .map_err(Error::engine("scoring customers"))?
+        crate::materialise::materialise(ctx, scored.df, "scoring customers").await?
     };
     let rows = rollup::rollups(f, &df, periods).await?;
     let mut rows_read = BTreeMap::new();

@@ -1,0 +1,65 @@
+//! Materialising an intermediate table once for several readers: in memory
+//! (`DataFrame::cache`) by default, or, under a memory limit, as Parquet
+//! files in a scratch folder that is removed with the session, so that a
+//! table larger than the limit never has to sit in memory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
+
+use crate::error::{Error, Result};
+
+/// A scratch folder for materialised tables, removed when dropped (with the
+/// session whose config holds it).
+#[derive(Debug)]
+pub struct Scratch {
+    dir: PathBuf,
+    next: AtomicUsize,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "croo-scratch-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        Scratch {
+            dir,
+            next: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Makes sessions of `config` materialise on disk.
+pub fn on_disk(config: SessionConfig) -> SessionConfig {
+    config.with_extension(Arc::new(Scratch::new()))
+}
+
+/// `df` computed once, readable many times.
+pub async fn materialise(ctx: &SessionContext, df: DataFrame, what: &str) -> Result<DataFrame> {
+    let Some(scratch) = ctx.state().config().get_extension::<Scratch>() else {
+        return df.cache().await.map_err(Error::engine(what.to_string()));
+    };
+    let n = scratch.next.fetch_add(1, Ordering::Relaxed);
+    let dir = scratch.dir.join(format!("t{n}"));
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let path = format!("{}/", dir.display());
+    let schema = df.schema().inner().clone();
+    df.write_parquet(&path, DataFrameWriteOptions::new(), None)
+        .await
+        .map_err(Error::engine(what.to_string()))?;
+    ctx.read_parquet(&path, ParquetReadOptions::default().schema(&schema))
+        .await
+        .map_err(Error::engine(what.to_string()))
+}
