@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 customers="${1:-2000}"; concurrency="${2:-16}"; seconds="${3:-10}"
 # CROO_SKIP_BUILD=1 uses what target/release holds.
-[ -n "${CROO_SKIP_BUILD:-}" ] || cargo build --release --workspace --bins
+[ -n "${CROO_SKIP_BUILD:-}" ] || cargo build --release --workspace --bins --benches
 bin=target/release
 work="$(mktemp -d)"
 trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # CROO_SKIP_BUILD=1 uses what target/release holds.
-[ -n "${CROO_SKIP_BUILD:-}" ] || cargo build --release --workspace --bins
+[ -n "${CROO_SKIP_BUILD:-}" ] || cargo build --release --workspace --bins --benches
 venv=target/bench-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q duckdb==2.0.0

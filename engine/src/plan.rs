@@ -367,8 +367,12 @@ pub async fn plan(
         } else {
             (vec![KEY, PERIOD], vec![rk.as_str(), rp.as_str()])
         };
-        pop = pop
-            .join(agg, JoinType::Left, &lcols, &rcols, None)
+        // `agg RIGHT JOIN pop` rather than `pop LEFT JOIN agg`: the same
+        // rows, but the hash table is built on the aggregate (at most one
+        // row per customer and period that has rows) instead of the whole
+        // population, which grows with every join.
+        pop = agg
+            .join(pop, JoinType::Right, &rcols, &lcols, None)
             .map_err(Error::engine(format!(
                 "joining the measures of source `{}`",
                 s.name.value

@@ -253,7 +253,11 @@ pub async fn compute(
     detail: bool,
 ) -> Result<Computed> {
     let f = &loaded.formula;
+    let clock = std::time::Instant::now();
+    let lap =
+        |what: &str| tracing::info!(elapsed_ms = clock.elapsed().as_millis() as u64, "{what}");
     let scored = plan::plan(ctx, f, schemas, periods).await?;
+    lap("measures aggregated per source");
     if let Some(path) = std::env::var_os("CROO_EXPLAIN_ANALYZE") {
         profile(&scored.df, Path::new(&path)).await?;
     }
@@ -279,7 +283,9 @@ pub async fn compute(
     } else {
         crate::materialise::materialise(ctx, scored.df, "scoring customers").await?
     };
+    lap("customers scored");
     let rows = rollup::rollups(f, &df, periods).await?;
+    lap("rollups computed");
     let mut rows_read = BTreeMap::new();
     for (name, frame) in scored.rows_read {
         let batches = frame
@@ -295,7 +301,9 @@ pub async fn compute(
             .sum();
         rows_read.insert(name, n.max(0) as u64);
     }
+    lap("rows read counted");
     let population_stats = population_stats(f, &df).await?;
+    lap("population statistics computed");
     let detail = if detail {
         df.sort(vec![
             col(PERIOD).sort(true, false),

@@ -16,6 +16,7 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, Float64Array, UInt64Array,
+    new_null_array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, UInt64Type};
 use datafusion::common::{Result, ScalarValue, internal_err};
@@ -103,12 +104,22 @@ impl AggregateUDFImpl for CrooSum {
         Ok(DataType::Float64)
     }
 
+    /// Two columns: a single value not yet summed (what `convert_to_state`
+    /// gives for one input row, without building an [`ExactSum`]), or the
+    /// bytes of a partial exact sum.
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(vec![Arc::new(Field::new(
-            format_state_name(args.name, "exact_sum"),
-            DataType::Binary,
-            true,
-        ))])
+        Ok(vec![
+            Arc::new(Field::new(
+                format_state_name(args.name, "value"),
+                DataType::Float64,
+                true,
+            )),
+            Arc::new(Field::new(
+                format_state_name(args.name, "exact_sum"),
+                DataType::Binary,
+                true,
+            )),
+        ])
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
@@ -187,21 +198,137 @@ impl Accumulator for SumAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![ScalarValue::Binary(Some(self.sum.to_bytes()))])
+        Ok(vec![
+            ScalarValue::Float64(None),
+            ScalarValue::Binary(Some(self.sum.to_bytes())),
+        ])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        for bytes in states[0].as_binary::<i32>().iter().flatten() {
+        let (values, sums) = sum_states(states)?;
+        for x in values.iter().flatten() {
+            self.sum.add(x);
+        }
+        for bytes in sums.iter().flatten() {
             self.sum.merge(&decode(bytes)?);
         }
         Ok(())
     }
 }
 
-/// One [`ExactSum`] per group.
+/// The two state columns of `croo_sum`.
+fn sum_states(states: &[ArrayRef]) -> Result<(&Float64Array, &BinaryArray)> {
+    match states {
+        [v, b] if v.data_type() == &DataType::Float64 && b.data_type() == &DataType::Binary => {
+            Ok((v.as_primitive::<Float64Type>(), b.as_binary::<i32>()))
+        }
+        _ => internal_err!("malformed croo_sum state"),
+    }
+}
+
+/// Exact sums per group. Most values of real measures (amounts, counts,
+/// ratios) are multiples of 2^-64 below 2^63: a group keeps its sum as an
+/// `i128` count of 2^-64 units (exact, one add per row, 16 bytes), and
+/// moves to a full [`ExactSum`] only when a value or the sum leaves that
+/// range (or a partial state is merged). Both give the correctly rounded
+/// value of the same exact sum, so the bits do not depend on the path.
 #[derive(Default)]
 struct SumGroups {
-    sums: Vec<ExactSum>,
+    fast: Vec<i128>,
+    any: Vec<bool>,
+    slow: Vec<Option<Box<ExactSum>>>,
+}
+
+/// 2^-64, the unit of the fast sums.
+const FAST_UNIT: f64 = 1.0 / 18_446_744_073_709_551_616.0;
+
+/// `x` as a count of 2^-64 units, when it is one exactly and small enough.
+#[inline]
+fn to_fixed(x: f64) -> Option<i128> {
+    if x == 0.0 {
+        return Some(0);
+    }
+    let bits = x.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    if biased == 0 || biased == 0x7ff {
+        return None; // subnormal, infinite or NaN
+    }
+    let mantissa = ((bits & ((1u64 << 52) - 1)) | (1u64 << 52)) as i128;
+    // x = mantissa * 2^(biased - 1075) = mantissa * 2^shift units.
+    let shift = biased - 1075 + 64;
+    let v = if shift >= 0 {
+        if shift > 70 {
+            return None; // |x| >= 2^63: the sum could overflow
+        }
+        mantissa << shift
+    } else {
+        if shift < -52 || mantissa.trailing_zeros() < (-shift) as u32 {
+            return None; // bits below 2^-64
+        }
+        mantissa >> -shift
+    };
+    Some(if bits >> 63 == 1 { -v } else { v })
+}
+
+/// The exact sum `units * 2^-64` as an [`ExactSum`].
+fn fixed_to_exact(units: i128, any: bool) -> ExactSum {
+    let mut s = ExactSum::new();
+    if any {
+        s.add(0.0);
+    }
+    let negative = units < 0;
+    let mut mag = units.unsigned_abs();
+    let mut scale = FAST_UNIT;
+    while mag != 0 {
+        // 52-bit chunks are exact f64 values; scaling by 2^k is exact.
+        let chunk = (mag & ((1u128 << 52) - 1)) as f64 * scale;
+        s.add(if negative { -chunk } else { chunk });
+        mag >>= 52;
+        scale *= 4_503_599_627_370_496.0; // 2^52
+    }
+    s
+}
+
+impl SumGroups {
+    fn resize(&mut self, n: usize) {
+        self.fast.resize(n, 0);
+        self.any.resize(n, false);
+        self.slow.resize_with(n, || None);
+    }
+
+    fn spill(&mut self, g: usize) -> &mut ExactSum {
+        if self.slow[g].is_none() {
+            self.slow[g] = Some(Box::new(fixed_to_exact(self.fast[g], self.any[g])));
+        }
+        self.slow[g].as_mut().expect("just set")
+    }
+
+    #[inline]
+    fn add(&mut self, g: usize, x: f64) {
+        if let Some(s) = &mut self.slow[g] {
+            s.add(x);
+            return;
+        }
+        self.any[g] = true;
+        match to_fixed(x).and_then(|v| self.fast[g].checked_add(v)) {
+            Some(t) => self.fast[g] = t,
+            None => self.spill(g).add(x),
+        }
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> Vec<ExactSum> {
+        let fast = emit_to.take_needed(&mut self.fast);
+        let any = emit_to.take_needed(&mut self.any);
+        let slow = emit_to.take_needed(&mut self.slow);
+        fast.into_iter()
+            .zip(any)
+            .zip(slow)
+            .map(|((f, a), s)| match s {
+                Some(s) => *s,
+                None => fixed_to_exact(f, a),
+            })
+            .collect()
+    }
 }
 
 impl GroupsAccumulator for SumGroups {
@@ -213,30 +340,43 @@ impl GroupsAccumulator for SumGroups {
         total_num_groups: usize,
     ) -> Result<()> {
         let xs = floats(values)?;
-        self.sums.resize_with(total_num_groups, ExactSum::new);
+        self.resize(total_num_groups);
         for (row, &g) in group_indices.iter().enumerate() {
             if xs.is_null(row) || opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
                 continue;
             }
-            self.sums[g].add(xs.value(row));
+            self.add(g, xs.value(row));
         }
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let sums = emit_to.take_needed(&mut self.sums);
+        let fast = emit_to.take_needed(&mut self.fast);
+        let any = emit_to.take_needed(&mut self.any);
+        let slow = emit_to.take_needed(&mut self.slow);
         Ok(Arc::new(
-            sums.iter().map(ExactSum::value).collect::<Float64Array>(),
+            fast.into_iter()
+                .zip(any)
+                .zip(slow)
+                .map(|((f, a), s)| match s {
+                    Some(s) => s.value(),
+                    // `as f64` rounds to nearest-even; scaling by 2^-64 is exact.
+                    None => a.then_some(f as f64 * FAST_UNIT),
+                })
+                .collect::<Float64Array>(),
         ))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let sums = emit_to.take_needed(&mut self.sums);
+        let sums = self.take(emit_to);
         let mut b = BinaryBuilder::with_capacity(sums.len(), sums.len() * 24);
         for s in &sums {
             b.append_value(s.to_bytes());
         }
-        Ok(vec![Arc::new(b.finish())])
+        Ok(vec![
+            new_null_array(&DataType::Float64, sums.len()),
+            Arc::new(b.finish()),
+        ])
     }
 
     fn merge_batch(
@@ -245,11 +385,15 @@ impl GroupsAccumulator for SumGroups {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        let states: &BinaryArray = values[0].as_binary::<i32>();
-        self.sums.resize_with(total_num_groups, ExactSum::new);
+        let (singles, states) = sum_states(values)?;
+        self.resize(total_num_groups);
         for (row, &g) in group_indices.iter().enumerate() {
+            if singles.is_valid(row) {
+                self.add(g, singles.value(row));
+            }
             if states.is_valid(row) {
-                self.sums[g].merge(&decode(states.value(row))?);
+                let other = decode(states.value(row))?;
+                self.spill(g).merge(&other);
             }
         }
         Ok(())
@@ -260,23 +404,32 @@ impl GroupsAccumulator for SumGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
+        // One row's state is its value (NULL when filtered out): no
+        // ExactSum is built and nothing is allocated per row.
         let xs = floats(values)?;
-        let mut b = BinaryBuilder::with_capacity(xs.len(), xs.len() * 24);
-        for row in 0..xs.len() {
-            let mut s = ExactSum::new();
-            let skip =
-                xs.is_null(row) || opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row));
-            if !skip {
-                s.add(xs.value(row));
-            }
-            b.append_value(s.to_bytes());
-        }
-        Ok(vec![Arc::new(b.finish())])
+        let singles: ArrayRef = match opt_filter {
+            None => Arc::new(xs.clone()),
+            Some(f) => Arc::new(
+                (0..xs.len())
+                    .map(|row| {
+                        (f.is_valid(row) && f.value(row) && xs.is_valid(row)).then(|| xs.value(row))
+                    })
+                    .collect::<Float64Array>(),
+            ),
+        };
+        Ok(vec![singles, new_null_array(&DataType::Binary, xs.len())])
     }
 
     fn size(&self) -> usize {
-        self.sums.capacity() * size_of::<ExactSum>()
-            + self.sums.iter().map(ExactSum::heap_size).sum::<usize>()
+        self.fast.capacity() * size_of::<i128>()
+            + self.any.capacity()
+            + self.slow.capacity() * size_of::<Option<Box<ExactSum>>>()
+            + self
+                .slow
+                .iter()
+                .flatten()
+                .map(|s| size_of::<ExactSum>() + s.heap_size())
+                .sum::<usize>()
     }
 }
 
@@ -421,7 +574,10 @@ mod tests {
     }
 
     async fn run(partitions: usize, sql: &str) -> Vec<u64> {
-        let cfg = SessionConfig::new().with_target_partitions(partitions);
+        run_with(SessionConfig::new().with_target_partitions(partitions), sql).await
+    }
+
+    async fn run_with(cfg: SessionConfig, sql: &str) -> Vec<u64> {
         let mut ctx = SessionContext::new_with_config(cfg);
         register(&mut ctx).unwrap();
         let xs = values();
@@ -487,6 +643,32 @@ mod tests {
             let mut s = ExactSum::new();
             xs.iter().skip(g).step_by(7).for_each(|&x| s.add(x));
             assert_eq!(*bits, s.value().unwrap().to_bits());
+        }
+    }
+
+    /// With partial aggregation skipped (as DataFusion does when groups are
+    /// many), every input row becomes a state through `convert_to_state`:
+    /// still the same bits, with and without a filter.
+    #[tokio::test]
+    async fn sums_through_convert_to_state_are_the_same_bits() {
+        for sql in [
+            "SELECT g, croo_sum(x) FROM t GROUP BY g",
+            "SELECT g, croo_sum(x) FILTER (WHERE x > 0) FROM t GROUP BY g",
+        ] {
+            let one = run(1, sql).await;
+            for p in [2, 3, 8] {
+                let cfg = SessionConfig::new()
+                    .with_target_partitions(p)
+                    .set_usize(
+                        "datafusion.execution.skip_partial_aggregation_probe_rows_threshold",
+                        1,
+                    )
+                    .set_str(
+                        "datafusion.execution.skip_partial_aggregation_probe_ratio_threshold",
+                        "0.0",
+                    );
+                assert_eq!(run_with(cfg, sql).await, one, "{p} partitions: {sql}");
+            }
         }
     }
 
