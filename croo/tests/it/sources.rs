@@ -596,7 +596,7 @@ async fn conformance_cases_agree_from_every_source_and_on_a_cluster() {
         return;
     };
     assert!(!cases.is_empty());
-    let (_cluster, cluster_url, logs) = crate::cluster::start_cluster(tmp.path(), &s3_env(&s));
+    let (_cluster, cluster_url, _logs) = crate::cluster::start_cluster(tmp.path(), &s3_env(&s));
     let store = s3_store(&s);
     for case in &cases {
         let local = run_rows(case, &case.formula, &["--out", "out-local"], &[]);
@@ -621,29 +621,12 @@ async fn conformance_cases_agree_from_every_source_and_on_a_cluster() {
         let s3 = run_rows(case, "s3.toml", &["--out", "out-s3"], &s3_env(&s));
         assert_same(&local, &s3, &format!("{}: S3 differs", case.dir.display()));
 
-        let o = croo(
-            &case.dir,
-            &[
-                &["run", case.formula.as_str()][..],
-                &case.periods.iter().map(String::as_str).collect::<Vec<_>>(),
-                &[
-                    "--format",
-                    "json",
-                    "--out",
-                    "out-cluster",
-                    "--cluster",
-                    &cluster_url,
-                ],
-            ]
-            .concat(),
+        let on_cluster = run_rows(
+            case,
+            &case.formula,
+            &["--out", "out-cluster", "--cluster", &cluster_url],
             &[],
         );
-        assert!(o.status.success(), "{}\n{}", text(&o), logs());
-        let on_cluster: String = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter(|l| !l.contains("\"run_id\"") && !l.contains("\"formula_hash\""))
-            .collect::<Vec<_>>()
-            .join("\n");
         assert_same(
             &local,
             &on_cluster,
@@ -651,29 +634,12 @@ async fn conformance_cases_agree_from_every_source_and_on_a_cluster() {
         );
 
         // Executors read the bucket themselves.
-        let o = croo(
-            &case.dir,
-            &[
-                &["run", "s3.toml"][..],
-                &case.periods.iter().map(String::as_str).collect::<Vec<_>>(),
-                &[
-                    "--format",
-                    "json",
-                    "--out",
-                    "out-cluster-s3",
-                    "--cluster",
-                    &cluster_url,
-                ],
-            ]
-            .concat(),
+        let on_cluster_s3 = run_rows(
+            case,
+            "s3.toml",
+            &["--out", "out-cluster-s3", "--cluster", &cluster_url],
             &s3_env(&s),
         );
-        assert!(o.status.success(), "{}\n{}", text(&o), logs());
-        let on_cluster_s3: String = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter(|l| !l.contains("\"run_id\"") && !l.contains("\"formula_hash\""))
-            .collect::<Vec<_>>()
-            .join("\n");
         assert_same(
             &local,
             &on_cluster_s3,
