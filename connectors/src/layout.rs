@@ -2,7 +2,7 @@
 //! on the local disk or in an object store; the table URL, format,
 //! extension and hive partition columns DataFusion's listing table needs.
 
-use crate::FileFormat;
+use crate::{FileFormat, Result, SourceSpec, source_err};
 
 /// What a listing table is registered with.
 #[derive(Debug, Clone)]
@@ -14,6 +14,33 @@ pub(crate) struct Layout {
     pub extension: String,
     /// Hive-style `key=value` folder names, outermost first.
     pub partitions: Vec<String>,
+}
+
+/// The format of a source's files: as declared, else from the extension
+/// of `file` (the path or URL named in the error).
+pub(crate) fn format_of(spec: &SourceSpec<'_>, file: &str) -> Result<FileFormat> {
+    spec.format
+        .or_else(|| {
+            extension_of(file)
+                .filter(|e| !has_glob(e))
+                .and_then(|e| FileFormat::from_extension(&e))
+        })
+        .ok_or_else(|| {
+            source_err(
+                spec,
+                format!(
+                    "cannot tell the format of `{file}`: add `format = \"parquet\"` (or csv, ndjson)"
+                ),
+            )
+        })
+}
+
+/// `.ext` of `file` (globs excluded), or empty.
+pub(crate) fn dot_extension(file: &str) -> String {
+    extension_of(file)
+        .filter(|e| !has_glob(e))
+        .map(|e| format!(".{e}"))
+        .unwrap_or_default()
 }
 
 pub(crate) fn has_glob(s: &str) -> bool {

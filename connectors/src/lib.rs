@@ -26,7 +26,7 @@ mod layout;
 pub mod postgres;
 pub mod remote;
 
-use layout::{Layout, extension_of, has_glob, partition_columns, wanted};
+use layout::{Layout, dot_extension, extension_of, format_of, has_glob, partition_columns, wanted};
 
 /// File formats a source can be read in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,21 +131,11 @@ fn files_below(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// Finds what a local source path names: a file, a glob or a directory.
 fn local_layout(spec: &SourceSpec<'_>, path: &Path) -> Result<Layout> {
     let path_str = path.to_string_lossy().to_string();
-    if has_glob(&path_str) {
-        let ext = extension_of(&path_str).filter(|e| !has_glob(e));
-        let format = spec
-            .format
-            .or_else(|| ext.as_deref().and_then(FileFormat::from_extension))
-            .ok_or_else(|| {
-                source_err(
-                    spec,
-                    format!("cannot tell the format of `{}`: add `format`", spec.uri),
-                )
-            })?;
+    if has_glob(&path_str) || path.is_file() {
         return Ok(Layout {
+            format: format_of(spec, &path_str)?,
+            extension: dot_extension(&path_str),
             table_path: path_str,
-            format,
-            extension: ext.map(|e| format!(".{e}")).unwrap_or_default(),
             partitions: Vec::new(),
         });
     }
@@ -155,57 +145,28 @@ fn local_layout(spec: &SourceSpec<'_>, path: &Path) -> Result<Layout> {
             .map_err(|e| source_err(spec, format!("cannot list `{}`: {e}", path.display())))?;
         let first = files
             .iter()
-            .find(|f| wanted(extension_of(&f.to_string_lossy()).as_deref(), spec.format))
+            .map(|f| f.to_string_lossy().to_string())
+            .find(|f| wanted(extension_of(f).as_deref(), spec.format))
             .ok_or_else(|| {
                 source_err(
                     spec,
                     format!("no data files in directory `{}`", path.display()),
                 )
             })?;
-        let ext = extension_of(&first.to_string_lossy()).unwrap_or_default();
-        let format = spec
-            .format
-            .or_else(|| FileFormat::from_extension(&ext))
-            .ok_or_else(|| {
-                source_err(
-                    spec,
-                    format!("cannot tell the format of `{}`", first.display()),
-                )
-            })?;
         let relative = first
-            .strip_prefix(path)
-            .map(|r| r.to_string_lossy().to_string())
-            .unwrap_or_default();
+            .strip_prefix(path_str.as_str())
+            .unwrap_or(&first)
+            .trim_start_matches('/')
+            .to_string();
         let mut dir = path_str;
         if !dir.ends_with('/') {
             dir.push('/');
         }
         return Ok(Layout {
             table_path: dir,
-            format,
-            extension: format!(".{ext}"),
+            format: format_of(spec, &first)?,
+            extension: dot_extension(&first),
             partitions: partition_columns(&relative),
-        });
-    }
-    if path.is_file() {
-        let ext = extension_of(&path_str);
-        let format = spec
-            .format
-            .or_else(|| ext.as_deref().and_then(FileFormat::from_extension))
-            .ok_or_else(|| {
-                source_err(
-                    spec,
-                    format!(
-                        "cannot tell the format of `{}`: add `format = \"parquet\"` (or csv, ndjson)",
-                        spec.uri
-                    ),
-                )
-            })?;
-        return Ok(Layout {
-            table_path: path_str,
-            format,
-            extension: ext.map(|e| format!(".{e}")).unwrap_or_default(),
-            partitions: Vec::new(),
         });
     }
     Err(source_err(

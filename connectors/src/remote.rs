@@ -19,8 +19,10 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use url::Url;
 
-use crate::layout::{Layout, extension_of, has_glob, hidden, partition_columns, wanted};
-use crate::{FileFingerprint, FileFormat, Result, SourceSpec, source_err};
+use crate::layout::{
+    Layout, dot_extension, extension_of, format_of, has_glob, hidden, partition_columns, wanted,
+};
+use crate::{FileFingerprint, Result, SourceSpec, source_err};
 
 const SCHEMES: &[&str] = &["s3", "s3a", "gs", "az", "azure", "abfs", "abfss"];
 
@@ -112,44 +114,20 @@ pub(crate) async fn layout(
     url: &Url,
 ) -> Result<Layout> {
     let uri = spec.uri;
-    if has_glob(uri) {
-        let ext = extension_of(uri).filter(|e| !has_glob(e));
-        let format = spec
-            .format
-            .or_else(|| ext.as_deref().and_then(FileFormat::from_extension))
-            .ok_or_else(|| {
-                source_err(
-                    spec,
-                    format!("cannot tell the format of `{uri}`: add `format`"),
-                )
-            })?;
-        return Ok(Layout {
+    let one = |uri: &str| -> Result<Layout> {
+        Ok(Layout {
             table_path: uri.to_string(),
-            format,
-            extension: ext.map(|e| format!(".{e}")).unwrap_or_default(),
+            format: format_of(spec, uri)?,
+            extension: dot_extension(uri),
             partitions: Vec::new(),
-        });
+        })
+    };
+    if has_glob(uri) {
+        return one(uri);
     }
     let path = object_path(url).map_err(|m| source_err(spec, m))?;
     match store.head(&path).await {
-        Ok(_) => {
-            let ext = extension_of(path.as_ref());
-            let format = spec
-                .format
-                .or_else(|| ext.as_deref().and_then(FileFormat::from_extension))
-                .ok_or_else(|| {
-                    source_err(
-                        spec,
-                        format!("cannot tell the format of `{uri}`: add `format = \"parquet\"` (or csv, ndjson)"),
-                    )
-                })?;
-            return Ok(Layout {
-                table_path: uri.to_string(),
-                format,
-                extension: ext.map(|e| format!(".{e}")).unwrap_or_default(),
-                partitions: Vec::new(),
-            });
-        }
+        Ok(_) => return one(uri),
         Err(object_store::Error::NotFound { .. }) => {}
         Err(e) => return Err(source_err(spec, format!("cannot read `{uri}`: {e}"))),
     }
@@ -174,11 +152,7 @@ pub(crate) async fn layout(
         ));
     };
     let rel = relative(&first.location, &path);
-    let ext = extension_of(rel).unwrap_or_default();
-    let format = spec
-        .format
-        .or_else(|| FileFormat::from_extension(&ext))
-        .ok_or_else(|| source_err(spec, format!("cannot tell the format of `{rel}`")))?;
+    let format = format_of(spec, rel)?;
     let mut table_path = uri.to_string();
     if !table_path.ends_with('/') {
         table_path.push('/');
@@ -186,7 +160,7 @@ pub(crate) async fn layout(
     Ok(Layout {
         table_path,
         format,
-        extension: format!(".{ext}"),
+        extension: dot_extension(rel),
         partitions: partition_columns(rel),
     })
 }

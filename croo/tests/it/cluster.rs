@@ -44,21 +44,10 @@ fn wait_for(port: u16, procs: &mut Procs) {
     }
 }
 
-fn croo(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_croo"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
+use crate::sources::text;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+fn croo(dir: &Path, args: &[&str]) -> Output {
+    crate::sources::croo(dir, args, &[])
 }
 
 fn rows(o: &Output) -> String {

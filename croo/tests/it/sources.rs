@@ -31,7 +31,7 @@ struct Src {
     time_cols: Vec<String>,
 }
 
-fn croo(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
+pub fn croo(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_croo"));
     cmd.args(args).current_dir(dir).env("NO_COLOR", "1");
     for (k, v) in env {
@@ -40,7 +40,7 @@ fn croo(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
     cmd.output().unwrap()
 }
 
-fn text(o: &Output) -> String {
+pub fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
