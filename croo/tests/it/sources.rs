@@ -413,6 +413,61 @@ async fn postgres_sources_give_the_same_rows_and_receive_the_filters() {
     for q in scans_of("product_events") {
         assert!(q.contains("'adopted'"), "measure filter not pushed: {q}");
     }
+
+    // The same sources as `query=` sources: the rows of a query, with the
+    // projection and filters applied around it.
+    rewrite(&case, "pg-query.toml", |src| {
+        let query = format!("SELECT * FROM {schema}.{} WHERE true", src.name);
+        format!("{base}?query={}&sslmode=disable", url_encode(&query))
+    });
+    let log_path = PathBuf::from(s.var("CROO_TEST_PG_LOG"));
+    let before = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0) as usize;
+    let from_query = run_rows(&case, "pg-query.toml", &["--out", "out-pg-query"], &env);
+    assert_same(
+        &local,
+        &from_query,
+        "rows from PostgreSQL queries differ from local files",
+    );
+    let log = std::fs::read(&log_path).unwrap();
+    let log = String::from_utf8_lossy(&log[before.min(log.len())..]).to_string();
+    for (table, time, filter) in [
+        ("interactions", "started_at", None),
+        ("transactions", "ts", Some("'refund'")),
+        ("product_events", "at", Some("'adopted'")),
+    ] {
+        let cte = format!("WITH croo_query AS (SELECT * FROM {schema}.{table} WHERE true) ");
+        let scans: Vec<&str> = log
+            .lines()
+            .filter_map(|l| l.split_once(&cte).map(|(_, outer)| outer))
+            .filter(|outer| outer.starts_with("SELECT"))
+            .collect();
+        assert!(!scans.is_empty(), "no query scan of {table}:\n{log}");
+        for outer in scans {
+            assert!(!outer.contains('*'), "{table} read with SELECT *: {outer}");
+            assert!(
+                outer.contains("FROM \"croo_query\" WHERE")
+                    && outer.contains(&format!("\"{time}\"")),
+                "{table} read without the period range: {outer}"
+            );
+            assert!(outer.contains(from_month), "{table}: no range in {outer}");
+            if let Some(f) = filter {
+                assert!(outer.contains(f), "{table}: filter not pushed: {outer}");
+            }
+        }
+    }
+}
+
+/// Percent-encodes everything but ASCII letters and digits.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,6 +528,35 @@ async fn postgres_errors_name_the_source() {
         format!("{uri}?table=public.t&sslmode=disable"),
         &[("PGPASSWORD", "wrong-password".into())],
         &["cannot connect"],
+    );
+    // A column of a type croo cannot use: named with its type, from a table
+    // (when a measure uses it) and from a query (when the query returns it).
+    let schema = unique("croo_types_");
+    psql(
+        &s,
+        &format!(
+            "CREATE SCHEMA {schema}; CREATE TABLE {schema}.transactions (customer_id text, ts timestamptz, amount point, kind text)"
+        ),
+    );
+    check(
+        format!("{uri}?table={schema}.transactions&sslmode=disable"),
+        &env,
+        &["type-not-aggregable", "`amount` is FixedSizeList"],
+    );
+    let query = format!("SELECT customer_id, ts, amount, kind FROM {schema}.transactions");
+    check(
+        format!("{uri}?query={}&sslmode=disable", url_encode(&query)),
+        &env,
+        &["column `amount`", "type `point`", "cast it in the query"],
+    );
+    // A query PostgreSQL cannot prepare: its message is passed on.
+    check(
+        format!("{uri}?query={}&sslmode=disable", url_encode("SELEC 1")),
+        &env,
+        &[
+            "cannot prepare the query",
+            "syntax error at or near \"SELEC\"",
+        ],
     );
 }
 

@@ -1,25 +1,35 @@
 //! PostgreSQL sources through `datafusion-table-providers`.
 //!
-//! `postgres://user@host:port/db?table=schema.name`. The password comes from
+//! `postgres://user@host:port/db?table=schema.name`, or `?query=SELECT ...`
+//! (URL-encoded) for a source that is the result of a query. The password comes from
 //! `PGPASSWORD` or a password file (`PGPASSFILE`, else `~/.pgpass`, in
 //! libpq's format), never from the formula file: a URI with a password is
 //! refused. `sslmode` (URI, else `PGSSLMODE`, else libpq's `prefer`) and
 //! `sslrootcert` are honoured. The table provider sends PostgreSQL the
 //! projection and every filter it can render (the period's time range, the
 //! measures' filters), so only the rows a run needs cross the wire.
+//!
+//! A `query=` source is sent as `WITH croo_query AS (<query>) SELECT <columns>
+//! FROM croo_query WHERE <filters>`: PostgreSQL inlines the CTE, so the same
+//! filters reach the tables the query reads. Its column types come from
+//! PostgreSQL's description of the prepared statement; a column of a type
+//! croo cannot read is an error that names it (cast it in the query).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::TableReference;
+use datafusion::datasource::TableProvider;
 use datafusion::prelude::SessionContext;
-use datafusion_table_providers::postgres::PostgresTableFactory;
+use datafusion_table_providers::postgres::{DynPostgresConnectionPool, PostgresTableFactory};
 use datafusion_table_providers::sql::db_connection_pool::postgrespool::PostgresConnectionPool;
 use datafusion_table_providers::util::secrets::to_secret_map;
 use url::Url;
 
 use crate::{Error, Result, SourceSpec, source_err};
+
+mod query;
 
 /// A parsed source URI, without any secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,9 +38,18 @@ pub struct PgUri {
     pub port: u16,
     pub user: String,
     pub db: String,
-    pub table: String,
+    pub relation: Relation,
     pub sslmode: String,
     pub sslrootcert: Option<String>,
+}
+
+/// What a PostgreSQL source reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relation {
+    /// `table=schema.name` (a table or a view).
+    Table(String),
+    /// `query=SELECT ...`: the rows of a query.
+    Query(String),
 }
 
 const PARAMS: &[&str] = &["table", "query", "sslmode", "sslrootcert"];
@@ -45,17 +64,13 @@ pub fn parse(uri: &str) -> std::result::Result<PgUri, String> {
         );
     }
     let mut table = None;
+    let mut query = None;
     let mut sslmode = None;
     let mut sslrootcert = None;
     for (k, v) in url.query_pairs() {
         match k.as_ref() {
             "table" => table = Some(v.to_string()),
-            "query" => {
-                return Err(
-                    "`query=` sources are not supported yet: create a view in PostgreSQL and name it with `table=`"
-                        .into(),
-                );
-            }
+            "query" => query = Some(v.to_string()),
             "sslmode" => sslmode = Some(v.to_string()),
             "sslrootcert" => sslrootcert = Some(v.to_string()),
             other => {
@@ -66,9 +81,24 @@ pub fn parse(uri: &str) -> std::result::Result<PgUri, String> {
             }
         }
     }
-    let table = table
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| format!("`{uri}` names no table: add `?table=schema.name`"))?;
+    let relation = match (table.filter(|t| !t.is_empty()), query) {
+        (Some(_), Some(_)) => {
+            return Err("give either `table=` or `query=`, not both".into());
+        }
+        (Some(t), None) => Relation::Table(t),
+        (None, Some(q)) => {
+            let q = q.trim().trim_end_matches(';').trim_end();
+            if q.is_empty() {
+                return Err("`query=` is empty".into());
+            }
+            Relation::Query(q.to_string())
+        }
+        (None, None) => {
+            return Err(format!(
+                "`{uri}` names no table: add `?table=schema.name` (or `?query=SELECT ...`, URL-encoded)"
+            ));
+        }
+    };
     let user = match url.username() {
         "" => std::env::var("PGUSER").unwrap_or_else(|_| "postgres".into()),
         u => percent_decode(u),
@@ -96,7 +126,7 @@ pub fn parse(uri: &str) -> std::result::Result<PgUri, String> {
         port: url.port().unwrap_or(5432),
         user,
         db,
-        table,
+        relation,
         sslmode,
         sslrootcert,
     })
@@ -204,16 +234,22 @@ pub(crate) async fn register(
                 ),
             )
         })?;
-    let factory = PostgresTableFactory::new(Arc::new(pool));
-    let provider = factory
-        .table_provider(TableReference::parse_str(&pg.table))
-        .await
-        .map_err(|e| {
-            source_err(
-                spec,
-                format!("cannot read table `{}` on {server}: {e}", pg.table),
+    let provider: Arc<dyn TableProvider> = match &pg.relation {
+        Relation::Table(name) => PostgresTableFactory::new(Arc::new(pool))
+            .table_provider(TableReference::parse_str(name))
+            .await
+            .map_err(|e| {
+                source_err(spec, format!("cannot read table `{name}` on {server}: {e}"))
+            })?,
+        Relation::Query(query) => {
+            let pool: Arc<DynPostgresConnectionPool> = Arc::new(pool);
+            Arc::new(
+                query::QueryTable::new(query, pool)
+                    .await
+                    .map_err(|e| source_err(spec, format!("`query=` on {server}: {e}")))?,
             )
-        })?;
+        }
+    };
     let schema = provider.schema();
     ctx.register_table(table, provider)
         .map_err(|error| Error::Read {
@@ -236,8 +272,24 @@ mod tests {
         assert_eq!(pg.port, 5433);
         assert_eq!(pg.user, "finance");
         assert_eq!(pg.db, "crm");
-        assert_eq!(pg.table, "sales.orders");
+        assert_eq!(pg.relation, Relation::Table("sales.orders".into()));
         assert_eq!(pg.sslmode, "require");
+    }
+
+    #[test]
+    fn parses_a_query_source() {
+        let pg = parse(
+            "postgres://finance@db/crm?query=SELECT%20id%2C%20amount%20FROM%20sales.orders%20WHERE%20amount%20%3E%200%3B",
+        )
+        .unwrap();
+        assert_eq!(
+            pg.relation,
+            Relation::Query("SELECT id, amount FROM sales.orders WHERE amount > 0".into())
+        );
+        let e = parse("postgres://u@h/db?table=t&query=SELECT%201").unwrap_err();
+        assert!(e.contains("not both"), "{e}");
+        let e = parse("postgres://u@h/db?query=%20%3B").unwrap_err();
+        assert!(e.contains("empty"), "{e}");
     }
 
     #[test]
