@@ -15,9 +15,10 @@
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, Float64Array, UInt64Array,
-    new_null_array,
+    Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, FixedSizeBinaryArray,
+    Float64Array, UInt64Array, new_null_array,
 };
+use datafusion::arrow::buffer::{Buffer, NullBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, UInt64Type};
 use datafusion::common::{Result, ScalarValue, internal_err};
 use datafusion::execution::FunctionRegistry;
@@ -104,14 +105,22 @@ impl AggregateUDFImpl for CrooSum {
         Ok(DataType::Float64)
     }
 
-    /// Two columns: a single value not yet summed (what `convert_to_state`
-    /// gives for one input row, without building an [`ExactSum`]), or the
-    /// bytes of a partial exact sum.
+    /// Three columns, at most one of them non-NULL per row: a single value
+    /// not yet summed (what `convert_to_state` gives for one input row), a
+    /// partial sum in 2^-64 units (16 little-endian bytes of an `i128`: the
+    /// common case, see [`SumGroups`]), or the bytes of a partial
+    /// [`ExactSum`] (a sum outside the fixed-point range). No state builds
+    /// an [`ExactSum`] for a sum that fits the fixed-point range.
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         Ok(vec![
             Arc::new(Field::new(
                 format_state_name(args.name, "value"),
                 DataType::Float64,
+                true,
+            )),
+            Arc::new(Field::new(
+                format_state_name(args.name, "fixed_sum"),
+                DataType::FixedSizeBinary(16),
                 true,
             )),
             Arc::new(Field::new(
@@ -200,29 +209,71 @@ impl Accumulator for SumAccumulator {
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         Ok(vec![
             ScalarValue::Float64(None),
+            ScalarValue::FixedSizeBinary(16, None),
             ScalarValue::Binary(Some(self.sum.to_bytes())),
         ])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let (values, sums) = sum_states(states)?;
-        for x in values.iter().flatten() {
-            self.sum.add(x);
-        }
-        for bytes in sums.iter().flatten() {
-            self.sum.merge(&decode(bytes)?);
+        let st = SumStates::of(states)?;
+        for row in 0..st.len() {
+            st.merge_row(row, &mut self.sum)?;
         }
         Ok(())
     }
 }
 
-/// The two state columns of `croo_sum`.
-fn sum_states(states: &[ArrayRef]) -> Result<(&Float64Array, &BinaryArray)> {
-    match states {
-        [v, b] if v.data_type() == &DataType::Float64 && b.data_type() == &DataType::Binary => {
-            Ok((v.as_primitive::<Float64Type>(), b.as_binary::<i32>()))
+/// The three state columns of `croo_sum` (see [`CrooSum::state_fields`]).
+struct SumStates<'a> {
+    singles: &'a Float64Array,
+    fixed: &'a FixedSizeBinaryArray,
+    exact: &'a BinaryArray,
+}
+
+impl<'a> SumStates<'a> {
+    fn of(states: &'a [ArrayRef]) -> Result<Self> {
+        match states {
+            [v, f, b]
+                if v.data_type() == &DataType::Float64
+                    && f.data_type() == &DataType::FixedSizeBinary(16)
+                    && b.data_type() == &DataType::Binary =>
+            {
+                Ok(Self {
+                    singles: v.as_primitive::<Float64Type>(),
+                    fixed: f.as_fixed_size_binary(),
+                    exact: b.as_binary::<i32>(),
+                })
+            }
+            _ => internal_err!("malformed croo_sum state"),
         }
-        _ => internal_err!("malformed croo_sum state"),
+    }
+
+    fn len(&self) -> usize {
+        self.singles.len()
+    }
+
+    /// The fixed-point sum of `row`, when that is its state.
+    #[inline]
+    fn fixed(&self, row: usize) -> Option<i128> {
+        if self.fixed.is_null(row) {
+            return None;
+        }
+        let bytes: [u8; 16] = self.fixed.value(row).try_into().ok()?;
+        Some(i128::from_le_bytes(bytes))
+    }
+
+    /// Adds the state of `row` to `sum` (the single-accumulator path).
+    fn merge_row(&self, row: usize, sum: &mut ExactSum) -> Result<()> {
+        if self.singles.is_valid(row) {
+            sum.add(self.singles.value(row));
+        }
+        if let Some(units) = self.fixed(row) {
+            sum.merge(&fixed_to_exact(units, true));
+        }
+        if self.exact.is_valid(row) {
+            sum.merge(&decode(self.exact.value(row))?);
+        }
+        Ok(())
     }
 }
 
@@ -316,18 +367,17 @@ impl SumGroups {
         }
     }
 
-    fn take(&mut self, emit_to: EmitTo) -> Vec<ExactSum> {
-        let fast = emit_to.take_needed(&mut self.fast);
-        let any = emit_to.take_needed(&mut self.any);
-        let slow = emit_to.take_needed(&mut self.slow);
-        fast.into_iter()
-            .zip(any)
-            .zip(slow)
-            .map(|((f, a), s)| match s {
-                Some(s) => *s,
-                None => fixed_to_exact(f, a),
-            })
-            .collect()
+    /// Adds a partial sum of `units` 2^-64 units.
+    #[inline]
+    fn add_fixed(&mut self, g: usize, units: i128) {
+        if self.slow[g].is_none() {
+            if let Some(t) = self.fast[g].checked_add(units) {
+                self.any[g] = true;
+                self.fast[g] = t;
+                return;
+            }
+        }
+        self.spill(g).merge(&fixed_to_exact(units, true));
     }
 }
 
@@ -368,13 +418,32 @@ impl GroupsAccumulator for SumGroups {
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let sums = self.take(emit_to);
-        let mut b = BinaryBuilder::with_capacity(sums.len(), sums.len() * 24);
-        for s in &sums {
-            b.append_value(s.to_bytes());
+        let fast = emit_to.take_needed(&mut self.fast);
+        let any = emit_to.take_needed(&mut self.any);
+        let slow = emit_to.take_needed(&mut self.slow);
+        let n = fast.len();
+        // Fixed-point sums go out as they are (no allocation per group);
+        // only the groups that left the fixed-point range carry bytes.
+        let fixed_valid: Vec<bool> = any
+            .iter()
+            .zip(&slow)
+            .map(|(&a, s)| a && s.is_none())
+            .collect();
+        let fixed = FixedSizeBinaryArray::try_new(
+            16,
+            Buffer::from_vec(fast.into_iter().map(i128::to_le).collect::<Vec<i128>>()),
+            Some(NullBuffer::from(fixed_valid)),
+        )?;
+        let mut b = BinaryBuilder::with_capacity(n, 0);
+        for s in &slow {
+            match s {
+                Some(s) => b.append_value(s.to_bytes()),
+                None => b.append_null(),
+            }
         }
         Ok(vec![
-            new_null_array(&DataType::Float64, sums.len()),
+            new_null_array(&DataType::Float64, n),
+            Arc::new(fixed),
             Arc::new(b.finish()),
         ])
     }
@@ -385,14 +454,17 @@ impl GroupsAccumulator for SumGroups {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        let (singles, states) = sum_states(values)?;
+        let st = SumStates::of(values)?;
         self.resize(total_num_groups);
         for (row, &g) in group_indices.iter().enumerate() {
-            if singles.is_valid(row) {
-                self.add(g, singles.value(row));
+            if st.singles.is_valid(row) {
+                self.add(g, st.singles.value(row));
             }
-            if states.is_valid(row) {
-                let other = decode(states.value(row))?;
+            if let Some(units) = st.fixed(row) {
+                self.add_fixed(g, units);
+            }
+            if st.exact.is_valid(row) {
+                let other = decode(st.exact.value(row))?;
                 self.spill(g).merge(&other);
             }
         }
@@ -417,7 +489,11 @@ impl GroupsAccumulator for SumGroups {
                     .collect::<Float64Array>(),
             ),
         };
-        Ok(vec![singles, new_null_array(&DataType::Binary, xs.len())])
+        Ok(vec![
+            singles,
+            new_null_array(&DataType::FixedSizeBinary(16), xs.len()),
+            new_null_array(&DataType::Binary, xs.len()),
+        ])
     }
 
     fn size(&self) -> usize {
@@ -578,9 +654,12 @@ mod tests {
     }
 
     async fn run_with(cfg: SessionConfig, sql: &str) -> Vec<u64> {
+        run_values(cfg, sql, values()).await
+    }
+
+    async fn run_values(cfg: SessionConfig, sql: &str, xs: Vec<f64>) -> Vec<u64> {
         let mut ctx = SessionContext::new_with_config(cfg);
         register(&mut ctx).unwrap();
-        let xs = values();
         let groups: Vec<i64> = (0..xs.len() as i64).map(|i| i % 7).collect();
         let schema = Arc::new(Schema::new(vec![
             Field::new("g", DataType::Int64, false),
@@ -643,6 +722,34 @@ mod tests {
             let mut s = ExactSum::new();
             xs.iter().skip(g).step_by(7).for_each(|&x| s.add(x));
             assert_eq!(*bits, s.value().unwrap().to_bits());
+        }
+    }
+
+    /// Amounts in cents (multiples of 2^-64 units: the fixed-point path and
+    /// its fixed-point partial states), one group that overflows the range
+    /// (2^62-sized values) and one that gets a value below 2^-64 (both leave
+    /// the fixed-point path mid-way): correctly rounded on any partitioning.
+    #[tokio::test]
+    async fn fixed_point_partial_sums_are_the_same_bits_on_any_partitioning() {
+        let xs: Vec<f64> = (0..20_000)
+            .map(|i| match (i % 7, i % 997) {
+                (5, 0) => 4.6e18,
+                (6, 0) => 1e-30,
+                _ => ((i * 7919) % 100_003) as f64 * 0.01 - 300.0,
+            })
+            .collect();
+        let sql = "SELECT g, croo_sum(x) FROM t GROUP BY g";
+        let mut per_group = vec![ExactSum::new(); 7];
+        xs.iter()
+            .enumerate()
+            .for_each(|(i, &x)| per_group[i % 7].add(x));
+        let want: Vec<u64> = per_group
+            .iter()
+            .map(|s| s.value().unwrap().to_bits())
+            .collect();
+        for p in [1, 2, 3, 8] {
+            let cfg = SessionConfig::new().with_target_partitions(p);
+            assert_eq!(run_values(cfg, sql, xs.clone()).await, want, "{p} partitions");
         }
     }
 
