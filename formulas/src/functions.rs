@@ -288,7 +288,15 @@ struct SumGroups {
     fast: Vec<i128>,
     any: Vec<bool>,
     slow: Vec<Option<Box<ExactSum>>>,
+    /// How many entries of `slow` are `Some`: [`GroupsAccumulator::size`]
+    /// is called after every batch and must not walk millions of groups.
+    spilled: usize,
 }
+
+/// What one spilled group is counted as in [`GroupsAccumulator::size`]:
+/// the box and a few limbs (an estimate; the limbs of an [`ExactSum`] stay
+/// inline for sums of values of similar magnitude).
+const SPILLED_BYTES: usize = size_of::<ExactSum>() + 64;
 
 /// 2^-64, the unit of the fast sums.
 const FAST_UNIT: f64 = 1.0 / 18_446_744_073_709_551_616.0;
@@ -350,6 +358,7 @@ impl SumGroups {
     fn spill(&mut self, g: usize) -> &mut ExactSum {
         if self.slow[g].is_none() {
             self.slow[g] = Some(Box::new(fixed_to_exact(self.fast[g], self.any[g])));
+            self.spilled += 1;
         }
         self.slow[g].as_mut().expect("just set")
     }
@@ -404,6 +413,7 @@ impl GroupsAccumulator for SumGroups {
         let fast = emit_to.take_needed(&mut self.fast);
         let any = emit_to.take_needed(&mut self.any);
         let slow = emit_to.take_needed(&mut self.slow);
+        self.spilled -= slow.iter().flatten().count();
         Ok(Arc::new(
             fast.into_iter()
                 .zip(any)
@@ -421,6 +431,7 @@ impl GroupsAccumulator for SumGroups {
         let fast = emit_to.take_needed(&mut self.fast);
         let any = emit_to.take_needed(&mut self.any);
         let slow = emit_to.take_needed(&mut self.slow);
+        self.spilled -= slow.iter().flatten().count();
         let n = fast.len();
         // Fixed-point sums go out as they are (no allocation per group);
         // only the groups that left the fixed-point range carry bytes.
@@ -500,12 +511,7 @@ impl GroupsAccumulator for SumGroups {
         self.fast.capacity() * size_of::<i128>()
             + self.any.capacity()
             + self.slow.capacity() * size_of::<Option<Box<ExactSum>>>()
-            + self
-                .slow
-                .iter()
-                .flatten()
-                .map(|s| size_of::<ExactSum>() + s.heap_size())
-                .sum::<usize>()
+            + self.spilled * SPILLED_BYTES
     }
 }
 
