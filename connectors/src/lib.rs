@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::csv::CsvFormat;
@@ -85,6 +85,11 @@ pub struct SourceSpec<'a> {
     pub format: Option<FileFormat>,
     /// Directory that relative paths are resolved against.
     pub base_dir: &'a Path,
+    /// Columns that hold instants. In text formats (CSV, NDJSON) where
+    /// schema inference leaves such a column as text, it is read as
+    /// `Timestamp(µs, UTC)` by the file reader (each value parsed once, as
+    /// it is read, instead of wherever the plan uses it).
+    pub instants: &'a [&'a str],
 }
 
 pub(crate) fn source_err(spec: &SourceSpec<'_>, message: impl Into<String>) -> Error {
@@ -247,9 +252,50 @@ async fn register_listing(
         source_name: spec.name.to_string(),
         error,
     };
-    ctx.register_listing_table(table, &layout.table_path, options, None, None)
+    let text_format = matches!(layout.format, FileFormat::Csv | FileFormat::Ndjson);
+    let partitions: Vec<String> = options
+        .table_partition_cols
+        .iter()
+        .map(|(c, _)| c.clone())
+        .collect();
+    ctx.register_listing_table(table, &layout.table_path, options.clone(), None, None)
         .await
         .map_err(read_err)?;
+    let provider = ctx.table_provider(table).await.map_err(read_err)?;
+    let schema = provider.schema();
+    let is_text_instant = |f: &Field| {
+        spec.instants.contains(&f.name().as_str())
+            && matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    };
+    if !text_format || !schema.fields().iter().any(|f| is_text_instant(f)) {
+        return Ok(schema);
+    }
+    let file_fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .filter(|f| !partitions.contains(f.name()))
+        .map(|f| {
+            if is_text_instant(f) {
+                Field::new(
+                    f.name(),
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    true,
+                )
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    ctx.deregister_table(table).map_err(read_err)?;
+    ctx.register_listing_table(
+        table,
+        &layout.table_path,
+        options,
+        Some(Arc::new(Schema::new(file_fields))),
+        None,
+    )
+    .await
+    .map_err(read_err)?;
     let provider = ctx.table_provider(table).await.map_err(read_err)?;
     Ok(provider.schema())
 }

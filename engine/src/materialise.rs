@@ -3,7 +3,8 @@
 //! files in a scratch folder that is removed with the session, so that a
 //! table larger than the limit never has to sit in memory.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -48,6 +49,9 @@ pub fn on_disk(config: SessionConfig) -> SessionConfig {
 
 /// `df` computed once, readable many times.
 pub async fn materialise(ctx: &SessionContext, df: DataFrame, what: &str) -> Result<DataFrame> {
+    if let Some(path) = std::env::var_os("CROO_EXPLAIN_ANALYZE") {
+        profile(&df, what, Path::new(&path)).await?;
+    }
     let Some(scratch) = ctx.state().config().get_extension::<Scratch>() else {
         return df.cache().await.map_err(Error::engine(what.to_string()));
     };
@@ -62,4 +66,27 @@ pub async fn materialise(ctx: &SessionContext, df: DataFrame, what: &str) -> Res
     ctx.read_parquet(&path, ParquetReadOptions::default().schema(&schema))
         .await
         .map_err(Error::engine(what.to_string()))
+}
+
+/// Appends DataFusion's `EXPLAIN ANALYZE` of `df` (every operator with its
+/// rows and time) to `path`, under a `== what` line:
+/// `CROO_EXPLAIN_ANALYZE=FILE`, for profiling (each materialised table,
+/// i.e. each source's aggregates and the per-customer table, is computed
+/// one more time).
+async fn profile(df: &DataFrame, what: &str, path: &Path) -> Result<()> {
+    let batches = df
+        .clone()
+        .explain(false, true)
+        .map_err(Error::engine("explaining the plan"))?
+        .collect()
+        .await
+        .map_err(Error::engine("explaining the plan"))?;
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .map_err(|e| Error::engine("explaining the plan")(e.into()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(Error::io(format!("writing {}", path.display())))?;
+    writeln!(file, "== {what}\n{text}").map_err(Error::io(format!("writing {}", path.display())))
 }

@@ -122,7 +122,12 @@ pub fn session(opts: &SessionOptions) -> Result<SessionContext> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let mut config = SessionConfig::new().with_target_partitions(threads);
+    // DataFusion's own settings can be tuned from `DATAFUSION_*` variables
+    // (`DATAFUSION_EXECUTION_BATCH_SIZE=...`), as in `datafusion-cli`; the
+    // ones croo sets below win. Results do not depend on them.
+    let mut config = SessionConfig::from_env()
+        .map_err(Error::engine("reading DATAFUSION_* settings"))?
+        .with_target_partitions(threads);
     let mut rt = RuntimeEnvBuilder::new();
     if let Some(limit) = opts.memory_limit {
         rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
@@ -177,11 +182,17 @@ pub async fn register_sources(
                 s.name.value
             )));
         }
+        let instants: Vec<&str> = [&s.time, &s.active_from, &s.active_to]
+            .into_iter()
+            .flatten()
+            .map(|t| t.value.as_str())
+            .collect();
         let spec = connectors::SourceSpec {
             name: &s.name.value,
             uri: &s.uri.value,
             format: s.format.and_then(connector_format),
             base_dir: &base,
+            instants: &instants,
         };
         let mut schema = connectors::register(ctx, &table, &spec).await?;
         if schema
@@ -258,9 +269,6 @@ pub async fn compute(
         |what: &str| tracing::info!(elapsed_ms = clock.elapsed().as_millis() as u64, "{what}");
     let scored = plan::plan(ctx, f, schemas, periods).await?;
     lap("measures aggregated per source");
-    if let Some(path) = std::env::var_os("CROO_EXPLAIN_ANALYZE") {
-        profile(&scored.df, Path::new(&path)).await?;
-    }
     // Materialise the per-customer table once; every rollup reads it. On a
     // cluster it comes back to this process (Ballista cannot cache), and
     // the rollups run here, over the same exact sums.
@@ -532,6 +540,7 @@ pub async fn run_with_id(
             uri: &s.uri.value,
             format: None,
             base_dir: &base,
+            instants: &[],
         })
         .await;
         sources.push(SourceRecord {
@@ -639,21 +648,4 @@ impl Drop for Staging {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// Writes DataFusion's `EXPLAIN ANALYZE` of the per-customer plan (every
-/// operator with its rows and time) to `path`: `CROO_EXPLAIN_ANALYZE=FILE`,
-/// for profiling (it computes the plan one more time).
-async fn profile(df: &datafusion::prelude::DataFrame, path: &Path) -> Result<()> {
-    let batches = df
-        .clone()
-        .explain(false, true)
-        .map_err(Error::engine("explaining the plan"))?
-        .collect()
-        .await
-        .map_err(Error::engine("explaining the plan"))?;
-    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-        .map_err(|e| Error::engine("explaining the plan")(e.into()))?
-        .to_string();
-    std::fs::write(path, text).map_err(Error::io(format!("writing {}", path.display())))
 }

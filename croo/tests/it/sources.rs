@@ -235,6 +235,7 @@ async fn load_into_postgres(s: &Services, case: &Case, schema: &str) {
             uri: &src.uri,
             format: None,
             base_dir: &case.dir,
+            instants: &[],
         };
         let table_schema = connectors::register(&ctx, &src.name, &spec).await.unwrap();
         let cols: Vec<String> = table_schema
