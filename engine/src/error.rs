@@ -68,21 +68,32 @@ impl Error {
 }
 
 /// Planning and schema errors come from what the user wrote; execution
-/// errors (I/O, resources) are failures. Arrow cast errors come from data.
+/// errors (I/O, resources) are failures. Arrow cast, parse and CSV/JSON
+/// reader errors come from the data. The whole chain of causes is looked
+/// at: a reader's error reaches the plan wrapped (in a stream, an `Arc`, a
+/// context).
 fn is_user_datafusion_error(e: &DataFusionError) -> bool {
-    match e {
-        DataFusionError::Plan(_) | DataFusionError::SchemaError(..) | DataFusionError::SQL(..) => {
-            true
+    use datafusion::arrow::error::ArrowError;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if let Some(
+            DataFusionError::Plan(_) | DataFusionError::SchemaError(..) | DataFusionError::SQL(..),
+        ) = err.downcast_ref::<DataFusionError>()
+        {
+            return true;
         }
-        DataFusionError::ArrowError(a, _) => matches!(
-            **a,
-            datafusion::arrow::error::ArrowError::CastError(_)
-                | datafusion::arrow::error::ArrowError::ParseError(_)
-        ),
-        DataFusionError::Context(_, inner) => is_user_datafusion_error(inner),
-        DataFusionError::Diagnostic(_, inner) => is_user_datafusion_error(inner),
-        _ => false,
+        if let Some(
+            ArrowError::CastError(_)
+            | ArrowError::ParseError(_)
+            | ArrowError::CsvError(_)
+            | ArrowError::JsonError(_),
+        ) = err.downcast_ref::<ArrowError>()
+        {
+            return true;
+        }
+        cause = err.source();
     }
+    false
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -147,6 +147,39 @@ fn missing_data_exits_1_naming_the_source() {
     assert!(text(&o).contains("source `ev`"), "{}", text(&o));
 }
 
+/// A time value that is not an instant, in CSV and in NDJSON: exit 1,
+/// naming the source, the column and the value; nothing is written.
+#[test]
+fn unparsable_instants_exit_1_naming_source_column_and_value() {
+    for (file, body) in [
+        (
+            "ev.csv",
+            "customer_id,at,amount\n1,2026-03-01T00:00:00Z,10\n2,yesterday,5\n",
+        ),
+        (
+            "ev.ndjson",
+            "{\"customer_id\":1,\"at\":\"2026-03-01T00:00:00Z\",\"amount\":10}\n{\"customer_id\":2,\"at\":\"yesterday\",\"amount\":5}\n",
+        ),
+    ] {
+        let dir = good_dir();
+        std::fs::remove_file(dir.path().join("ev.csv")).unwrap();
+        std::fs::write(dir.path().join(file), body).unwrap();
+        let formula = GOOD.replace("uri = \"ev.csv\"", &format!("uri = \"{file}\""));
+        std::fs::write(dir.path().join("formula.toml"), formula).unwrap();
+        let o = croo(
+            dir.path(),
+            &["run", "formula.toml", "--period", "2026-03-01"],
+        );
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{file}: {t}");
+        for want in ["source `ev`", "yesterday"] {
+            assert!(t.contains(want), "{file}: `{want}` not in {t}");
+        }
+        assert!(!t.contains("panicked"), "{t}");
+        assert!(!dir.path().join("croo-results/current.json").exists());
+    }
+}
+
 /// Each broken variant of a good formula: exit 1, the right line, the
 /// right name, in text and in JSON.
 #[test]
