@@ -265,7 +265,10 @@ async fn register_listing(
     let schema = provider.schema();
     let is_text_instant = |f: &Field| {
         spec.instants.contains(&f.name().as_str())
-            && matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+            && matches!(
+                f.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            )
     };
     if !text_format || !schema.fields().iter().any(|f| is_text_instant(f)) {
         return Ok(schema);

@@ -654,13 +654,57 @@ async fn measure_table(
             .map_err(Error::engine(format!("source `{name}`")))?;
     }
     aggs.push(count(lit(1)).alias("__n_all"));
-    let mut agg = rows
-        .clone()
-        .aggregate(group.clone(), aggs)
-        .map_err(Error::engine(format!("aggregating source `{name}`")))?;
-    // DISTINCT aggregates: the distinct (key, period, value) rows first,
-    // then the plain aggregate of the value per (key, period), joined back.
     let group_cols: Vec<String> = group.iter().map(|g| g.schema_name().to_string()).collect();
+    // Plain counts (the measures' row counts, `count(...)` measures) can be
+    // counted per (key, period, value) and summed.
+    let is_count = |e: &Expr| match e {
+        Expr::Alias(a) => matches!(
+            a.expr.as_ref(),
+            Expr::AggregateFunction(af)
+                if af.func.name().eq_ignore_ascii_case("count") && !af.params.distinct
+        ),
+        _ => false,
+    };
+    let only_counts = aggs.iter().all(is_count);
+    let mut agg = if distinct.len() == 1 && only_counts {
+        // One DISTINCT aggregate and otherwise only row counts (a measure
+        // like `count(DISTINCT feature)`): one pass over the source. The
+        // rows are grouped by (key, period, value) with their counts, then
+        // by (key, period): the counts are summed, the aggregate reads the
+        // distinct values. No second scan, no join.
+        let (mut af, alias) = distinct.pop().expect("one DISTINCT aggregate");
+        let mut by_value = group.clone();
+        by_value.push(af.params.args[0].clone().alias("__d"));
+        let count_cols: Vec<String> = aggs.iter().map(|e| e.schema_name().to_string()).collect();
+        let values = rows
+            .clone()
+            .aggregate(by_value, aggs)
+            .map_err(Error::engine(format!("aggregating source `{name}`")))?;
+        af.params.distinct = false;
+        af.params.args = vec![col("__d")];
+        af.params.filter = None;
+        let (parts, value) = deterministic(af, values.schema(), "__dv")
+            .map_err(Error::engine(format!("aggregating source `{name}`")))?;
+        let mut summed: Vec<Expr> = count_cols
+            .iter()
+            .map(|c| datafusion::functions_aggregate::expr_fn::sum(col(c)).alias(c))
+            .collect();
+        summed.extend(parts);
+        let mut out: Vec<Expr> = group_cols.iter().map(col).collect();
+        out.extend(count_cols.iter().map(col));
+        out.push(value.alias(&alias));
+        values
+            .aggregate(group_cols.iter().map(col).collect(), summed)
+            .and_then(|d| d.select(out))
+            .map_err(Error::engine(format!("aggregating source `{name}`")))?
+    } else {
+        rows.clone()
+            .aggregate(group.clone(), aggs)
+            .map_err(Error::engine(format!("aggregating source `{name}`")))?
+    };
+    // Other DISTINCT aggregates: the distinct (key, period, value) rows
+    // first, then the plain aggregate of the value per (key, period),
+    // joined back.
     for (k, (mut af, alias)) in distinct.into_iter().enumerate() {
         let mut sel = group.clone();
         sel.push(af.params.args[0].clone().alias("__d"));

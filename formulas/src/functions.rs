@@ -755,7 +755,11 @@ mod tests {
             .collect();
         for p in [1, 2, 3, 8] {
             let cfg = SessionConfig::new().with_target_partitions(p);
-            assert_eq!(run_values(cfg, sql, xs.clone()).await, want, "{p} partitions");
+            assert_eq!(
+                run_values(cfg, sql, xs.clone()).await,
+                want,
+                "{p} partitions"
+            );
         }
     }
 

@@ -364,6 +364,48 @@ async fn store_keeps_runs_and_tracks_current() {
     assert!(out.join("runs").join(id).join("results.parquet").exists());
 }
 
+/// A source whose only aggregates are one DISTINCT aggregate and row
+/// counts is aggregated in one pass (grouped by key, period and value,
+/// then by key and period); the numbers are those of the plain rules.
+///
+/// January, with a second 100 buy for customer 1: buys = count(DISTINCT
+/// amount) over `amount > 60`: c1 {100} → 1; c2's only row (30) fails the
+/// filter → no row counts → default 0. n = count(*): c1 3, c2 1.
+/// d = buys + n / 10 → 1.3, 0.1; rollup 0.7, score 70. With
+/// `sum(DISTINCT amount)` instead: c1 100 (not 200), c2 default 0 →
+/// d = total / 100 + n / 10 → 1.3, 0.1 again.
+#[tokio::test]
+async fn one_distinct_aggregate_with_counts_by_hand() {
+    for (measure, d) in [
+        ("buys = \"count(DISTINCT amount)\"", "buys + n / 10"),
+        ("total = \"sum(DISTINCT amount)\"", "total / 100 + n / 10"),
+    ] {
+        let (name, expr) = measure.split_once(" = ").unwrap();
+        let dir = basic();
+        write(
+            dir.path(),
+            "tx.csv",
+            &format!("{TX}1,2026-01-25T00:00:00Z,100,buy\n"),
+        );
+        let f = BASIC
+            .replace(
+                "[measures.spend]\nsource = \"tx\"\nexpr = \"sum(amount)\"\nfilter = \"kind = 'buy'\"\ndefault = 0\n",
+                &format!("[measures.{name}]\nsource = \"tx\"\nexpr = {expr}\nfilter = \"amount > 60\"\ndefault = 0\n"),
+            )
+            .replace(
+                "[score.components.a]\nweight = 0.5\nexpr = \"spend / 100\"\n\n[score.components.b]\nweight = 0.5\nexpr = \"n\"\n",
+                &format!("[score.components.d]\nweight = 1\nexpr = \"{d}\"\n"),
+            );
+        assert!(f.contains("DISTINCT") && f.contains("components.d"), "{f}");
+        write(dir.path(), "formula.toml", &f);
+        let rows = run(dir.path(), "2026-01-01", "2026-01-01").await.unwrap();
+        let jan = row(&rows, "2026-01-01", None);
+        assert_eq!((jan.population, jan.included), (2, 2), "{measure}");
+        approx(component(jan, "d").rollup, 0.7);
+        approx(jan.score, 70.0);
+    }
+}
+
 /// DISTINCT aggregates (computed over distinct key, period and value rows)
 /// with a filter, next to plain aggregates of the same source.
 ///
