@@ -776,6 +776,54 @@ async fn measure_table(
     Ok((agg, finals, rows_df))
 }
 
+/// Whether every value of `x` is an integer of magnitude below 2^31 (or
+/// NULL): a column of a 32-bit or smaller integer type, or a literal or
+/// `CASE` whose every result is such a literal. Their `Int64` sum cannot
+/// overflow before 2^32 rows, and is exact.
+fn small_integers(
+    x: &Expr,
+    schema: &datafusion::common::DFSchema,
+) -> datafusion::common::Result<bool> {
+    fn literal(e: &Expr) -> bool {
+        let e = match e {
+            Expr::Cast(c) => c.expr.as_ref(),
+            Expr::TryCast(c) => c.expr.as_ref(),
+            e => e,
+        };
+        let Expr::Literal(v, _) = e else {
+            return false;
+        };
+        if v.is_null() {
+            return true;
+        }
+        let bound = 2f64.powi(31);
+        match v {
+            ScalarValue::Float64(Some(f)) => f.fract() == 0.0 && f.abs() < bound,
+            ScalarValue::Float32(Some(f)) => f.fract() == 0.0 && f64::from(f.abs()) < bound,
+            ScalarValue::Int8(_)
+            | ScalarValue::Int16(_)
+            | ScalarValue::Int32(_)
+            | ScalarValue::UInt8(_)
+            | ScalarValue::UInt16(_) => true,
+            ScalarValue::Int64(Some(i)) => i.unsigned_abs() < 1 << 31,
+            ScalarValue::UInt32(Some(i)) => *i < 1 << 31,
+            ScalarValue::UInt64(Some(i)) => *i < 1 << 31,
+            _ => false,
+        }
+    }
+    Ok(match x {
+        Expr::Case(c) => {
+            c.when_then_expr.iter().all(|(_, then)| literal(then))
+                && c.else_expr.as_deref().is_none_or(literal)
+        }
+        e if literal(e) => true,
+        e => matches!(
+            e.get_type(schema)?,
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16
+        ),
+    })
+}
+
 /// Makes an aggregate give the same bits on any number of threads: `sum`
 /// over floating-point values becomes the exact `croo_sum`, `avg` becomes
 /// `croo_sum / count`. Integer and decimal sums are exact already; `min`,
@@ -800,7 +848,26 @@ fn deterministic(
         }
         e
     };
+    let small_ints = match &arg {
+        Some(a) => small_integers(a, schema)?,
+        None => false,
+    };
+    // Values that are small integers (a `CASE ... THEN 1.0 ELSE 0.0 END`,
+    // an `Int32` column) are summed as `Int64`: exact in any order, and
+    // DataFusion's native sum. Rounded once to Float64 at the end, which is
+    // what `croo_sum` gives for the same exact sum, so the bits are the same.
+    let int_sum = |x: Expr| -> Expr {
+        let mut e = datafusion::functions_aggregate::expr_fn::sum(cast(x, DataType::Int64));
+        if let Expr::AggregateFunction(s) = &mut e {
+            s.params.filter = filter.clone();
+        }
+        e
+    };
     match (name.as_str(), arg) {
+        ("sum", Some(x)) if float_arg && small_ints && !af.params.distinct => Ok((
+            vec![int_sum(x).alias(alias)],
+            cast(col(alias), DataType::Float64),
+        )),
         ("sum", Some(x)) if float_arg && !af.params.distinct => {
             Ok((vec![exact(x).alias(alias)], col(alias)))
         }
@@ -810,9 +877,14 @@ fn deterministic(
             if let Expr::AggregateFunction(cf) = &mut c {
                 cf.params.filter = filter.clone();
             }
+            let sum = if small_ints {
+                int_sum(x).alias(&s)
+            } else {
+                exact(x).alias(&s)
+            };
             Ok((
-                vec![exact(x).alias(&s), c.alias(&n)],
-                col(s) / cast(col(n), DataType::Float64),
+                vec![sum, c.alias(&n)],
+                cast(col(s), DataType::Float64) / cast(col(n), DataType::Float64),
             ))
         }
         _ => Ok((vec![Expr::AggregateFunction(af).alias(alias)], col(alias))),

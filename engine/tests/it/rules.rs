@@ -364,6 +364,44 @@ async fn store_keeps_runs_and_tracks_current() {
     assert!(out.join("runs").join(id).join("results.parquet").exists());
 }
 
+/// Sums and means of small integers (`CASE ... THEN 1.0 ELSE 0.0 END`, an
+/// integer column, a `CASE` without `ELSE`) are summed as integers and
+/// divided as floats.
+///
+/// January: customer 1 has three contacts, flags [true, false, false],
+/// csat [4, 5, NULL]; customer 2 one contact, flag true, csat 3.
+/// share = avg(CASE flag 1.0 ELSE 0.0) → 1/3, 1; twice = sum(CASE flag 2.0
+/// ELSE 0.0) → 2, 2; sat = avg(csat) → 4.5, 3; hit = avg(CASE flag THEN 7
+/// END) → 7, 7 (NULLs are not counted). d = share + twice + sat + hit →
+/// 13.8333.., 13; rollup 13.41666...
+#[tokio::test]
+async fn means_of_small_integers_by_hand() {
+    let dir = basic();
+    write(
+        dir.path(),
+        "contacts.csv",
+        "customer_id,at,flag,csat\n1,2026-01-02T00:00:00Z,true,4\n1,2026-01-03T00:00:00Z,false,5\n1,2026-01-04T00:00:00Z,false,\n2,2026-01-05T00:00:00Z,true,3\n",
+    );
+    let f = BASIC.replace(
+        "[score.components.a]\nweight = 0.5\nexpr = \"spend / 100\"\n\n[score.components.b]\nweight = 0.5\nexpr = \"n\"\n",
+        "[sources.contacts]\nuri = \"contacts.csv\"\nkey = \"customer_id\"\ntime = \"at\"\n\n\
+         [measures.share]\nsource = \"contacts\"\nexpr = \"avg(CASE WHEN flag THEN 1.0 ELSE 0.0 END)\"\n\n\
+         [measures.twice]\nsource = \"contacts\"\nexpr = \"sum(CASE WHEN flag THEN 2.0 ELSE 0.0 END)\"\n\n\
+         [measures.sat]\nsource = \"contacts\"\nexpr = \"avg(csat)\"\n\n\
+         [measures.hit]\nsource = \"contacts\"\nexpr = \"avg(CASE WHEN flag THEN 7 END)\"\n\n\
+         [score.components.d]\nweight = 1\nexpr = \"share + twice + sat + hit + 0 * spend * n\"\n",
+    );
+    assert!(f.contains("components.d"), "{f}");
+    write(dir.path(), "formula.toml", &f);
+    let rows = run(dir.path(), "2026-01-01", "2026-01-01").await.unwrap();
+    let jan = row(&rows, "2026-01-01", None);
+    assert_eq!((jan.population, jan.included), (2, 2));
+    approx(
+        component(jan, "d").rollup,
+        (1.0 / 3.0 + 2.0 + 4.5 + 7.0 + 13.0) / 2.0,
+    );
+}
+
 /// A source whose only aggregates are one DISTINCT aggregate and row
 /// counts is aggregated in one pass (grouped by key, period and value,
 /// then by key and period); the numbers are those of the plain rules.
