@@ -379,12 +379,12 @@ impl SumGroups {
     /// Adds a partial sum of `units` 2^-64 units.
     #[inline]
     fn add_fixed(&mut self, g: usize, units: i128) {
-        if self.slow[g].is_none() {
-            if let Some(t) = self.fast[g].checked_add(units) {
-                self.any[g] = true;
-                self.fast[g] = t;
-                return;
-            }
+        if self.slow[g].is_none()
+            && let Some(t) = self.fast[g].checked_add(units)
+        {
+            self.any[g] = true;
+            self.fast[g] = t;
+            return;
         }
         self.spill(g).merge(&fixed_to_exact(units, true));
     }
