@@ -11,7 +11,6 @@ use datafusion::arrow::array::{ArrayRef, Date32Array, TimestampMicrosecondArray}
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::functions::datetime::expr_fn::date_trunc;
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::ExprSchemable as _;
 use datafusion::logical_expr::expr::AggregateFunction;
@@ -559,16 +558,11 @@ async fn measure_table(
                     .and(instant.clone().lt(ts_lit(range.1))),
             )
             .map_err(Error::engine(format!("source `{name}`")))?;
-        // Truncated as a naive timestamp holding the same UTC micros: the
-        // same instants, but DataFusion's `date_trunc` then takes its
-        // integer path instead of converting every value through a time
-        // zone (several times slower on large sources).
-        let naive = cast(
-            cast(instant, DataType::Int64),
-            DataType::Timestamp(TimeUnit::Microsecond, None),
-        );
-        let trunc = date_trunc(lit(grain.as_str()), naive);
-        group.push(cast(trunc, DataType::Date32).alias(&rp));
+        // The period's first day from the UTC micros, in integer arithmetic
+        // (`croo_period_start`: the same days as `date_trunc`, without a
+        // calendar conversion per row).
+        let micros = cast(instant, DataType::Int64);
+        group.push(formulas::period::period_start_expr(micros, grain).alias(&rp));
     }
 
     let mut aggs: Vec<Expr> = Vec::new();

@@ -11,6 +11,8 @@
 //! - the NULL-strict row functions of the formula syntax (`croo_least`,
 //!   `croo_greatest`, `croo_div`, `croo_mod`, `croo_and`, `croo_or`,
 //!   `croo_if`), see [`crate::strict`].
+//! - `croo_period_start(micros, grain)`: the first day of an instant's
+//!   period, in integer arithmetic, see [`crate::period`].
 
 use std::sync::{Arc, LazyLock};
 
@@ -38,9 +40,11 @@ pub fn all() -> Vec<Arc<AggregateUDF>> {
 }
 
 /// Every scalar function of the registry (the NULL-strict row functions
-/// of [`crate::strict`]).
+/// of [`crate::strict`], [`crate::period`]).
 pub fn scalars() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
-    crate::strict::all()
+    let mut all = crate::strict::all();
+    all.push(crate::period::udf());
+    all
 }
 
 /// Registers every function of the registry in `registry` (a

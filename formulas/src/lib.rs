@@ -15,6 +15,7 @@ pub mod expr;
 pub mod functions;
 pub mod measure;
 pub mod model;
+pub mod period;
 pub mod reference;
 pub mod schema;
 pub mod strict;
