@@ -47,6 +47,12 @@ pub fn on_disk(config: SessionConfig) -> SessionConfig {
     config.with_extension(Arc::new(Scratch::new()))
 }
 
+/// Whether sessions of `ctx` materialise on disk (they run under a memory
+/// limit).
+pub fn is_on_disk(ctx: &SessionContext) -> bool {
+    ctx.state().config().get_extension::<Scratch>().is_some()
+}
+
 /// `df` computed once, readable many times.
 pub async fn materialise(ctx: &SessionContext, df: DataFrame, what: &str) -> Result<DataFrame> {
     if let Some(path) = std::env::var_os("CROO_EXPLAIN_ANALYZE") {

@@ -456,21 +456,21 @@ pub async fn plan(
     Ok(Scored { df, rows_read })
 }
 
-/// Replaces the population functions' window expressions in `e` by plain
-/// columns, so that no operator holds a whole period's population in
-/// memory (DataFusion's `WindowAggExec` concatenates each partition into
-/// one batch: 6.6 GB at 4.5M customers x 12 months), and no sort is needed
-/// but for ranks.
+/// Under a memory limit, replaces the population functions' window
+/// expressions in `e` by expressions that need no whole period in memory:
+/// DataFusion's `WindowAggExec` concatenates each partition into one batch
+/// (6.6 GB at 4.5M customers x 12 months, whatever the limit).
 ///
 /// `df` is materialised; the whole-partition aggregates (`min`, `max`,
 /// `croo_sum`, `count`, `croo_var_pop` over a period) and the partition
-/// sizes of `percent_rank` are computed over it per partition (a few rows:
-/// one per period), brought back as a `VALUES` table and joined to every
-/// row on the partition keys by a nested-loop join whose build side is that
-/// small table. `percent_rank()` becomes `(rank() - 1) / max(n - 1, 1)`,
-/// DataFusion's own formula, with `rank()` a streaming window over a
-/// spillable sort. The same aggregate functions over the same rows: the
-/// same bits.
+/// sizes of `percent_rank` are computed over it per partition (one row per
+/// period) and come back as literals: `CASE WHEN __period = p1 THEN v1 ...
+/// END` (no join: under a memory limit an equi-join is a sort-merge join,
+/// which would sort the whole population). `percent_rank()` becomes
+/// `(rank() - 1) / max(n - 1, 1)`, DataFusion's own formula, with `rank()`
+/// a streaming window over a spillable sort. The same aggregate functions
+/// over the same rows: the same bits (tested against the windows, which
+/// runs without a limit keep: they are faster).
 async fn population_windows(
     ctx: &SessionContext,
     df: DataFrame,
@@ -490,14 +490,10 @@ async fn population_windows(
         Ok(TreeNodeRecursion::Continue)
     })
     .map_err(Error::engine(what.to_string()))?;
-    if found.is_empty() {
+    if found.is_empty() || !crate::materialise::is_on_disk(ctx) {
         return Ok((df, e));
     }
-    let mut df = if crate::run::is_distributed(ctx) {
-        df
-    } else {
-        crate::materialise::materialise(ctx, df, what).await?
-    };
+    let df = crate::materialise::materialise(ctx, df, what).await?;
     // Per partition key list: the aggregates to compute.
     let mut groups: Vec<(Vec<Expr>, Vec<Expr>)> = Vec::new();
     let mut replace: Vec<(WindowFunction, Expr)> = Vec::new();
@@ -541,11 +537,12 @@ async fn population_windows(
             _ => {}
         }
     }
-    for (g, (part, aggs)) in groups.into_iter().enumerate() {
+    let mut values: Vec<(String, Expr)> = Vec::new();
+    for (part, aggs) in groups {
         if aggs.is_empty() {
             continue;
         }
-        let keys: Vec<String> = (0..part.len()).map(|j| format!("__wk{g}_{j}")).collect();
+        let keys: Vec<String> = (0..part.len()).map(|j| format!("__wk{j}")).collect();
         let by: Vec<Expr> = part
             .iter()
             .zip(&keys)
@@ -559,53 +556,50 @@ async fn population_windows(
             .collect()
             .await
             .map_err(Error::engine(what.to_string()))?;
-        let mut rows: Vec<Vec<Expr>> = Vec::new();
-        for b in &batches {
-            for r in 0..b.num_rows() {
-                let mut row = Vec::with_capacity(b.num_columns());
-                for c in b.columns() {
-                    row.push(lit(ScalarValue::try_from_array(c, r)
-                        .map_err(Error::engine(what.to_string()))?));
+        for (a, name) in names.iter().enumerate() {
+            let mut case: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> =
+                None;
+            for b in &batches {
+                for r in 0..b.num_rows() {
+                    let scalar = |c: usize| {
+                        ScalarValue::try_from_array(b.column(c), r)
+                            .map_err(Error::engine(what.to_string()))
+                    };
+                    let mut cond = lit(true);
+                    for (j, p) in part.iter().enumerate() {
+                        cond = cond.and(p.clone().eq(lit(scalar(j)?)));
+                    }
+                    let v = lit(scalar(part.len() + a)?);
+                    case = Some(match case {
+                        None => when(cond, v),
+                        Some(mut c) => c.when(cond, v),
+                    });
                 }
-                rows.push(row);
             }
+            let value = match case {
+                Some(c) => c.end().map_err(Error::engine(what.to_string()))?,
+                // No population: the value is never read.
+                None => lit(ScalarValue::Null),
+            };
+            values.push((name.clone(), value));
         }
-        if rows.is_empty() {
-            // No population: nothing to join; the values are never read.
-            for (w, e) in replace.iter_mut() {
-                if w.params.partition_by == part {
-                    *e = lit(ScalarValue::Float64(None));
-                }
-            }
-            continue;
-        }
-        let all: Vec<String> = keys.iter().chain(&names).cloned().collect();
-        let plan = datafusion::logical_expr::LogicalPlanBuilder::values(rows)
-            .and_then(|b| b.build())
-            .map_err(Error::engine(what.to_string()))?;
-        let small = DataFrame::new(ctx.state(), plan);
-        let renamed: Vec<Expr> = small
-            .schema()
-            .columns()
-            .into_iter()
-            .zip(&all)
-            .map(|(c, n)| Expr::Column(c).alias(n))
-            .collect();
-        let small = small
-            .select(renamed)
-            .map_err(Error::engine(what.to_string()))?;
-        // `a >= b AND a <= b` rather than `a = b`: no equi-join key, so a
-        // nested-loop join over the small side, whatever the join settings
-        // (a memory limit makes equi-joins sort-merge joins).
-        let on: Vec<Expr> = part
-            .iter()
-            .zip(&keys)
-            .flat_map(|(p, k)| [p.clone().gt_eq(col(k)), p.clone().lt_eq(col(k))])
-            .collect();
-        df = small
-            .join_on(df, JoinType::Inner, on)
-            .map_err(Error::engine(what.to_string()))?;
     }
+    let replace: Vec<(WindowFunction, Expr)> = replace
+        .into_iter()
+        .map(|(w, by)| {
+            let by = by
+                .transform_up(|x| match &x {
+                    Expr::Column(c) => match values.iter().find(|(n, _)| *n == c.name) {
+                        Some((_, v)) => Ok(Transformed::yes(v.clone())),
+                        None => Ok(Transformed::no(x)),
+                    },
+                    _ => Ok(Transformed::no(x)),
+                })
+                .map(|t| t.data);
+            by.map(|by| (w, by))
+        })
+        .collect::<datafusion::common::Result<_>>()
+        .map_err(Error::engine(what.to_string()))?;
     let e = e
         .transform_up(|x| match x {
             Expr::WindowFunction(w) => match replace.iter().find(|(r, _)| *r == *w) {
