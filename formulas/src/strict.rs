@@ -182,6 +182,35 @@ fn choose(arrays: &[ArrayRef]) -> Result<ArrayRef> {
     } else {
         c.clone()
     };
+    if let (Some(a), Some(b)) = (
+        arrays[1].as_primitive_opt::<Float64Type>(),
+        arrays[2].as_primitive_opt::<Float64Type>(),
+    ) {
+        // Numbers (the common case): one branch-free pass over the values
+        // and the validity bits, instead of arrow's general `zip`.
+        let take = mask.values();
+        let (av, bv) = (a.values(), b.values());
+        let values: Vec<f64> = (0..take.len())
+            .map(|i| if take.value(i) { av[i] } else { bv[i] })
+            .collect();
+        let nulls = match (a.nulls(), b.nulls()) {
+            (None, None) => None,
+            (an, bn) => {
+                let valid = |n: Option<&NullBuffer>, i: usize| n.is_none_or(|n| n.is_valid(i));
+                Some(NullBuffer::new(BooleanBuffer::collect_bool(
+                    take.len(),
+                    |i| {
+                        if take.value(i) {
+                            valid(an, i)
+                        } else {
+                            valid(bn, i)
+                        }
+                    },
+                )))
+            }
+        };
+        return Ok(Arc::new(Float64Array::new(values.into(), nulls)));
+    }
     Ok(zip(&mask, &arrays[1], &arrays[2])?)
 }
 
@@ -399,8 +428,15 @@ mod tests {
         let x = f(&[Some(1.0), Some(1.0), Some(1.0)]);
         let y = f(&[Some(2.0), Some(2.0), None]);
         assert_eq!(
-            values(&choose(&[a, x, y]).unwrap()),
+            values(&choose(&[a.clone(), x, y]).unwrap()),
             vec![Some(2.0), Some(2.0), Some(1.0)]
+        );
+        // A NULL in the branch taken is NULL; in the other, not.
+        let x = f(&[Some(1.0), Some(1.0), None]);
+        let y = f(&[None, Some(2.0), Some(2.0)]);
+        assert_eq!(
+            values(&choose(&[a, x, y]).unwrap()),
+            vec![None, Some(2.0), None]
         );
     }
 }
