@@ -190,8 +190,10 @@ fn choose(arrays: &[ArrayRef]) -> Result<ArrayRef> {
         // and the validity bits, instead of arrow's general `zip`.
         let take = mask.values();
         let (av, bv) = (a.values(), b.values());
-        let values: Vec<f64> = (0..take.len())
-            .map(|i| if take.value(i) { av[i] } else { bv[i] })
+        let values: Vec<f64> = take
+            .iter()
+            .zip(av.iter().zip(bv.iter()))
+            .map(|(t, (x, y))| if t { *x } else { *y })
             .collect();
         let nulls = match (a.nulls(), b.nulls()) {
             (None, None) => None,
