@@ -363,8 +363,8 @@ async fn postgres_sources_give_the_same_rows_and_receive_the_filters() {
     rewrite(&case, "pg.toml", |src| {
         format!("{base}?table={schema}.{}&sslmode=disable", src.name)
     });
-    let log = PathBuf::from(s.var("CROO_TEST_PG_LOG"));
-    let before = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
+    let log = ServerLog(PathBuf::from(s.var("CROO_TEST_PG_LOG")));
+    let before = log.len();
     let env = [("PGPASSWORD", s.var("CROO_TEST_PG_PASSWORD"))];
     let from_pg = run_rows(&case, "pg.toml", &["--out", "out-pg"], &env);
     assert_same(
@@ -375,10 +375,10 @@ async fn postgres_sources_give_the_same_rows_and_receive_the_filters() {
 
     // What PostgreSQL was asked: the scan of each source names only the
     // columns it needs and carries the period range and the filters.
-    let log = std::fs::read(&log).unwrap();
-    let log = String::from_utf8_lossy(&log[before.min(log.len())..]).to_string();
+    let pg_log = log.since(before);
     let scans_of = |table: &str| -> Vec<String> {
-        log.lines()
+        pg_log
+            .lines()
             .filter(|l| l.contains(&schema) && l.contains(&format!("{table}\"")))
             .filter(|l| l.to_ascii_uppercase().contains("SELECT"))
             .filter(|l| !l.contains("information_schema") && !l.contains("pg_catalog"))
@@ -392,7 +392,7 @@ async fn postgres_sources_give_the_same_rows_and_receive_the_filters() {
         ("product_events", "at"),
     ] {
         let scans = scans_of(table);
-        assert!(!scans.is_empty(), "no statement read {table}:\n{log}");
+        assert!(!scans.is_empty(), "no statement read {table}:\n{pg_log}");
         for q in &scans {
             assert!(!q.contains('*'), "{table} read with SELECT *: {q}");
             assert!(
@@ -421,28 +421,26 @@ async fn postgres_sources_give_the_same_rows_and_receive_the_filters() {
         let query = format!("SELECT * FROM {schema}.{} WHERE true", src.name);
         format!("{base}?query={}&sslmode=disable", url_encode(&query))
     });
-    let log_path = PathBuf::from(s.var("CROO_TEST_PG_LOG"));
-    let before = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0) as usize;
+    let before = log.len();
     let from_query = run_rows(&case, "pg-query.toml", &["--out", "out-pg-query"], &env);
     assert_same(
         &local,
         &from_query,
         "rows from PostgreSQL queries differ from local files",
     );
-    let log = std::fs::read(&log_path).unwrap();
-    let log = String::from_utf8_lossy(&log[before.min(log.len())..]).to_string();
+    let pg_log = log.since(before);
     for (table, time, filter) in [
         ("interactions", "started_at", None),
         ("transactions", "ts", Some("'refund'")),
         ("product_events", "at", Some("'adopted'")),
     ] {
         let cte = format!("WITH croo_query AS (SELECT * FROM {schema}.{table} WHERE true) ");
-        let scans: Vec<&str> = log
+        let scans: Vec<&str> = pg_log
             .lines()
             .filter_map(|l| l.split_once(&cte).map(|(_, outer)| outer))
             .filter(|outer| outer.starts_with("SELECT"))
             .collect();
-        assert!(!scans.is_empty(), "no query scan of {table}:\n{log}");
+        assert!(!scans.is_empty(), "no query scan of {table}:\n{pg_log}");
         for outer in scans {
             assert!(!outer.contains('*'), "{table} read with SELECT *: {outer}");
             assert!(
@@ -455,6 +453,22 @@ async fn postgres_sources_give_the_same_rows_and_receive_the_filters() {
                 assert!(outer.contains(f), "{table}: filter not pushed: {outer}");
             }
         }
+    }
+}
+
+/// The PostgreSQL server's statement log.
+struct ServerLog(PathBuf);
+
+impl ServerLog {
+    /// Its length now: where the next statements will start.
+    fn len(&self) -> usize {
+        std::fs::metadata(&self.0).map(|m| m.len()).unwrap_or(0) as usize
+    }
+
+    /// What it logged after `offset`.
+    fn since(&self, offset: usize) -> String {
+        let bytes = std::fs::read(&self.0).unwrap();
+        String::from_utf8_lossy(&bytes[offset.min(bytes.len())..]).to_string()
     }
 }
 
