@@ -27,6 +27,8 @@ use crate::period;
 
 pub(crate) const KEY: &str = "__key";
 pub(crate) const PERIOD: &str = "__period";
+/// `(KEY, PERIOD)` as one column (`croo_period_key`), for integer keys.
+const PERIOD_KEY: &str = "__kp";
 pub(crate) const SCORE: &str = "__score";
 pub(crate) const WEIGHT: &str = "__weight";
 pub(crate) const INCLUDED: &str = "__included";
@@ -334,6 +336,21 @@ pub async fn plan(
             .ok_or_else(|| Error::User("no period to compute".into()))?,
         period::next(grain, *periods.last().unwrap_or(&periods[0])),
     );
+    // With integer keys, the sources that have a time column are grouped
+    // and joined by (key, period) packed into one column: DataFusion's
+    // single-column hash tables (one hash, one comparison per row).
+    let packed = |s: &Source| key_ty == DataType::Int64 && !s.entity && s.time.is_some();
+    if file
+        .sources
+        .iter()
+        .any(|s| packed(s) && file.measures.iter().any(|m| m.source.value == s.name.value))
+    {
+        let mut sel = keep.clone();
+        sel.push(formulas::period::period_key_expr(col(KEY), col(PERIOD)).alias(PERIOD_KEY));
+        pop = pop
+            .select(sel)
+            .map_err(Error::engine("planning the population"))?;
+    }
     let mut rows_read = Vec::new();
     let mut measure_cols: Vec<(String, Expr)> = Vec::new();
     for s in &file.sources {
@@ -356,13 +373,17 @@ pub async fn plan(
             &key_ty,
             grain,
             range,
+            packed(s),
         )
         .await?;
         rows_read.push((s.name.value.clone(), rows));
         let rk = format!("__k_{}", s.name.value);
         let rp = format!("__p_{}", s.name.value);
+        let rkp = format!("__kp_{}", s.name.value);
         let (lcols, rcols): (Vec<&str>, Vec<&str>) = if s.entity {
             (vec![KEY], vec![rk.as_str()])
+        } else if packed(s) {
+            (vec![PERIOD_KEY], vec![rkp.as_str()])
         } else {
             (vec![KEY, PERIOD], vec![rk.as_str(), rp.as_str()])
         };
@@ -691,6 +712,7 @@ async fn measure_table(
     key_ty: &DataType,
     grain: Grain,
     range: (NaiveDate, NaiveDate),
+    packed: bool,
 ) -> Result<(DataFrame, Vec<(String, Expr)>, DataFrame)> {
     let name = &s.name.value;
     let raw = ctx
@@ -727,7 +749,14 @@ async fn measure_table(
         // (`croo_period_start`: the same days as `date_trunc`, without a
         // calendar conversion per row).
         let micros = cast(instant, DataType::Int64);
-        group.push(formulas::period::period_start_expr(micros, grain).alias(&rp));
+        let period = formulas::period::period_start_expr(micros, grain);
+        if packed {
+            let key = cast(ident(&s.key.value), key_ty.clone());
+            group =
+                vec![formulas::period::period_key_expr(key, period).alias(format!("__kp_{name}"))];
+        } else {
+            group.push(period.alias(&rp));
+        }
     }
 
     let mut aggs: Vec<Expr> = Vec::new();
@@ -909,10 +938,7 @@ async fn measure_table(
         )
         .map_err(Error::engine(format!("counting rows of source `{name}`")))?;
     // Raw measure values, then the final expressions used after the join.
-    let mut sel = vec![col(&rk)];
-    if s.time.is_some() {
-        sel.push(col(&rp));
-    }
+    let mut sel: Vec<Expr> = group_cols.iter().map(col).collect();
     let mut seen_counts = Vec::new();
     for (i, e, n) in &outer {
         let m = &f.file.measures[*i];

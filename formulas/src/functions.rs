@@ -12,7 +12,8 @@
 //!   `croo_greatest`, `croo_div`, `croo_mod`, `croo_and`, `croo_or`,
 //!   `croo_if`), see [`crate::strict`].
 //! - `croo_period_start(micros, grain)`: the first day of an instant's
-//!   period, in integer arithmetic, see [`crate::period`].
+//!   period, in integer arithmetic, and `croo_period_key(key, period)`,
+//!   (customer, period) as one grouping and join key, see [`crate::period`].
 
 use std::sync::{Arc, LazyLock};
 
@@ -44,6 +45,7 @@ pub fn all() -> Vec<Arc<AggregateUDF>> {
 pub fn scalars() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
     let mut all = crate::strict::all();
     all.push(crate::period::udf());
+    all.push(crate::period::key_udf());
     all
 }
 

@@ -8,11 +8,17 @@
 //! (customer, period) was spending several percent of a run in
 //! `date_trunc`'s per-value `chrono` conversions. Part of croo's function
 //! registry ([`crate::functions`]).
+//!
+//! `croo_period_key(key, period)`: an integer key (`Int64`) and a period's
+//! first day (`Date32`) as one `Decimal128(38, 0)`, `key * 2^32 + day as
+//! u32`: one-to-one, so grouping and joining by it is grouping and joining
+//! by the pair, but over one primitive column (DataFusion's single-column
+//! hash tables, one hash and one comparison per row instead of two).
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, AsArray, Date32Array};
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::array::{Array, AsArray, Date32Array, Decimal128Array};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Int64Type};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -66,6 +72,24 @@ pub fn period_start(micros: i64, grain: Grain) -> i64 {
     }
 }
 
+/// The first day of the period after the one starting on day `start`.
+fn next_start(start: i64, grain: Grain) -> i64 {
+    match grain {
+        Grain::Day => start + 1,
+        Grain::Week => start + 7,
+        Grain::Month | Grain::Quarter | Grain::Year => {
+            let (y, m, _) = civil_from_days(start);
+            let months = match grain {
+                Grain::Month => 1,
+                Grain::Quarter => 3,
+                _ => 12,
+            };
+            let m0 = m - 1 + months;
+            days_from_civil(y + m0 / 12, m0 % 12 + 1, 1)
+        }
+    }
+}
+
 /// The `croo_period_start` function.
 pub fn udf() -> Arc<ScalarUDF> {
     static F: LazyLock<Arc<ScalarUDF>> =
@@ -79,6 +103,86 @@ pub fn period_start_expr(micros: Expr, grain: Grain) -> Expr {
         micros,
         datafusion::prelude::lit(grain.as_str().to_string()),
     ])
+}
+
+/// The `croo_period_key` function.
+pub fn key_udf() -> Arc<ScalarUDF> {
+    static F: LazyLock<Arc<ScalarUDF>> =
+        LazyLock::new(|| Arc::new(ScalarUDF::from(PeriodKey::new())));
+    Arc::clone(&F)
+}
+
+/// `croo_period_key(key, period)` (see the module's documentation).
+pub fn period_key_expr(key: Expr, period: Expr) -> Expr {
+    key_udf().call(vec![key, period])
+}
+
+/// The type of [`period_key_expr`].
+pub const PERIOD_KEY_TYPE: DataType = DataType::Decimal128(38, 0);
+
+/// `key` and `day` as one integer: `key * 2^32 + day as u32`.
+pub fn period_key(key: i64, day: i32) -> i128 {
+    (i128::from(key) << 32) | i128::from(day as u32)
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PeriodKey {
+    signature: Signature,
+}
+
+impl PeriodKey {
+    fn new() -> Self {
+        Self {
+            signature: Signature::exact(
+                vec![DataType::Int64, DataType::Date32],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+impl ScalarUDFImpl for PeriodKey {
+    fn name(&self) -> &str {
+        "croo_period_key"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(PERIOD_KEY_TYPE)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [key, day] = args.args.as_slice() else {
+            return plan_err!("croo_period_key takes (key, period)");
+        };
+        let n = args.number_rows;
+        if let (ColumnarValue::Scalar(k), ColumnarValue::Scalar(d)) = (key, day) {
+            let v = match (k, d) {
+                (ScalarValue::Int64(Some(k)), ScalarValue::Date32(Some(d))) => {
+                    Some(period_key(*k, *d))
+                }
+                _ => None,
+            };
+            return Ok(ColumnarValue::Scalar(ScalarValue::Decimal128(v, 38, 0)));
+        }
+        let (key, day) = (key.to_array(n)?, day.to_array(n)?);
+        let (Some(k), Some(d)) = (
+            key.as_primitive_opt::<Int64Type>(),
+            day.as_primitive_opt::<Date32Type>(),
+        ) else {
+            return exec_err!(
+                "croo_period_key over ({}, {}), not (Int64, Date32)",
+                key.data_type(),
+                day.data_type()
+            );
+        };
+        let out: Decimal128Array = datafusion::arrow::compute::binary(k, d, period_key)?
+            .with_precision_and_scale(38, 0)?;
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -130,7 +234,25 @@ impl ScalarUDFImpl for PeriodStart {
                 ColumnarValue::Scalar(ScalarValue::Date32(v.map(to_days)))
             }
             ColumnarValue::Array(a) if a.data_type() == &DataType::Int64 => {
-                let out: Date32Array = a.as_primitive::<Int64Type>().unary(to_days);
+                // Sources are mostly stored in time order: the last value's
+                // period (its first and next period's first microsecond)
+                // answers most values without a calendar conversion.
+                let (mut lo, mut hi, mut last) = (1i64, 0i64, 0i32);
+                let a = a.as_primitive::<Int64Type>();
+                let days: Vec<i32> = a
+                    .values()
+                    .iter()
+                    .map(|&m| {
+                        if m < lo || m >= hi {
+                            last = to_days(m);
+                            let start = period_start(m, grain);
+                            lo = start.saturating_mul(MICROS_PER_DAY);
+                            hi = next_start(start, grain).saturating_mul(MICROS_PER_DAY);
+                        }
+                        last
+                    })
+                    .collect();
+                let out = Date32Array::new(days.into(), a.nulls().cloned());
                 ColumnarValue::Array(Arc::new(out))
             }
             other => {
@@ -143,7 +265,7 @@ impl ScalarUDFImpl for PeriodStart {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::array::{ArrayRef, Int64Array};
     use datafusion::prelude::SessionContext;
 
     /// Against DataFusion's own `date_trunc` on UTC timestamps, for every
@@ -160,6 +282,11 @@ mod tests {
             day += 13;
         }
         micros.extend([0, -1, 1, i64::from(i32::MAX) * 1000]);
+        // Out of order too (the function remembers the last value's period).
+        let mut shuffled = micros.clone();
+        shuffled.reverse();
+        shuffled.rotate_left(7);
+        micros.extend(shuffled.iter().step_by(3).copied());
         let ctx = SessionContext::new();
         ctx.register_udf(udf().as_ref().clone());
         let batch = datafusion::arrow::record_batch::RecordBatch::try_from_iter(vec![(
@@ -184,6 +311,87 @@ mod tests {
             }
             assert_eq!(n, micros.len(), "{g}");
         }
+    }
+
+    /// The array path (which remembers the last value's period) gives
+    /// every value its own period, in any order, at the ends of `i64` too.
+    #[test]
+    fn arrays_in_any_order_as_one_value() {
+        let mut micros: Vec<i64> = vec![i64::MIN, i64::MAX, i64::MIN + 1, 0, i64::MAX - 1, -1];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..20_000i64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Runs of nearby instants, jumps, and period boundaries.
+            let base = (x % 40_000) as i64 - 20_000;
+            micros.push(base * MICROS_PER_DAY + (i % 3) - 1);
+            micros.push(micros[micros.len() - 1] + 1);
+        }
+        for (g, grain) in Grain::ALL {
+            let out = udf()
+                .invoke_with_args(ScalarFunctionArgs {
+                    args: vec![
+                        ColumnarValue::Array(Arc::new(Int64Array::from(micros.clone()))),
+                        ColumnarValue::Scalar(ScalarValue::Utf8(Some(g.to_string()))),
+                    ],
+                    arg_fields: vec![],
+                    number_rows: micros.len(),
+                    return_field: Arc::new(datafusion::arrow::datatypes::Field::new(
+                        "p",
+                        DataType::Date32,
+                        true,
+                    )),
+                    config_options: Arc::new(Default::default()),
+                })
+                .unwrap()
+                .into_array(micros.len())
+                .unwrap();
+            let out = out.as_primitive::<Date32Type>();
+            for (i, &m) in micros.iter().enumerate() {
+                let want = period_start(m, grain).clamp(i64::from(i32::MIN), i64::from(i32::MAX));
+                assert_eq!(i64::from(out.value(i)), want, "{g}: {m}");
+            }
+        }
+    }
+
+    /// Distinct (key, day) pairs give distinct keys, and the key gives the
+    /// pair back; NULL in either is NULL.
+    #[test]
+    fn period_keys_are_one_to_one() {
+        let keys = [i64::MIN, -5, -1, 0, 1, 7, 1 << 40, i64::MAX];
+        let days = [i32::MIN, -1, 0, 1, 20_000, i32::MAX];
+        let mut seen = std::collections::BTreeSet::new();
+        for &k in &keys {
+            for &d in &days {
+                let v = period_key(k, d);
+                assert!(seen.insert(v), "({k}, {d}) collides");
+                assert_eq!((v >> 32) as i64, k);
+                assert_eq!(v as u32 as i32, d);
+            }
+        }
+        assert!(seen.iter().all(|v| v.unsigned_abs() < 10u128.pow(38)));
+        let k = Arc::new(Int64Array::from(vec![Some(3), None, Some(-2)])) as ArrayRef;
+        let d = Arc::new(Date32Array::from(vec![Some(1), Some(2), None])) as ArrayRef;
+        let out = key_udf()
+            .invoke_with_args(ScalarFunctionArgs {
+                args: vec![ColumnarValue::Array(k), ColumnarValue::Array(d)],
+                arg_fields: vec![],
+                number_rows: 3,
+                return_field: Arc::new(datafusion::arrow::datatypes::Field::new(
+                    "k",
+                    PERIOD_KEY_TYPE,
+                    true,
+                )),
+                config_options: Arc::new(Default::default()),
+            })
+            .unwrap()
+            .into_array(3)
+            .unwrap();
+        let out = out.as_primitive::<datafusion::arrow::datatypes::Decimal128Type>();
+        assert_eq!(out.data_type(), &PERIOD_KEY_TYPE);
+        assert_eq!(out.value(0), period_key(3, 1));
+        assert!(out.is_null(1) && out.is_null(2));
     }
 
     #[test]
