@@ -241,8 +241,9 @@ struct RunArgs {
     /// Memory limit, e.g. 2GiB; operators spill to disk past it.
     #[arg(long)]
     memory_limit: Option<String>,
-    /// Threads (DataFusion partitions). Default: all cores. The numbers are the
-    /// same bits for any thread count (every floating-point sum is exact).
+    /// Worker threads (default: all cores), each running four DataFusion
+    /// partitions. The numbers are the same bits for any thread count
+    /// (every floating-point sum is exact).
     #[arg(long)]
     threads: Option<usize>,
     /// Run on a Ballista cluster: its scheduler, df://HOST:PORT (started
@@ -313,10 +314,14 @@ fn main() -> ExitCode {
         "warn"
     };
     init_logging(cli.log_format, default_log);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    // `croo run --threads N` runs on N worker threads (default: one per core).
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Run { run, .. } = &cli.command
+        && let Some(n) = run.threads.filter(|n| *n > 0)
     {
+        builder.worker_threads(n);
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -78,8 +78,9 @@ pub fn load(path: &Path) -> Result<Loaded> {
 /// How a session is set up.
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
-    /// Partitions (threads) DataFusion plans for; all cores when `None`.
-    /// Results are the same bits for any value.
+    /// Threads; all cores when `None`. DataFusion plans for
+    /// [`PARTITIONS_PER_THREAD`] partitions per thread (one under a memory
+    /// limit). Results are the same bits for any value.
     pub threads: Option<usize>,
     /// Memory limit in bytes; operators spill to disk past it.
     pub memory_limit: Option<usize>,
@@ -113,6 +114,9 @@ pub fn is_distributed(ctx: &SessionContext) -> bool {
     }
 }
 
+/// DataFusion partitions per thread, without a memory limit.
+pub const PARTITIONS_PER_THREAD: usize = 4;
+
 /// A DataFusion session with croo's settings.
 pub fn session(opts: &SessionOptions) -> Result<SessionContext> {
     // All cores unless told otherwise. Results do not depend on the number
@@ -125,9 +129,25 @@ pub fn session(opts: &SessionOptions) -> Result<SessionContext> {
     // DataFusion's own settings can be tuned from `DATAFUSION_*` variables
     // (`DATAFUSION_EXECUTION_BATCH_SIZE=...`), as in `datafusion-cli`; the
     // ones croo sets below win. Results do not depend on them.
-    let mut config = SessionConfig::from_env()
-        .map_err(Error::engine("reading DATAFUSION_* settings"))?
-        .with_target_partitions(threads);
+    let mut config =
+        SessionConfig::from_env().map_err(Error::engine("reading DATAFUSION_* settings"))?;
+    // Four partitions per thread (unless DATAFUSION_EXECUTION_TARGET_PARTITIONS
+    // says otherwise): each partition's hash tables (the sources'
+    // aggregates, the measure joins) are a quarter of the size, and the
+    // runtime interleaves them. A 450k-customer run on 2 threads took 8.0 s
+    // with 8 partitions against 9.5 s with 2, and 1.9 GiB of memory against
+    // 2.8 GiB (interleaved, benches/whole-run.sh's data; 4 and 16 per
+    // thread were no better). Under a memory limit, one per thread: the
+    // measured configuration there, and each partition's operators get a
+    // larger share of the limit.
+    if std::env::var_os("DATAFUSION_EXECUTION_TARGET_PARTITIONS").is_none() {
+        let per_thread = if opts.memory_limit.is_some() {
+            1
+        } else {
+            PARTITIONS_PER_THREAD
+        };
+        config = config.with_target_partitions(threads * per_thread);
+    }
     // Batches of 32768 rows unless told otherwise: a croo run is a few
     // large scans and aggregations, where larger batches cost fewer
     // per-batch overheads (about 8% of a 450k-customer run, measured

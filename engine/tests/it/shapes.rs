@@ -363,7 +363,8 @@ expr = "visits * tier"
 }
 
 /// The same inputs give bit-identical result rows on 1, 2, 3 and 8
-/// threads (PRODUCT.md: the same numbers, bit for bit), although the rows
+/// threads (4, 8, 12 and 32 partitions; under a memory limit, 2 and 1)
+/// (PRODUCT.md: the same numbers, bit for bit), although the rows
 /// reach the aggregates in a different split and order on each: every
 /// floating-point sum is exact (ARCHITECTURE.md, "Determinism").
 #[tokio::test]
