@@ -886,9 +886,29 @@ async fn measure_table(
             .and_then(|d| d.select(out))
             .map_err(Error::engine(format!("aggregating source `{name}`")))?
     } else {
-        rows.clone()
-            .aggregate(group.clone(), aggs)
-            .map_err(Error::engine(format!("aggregating source `{name}`")))?
+        // Each distinct aggregate once (measures often share a row count,
+        // and `avg` brings a `count` of a value that is never NULL):
+        // fewer accumulators per row, where a source with millions of
+        // (key, period) groups spends most of its time.
+        let (kept, same) = distinct_aggregates(aggs, rows.schema())
+            .map_err(Error::engine(format!("aggregating source `{name}`")))?;
+        let mut agg = rows
+            .clone()
+            .aggregate(group.clone(), kept)
+            .map_err(Error::engine(format!("aggregating source `{name}`")))?;
+        if !same.is_empty() {
+            let mut sel: Vec<Expr> = agg
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| ident(f.name()))
+                .collect();
+            sel.extend(same.iter().map(|(dup, first)| ident(first).alias(dup)));
+            agg = agg
+                .select(sel)
+                .map_err(Error::engine(format!("aggregating source `{name}`")))?;
+        }
+        agg
     };
     // Other DISTINCT aggregates: the distinct (key, period, value) rows
     // first, then the plain aggregate of the value per (key, period),
@@ -1014,6 +1034,46 @@ fn small_integers(
 /// `croo_sum / count`. Integer and decimal sums are exact already; `min`,
 /// `max` and counts do not depend on order. Returns the aggregates to
 /// compute (aliased from `alias`) and the expression that reads them.
+/// `aggs` (aliased aggregate expressions) without repeats: `count(x)` of
+/// an `x` that is never NULL becomes `count(1)`, and an aggregate equal to
+/// an earlier one is dropped. Returns the aggregates kept and, for each
+/// one dropped, its alias and the alias of the equal one kept.
+fn distinct_aggregates(
+    aggs: Vec<Expr>,
+    schema: &datafusion::common::DFSchema,
+) -> datafusion::common::Result<(Vec<Expr>, Vec<(String, String)>)> {
+    let mut kept: Vec<(Expr, String)> = Vec::new();
+    let mut same = Vec::new();
+    for e in aggs {
+        let Expr::Alias(a) = e else {
+            kept.push((e.clone(), String::new()));
+            continue;
+        };
+        let mut inner = *a.expr;
+        if let Expr::AggregateFunction(af) = &mut inner
+            && af.func.name().eq_ignore_ascii_case("count")
+            && !af.params.distinct
+            && let [x] = af.params.args.as_slice()
+            && !matches!(x, Expr::Literal(..))
+            && !x.nullable(schema)?
+        {
+            af.params.args = vec![lit(1)];
+        }
+        match kept
+            .iter()
+            .find(|(k, name)| !name.is_empty() && *k == inner)
+        {
+            Some((_, first)) => same.push((a.name, first.clone())),
+            None => kept.push((inner, a.name)),
+        }
+    }
+    let kept = kept
+        .into_iter()
+        .map(|(e, name)| if name.is_empty() { e } else { e.alias(name) })
+        .collect();
+    Ok((kept, same))
+}
+
 fn deterministic(
     af: AggregateFunction,
     schema: &datafusion::common::DFSchema,

@@ -469,3 +469,35 @@ async fn distinct_aggregates_with_filters_by_hand() {
     approx(component(jan, "d").rollup, 3.15);
     approx(jan.score, 315.0);
 }
+
+/// Measures that repeat an aggregate (each is computed once) and `count`s
+/// of values that can or cannot be NULL (only the latter become row
+/// counts). January, customer 1: 100 buy, 50 refund, one buy without an
+/// amount; customer 2: 30 buy.
+///
+/// n = rows = count(*): c1 3, c2 1. priced = count(amount): c1 2, c2 1.
+/// buyshare = avg(CASE kind = 'buy' THEN 1.0 ELSE 0.0): c1 2/3, c2 1.
+/// mean = avg(amount): c1 (100 + 50) / 2 = 75, c2 30.
+/// d = n + rows + priced + buyshare + mean / 100: c1 3 + 3 + 2 + 2/3 +
+/// 0.75 = 9.41667, c2 1 + 1 + 1 + 1 + 0.3 = 4.3; rollup 6.858333, score
+/// 685.8333.
+#[tokio::test]
+async fn repeated_aggregates_and_counts_of_nullable_values_by_hand() {
+    let dir = basic();
+    write(
+        dir.path(),
+        "tx.csv",
+        &format!("{TX}1,2026-01-12T00:00:00Z,,buy\n"),
+    );
+    let f = BASIC.replace(
+        "[score.components.a]\nweight = 0.5\nexpr = \"spend / 100\"\n\n[score.components.b]\nweight = 0.5\nexpr = \"n\"\n",
+        "[measures.rows]\nsource = \"tx\"\nexpr = \"count(*)\"\n\n[measures.priced]\nsource = \"tx\"\nexpr = \"count(amount)\"\n\n[measures.buyshare]\nsource = \"tx\"\nexpr = \"avg(CASE WHEN kind = 'buy' THEN 1.0 ELSE 0.0 END)\"\n\n[measures.mean]\nsource = \"tx\"\nexpr = \"avg(amount)\"\n\n[score.components.d]\nweight = 1\nexpr = \"n + rows + priced + buyshare + mean / 100 + 0 * spend\"\n",
+    );
+    assert!(f.contains("components.d"), "{f}");
+    write(dir.path(), "formula.toml", &f);
+    let rows = run(dir.path(), "2026-01-01", "2026-01-01").await.unwrap();
+    let jan = row(&rows, "2026-01-01", None);
+    assert_eq!((jan.population, jan.included), (2, 2));
+    approx(component(jan, "d").rollup, (8.0 + 2.0 / 3.0 + 0.75 + 4.3) / 2.0);
+    approx(jan.score, 100.0 * (8.0 + 2.0 / 3.0 + 0.75 + 4.3) / 2.0);
+}
