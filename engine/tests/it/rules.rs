@@ -498,6 +498,9 @@ async fn repeated_aggregates_and_counts_of_nullable_values_by_hand() {
     let rows = run(dir.path(), "2026-01-01", "2026-01-01").await.unwrap();
     let jan = row(&rows, "2026-01-01", None);
     assert_eq!((jan.population, jan.included), (2, 2));
-    approx(component(jan, "d").rollup, (8.0 + 2.0 / 3.0 + 0.75 + 4.3) / 2.0);
+    approx(
+        component(jan, "d").rollup,
+        (8.0 + 2.0 / 3.0 + 0.75 + 4.3) / 2.0,
+    );
     approx(jan.score, 100.0 * (8.0 + 2.0 / 3.0 + 0.75 + 4.3) / 2.0);
 }
