@@ -94,5 +94,7 @@ async fn profile(df: &DataFrame, what: &str, path: &Path) -> Result<()> {
         .append(true)
         .open(path)
         .map_err(Error::io(format!("writing {}", path.display())))?;
-    writeln!(file, "== {what}\n{text}").map_err(Error::io(format!("writing {}", path.display())))
+    // One write: sources are aggregated (and profiled) at the same time.
+    file.write_all(format!("== {what}\n{text}\n").as_bytes())
+        .map_err(Error::io(format!("writing {}", path.display())))
 }

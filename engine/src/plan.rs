@@ -353,7 +353,7 @@ pub async fn plan(
     }
     let mut rows_read = Vec::new();
     let mut measure_cols: Vec<(String, Expr)> = Vec::new();
-    for s in &file.sources {
+    let aggregations = file.sources.iter().filter_map(|s| {
         let idx: Vec<usize> = file
             .measures
             .iter()
@@ -361,21 +361,29 @@ pub async fn plan(
             .filter(|(_, m)| m.source.value == s.name.value)
             .map(|(i, _)| i)
             .collect();
-        if idx.is_empty() {
-            continue;
+        (!idx.is_empty()).then(|| {
+            let schema = &schemas[&s.name.value];
+            let (key_ty, packed) = (&key_ty, packed(s));
+            async move {
+                let table =
+                    measure_table(ctx, f, s, schema, &idx, key_ty, grain, range, packed).await?;
+                Ok::<_, Error>((s, table))
+            }
+        })
+    });
+    // The sources are aggregated at the same time (one source's scan
+    // fills the cores while another's aggregation finishes), one after
+    // the other under a memory limit (their hash tables would share it).
+    let tables = if crate::materialise::is_on_disk(ctx) {
+        let mut tables = Vec::new();
+        for a in aggregations {
+            tables.push(a.await?);
         }
-        let (agg, finals, rows) = measure_table(
-            ctx,
-            f,
-            s,
-            &schemas[&s.name.value],
-            &idx,
-            &key_ty,
-            grain,
-            range,
-            packed(s),
-        )
-        .await?;
+        tables
+    } else {
+        futures::future::try_join_all(aggregations).await?
+    };
+    for (s, (agg, finals, rows)) in tables {
         rows_read.push((s.name.value.clone(), rows));
         let rk = format!("__k_{}", s.name.value);
         let rp = format!("__p_{}", s.name.value);
@@ -1035,6 +1043,9 @@ fn small_integers(
 /// `croo_sum / count`. Integer and decimal sums are exact already; `min`,
 /// `max` and counts do not depend on order. Returns the aggregates to
 /// compute (aliased from `alias`) and the expression that reads them.
+/// Pairs of (alias dropped, alias of the equal aggregate kept).
+type Renames = Vec<(String, String)>;
+
 /// `aggs` (aliased aggregate expressions) without repeats: `count(x)` of
 /// an `x` that is never NULL becomes `count(1)`, and an aggregate equal to
 /// an earlier one is dropped. Returns the aggregates kept and, for each
@@ -1042,7 +1053,7 @@ fn small_integers(
 fn distinct_aggregates(
     aggs: Vec<Expr>,
     schema: &datafusion::common::DFSchema,
-) -> datafusion::common::Result<(Vec<Expr>, Vec<(String, String)>)> {
+) -> datafusion::common::Result<(Vec<Expr>, Renames)> {
     let mut kept: Vec<(Expr, String)> = Vec::new();
     let mut same = Vec::new();
     for e in aggs {
@@ -1190,7 +1201,7 @@ mod tests {
             ids.push(i);
             days.push(20_000 + 31 * p);
             xs.push(match p {
-                _ if seed % 9 == 0 => None,
+                _ if seed.is_multiple_of(9) => None,
                 0 => Some((seed % 100_000) as f64 / 7.0 - 3000.0),
                 1 => Some((seed % 5) as f64),
                 2 => Some(42.5),
