@@ -97,6 +97,7 @@ pub async fn rollups(
     }
     // (period, dimension index or none, value) -> row
     let mut out: BTreeMap<(NaiveDate, Option<usize>, Option<String>), ResultRow> = BTreeMap::new();
+    let mut planned = Vec::new();
     for (dim, by) in groups {
         let mut sel = vec![col(PERIOD)];
         sel.push(match dim {
@@ -118,14 +119,23 @@ pub async fn rollups(
                 sel.push(cast(col(&name), DataType::Float64).alias(name));
             }
         }
-        let batches = scored
+        let df = scored
             .clone()
             .aggregate(by, aggs.clone())
             .and_then(|d| d.select(sel))
-            .map_err(Error::engine("planning the rollups"))?
-            .collect()
+            .map_err(Error::engine("planning the rollups"))?;
+        planned.push((dim, df));
+    }
+    // The groupings at the same time: each is a small aggregation over the
+    // same materialised table, and one's tail overlaps the next one's scan.
+    let computed = futures::future::try_join_all(planned.into_iter().map(|(dim, df)| async move {
+        df.collect()
             .await
-            .map_err(Error::engine("computing the rollups"))?;
+            .map(|batches| (dim, batches))
+            .map_err(Error::engine("computing the rollups"))
+    }))
+    .await?;
+    for (dim, batches) in computed {
         for b in batches {
             let period = b.column(0).as_primitive::<Date32Type>();
             let value = b.column(1).as_string::<i32>();

@@ -321,8 +321,12 @@ pub async fn compute(
         crate::materialise::materialise(ctx, scored.df, "scoring customers").await?
     };
     lap("customers scored");
-    let rows = rollup::rollups(f, &df, periods).await?;
-    lap("rollups computed");
+    // The rollups and the population statistics read the same table: at
+    // the same time.
+    let (rows, population_stats) =
+        futures::future::try_join(rollup::rollups(f, &df, periods), population_stats(f, &df))
+            .await?;
+    lap("rollups and population statistics computed");
     let mut rows_read = BTreeMap::new();
     for (name, frame) in scored.rows_read {
         let batches = frame
@@ -339,8 +343,6 @@ pub async fn compute(
         rows_read.insert(name, n.max(0) as u64);
     }
     lap("rows read counted");
-    let population_stats = population_stats(f, &df).await?;
-    lap("population statistics computed");
     let detail = if detail {
         df.sort(vec![
             col(PERIOD).sort(true, false),
