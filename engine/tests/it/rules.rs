@@ -58,6 +58,21 @@ weight = 0.5
 expr = "n"
 "#;
 
+/// The components of [`BASIC`], which the tests of measure shapes replace.
+const COMPONENTS_AB: &str = "[score.components.a]\nweight = 0.5\nexpr = \"spend / 100\"\n\n[score.components.b]\nweight = 0.5\nexpr = \"n\"\n";
+
+/// Runs January of `formula` (a variant of [`BASIC`] whose components are
+/// replaced by one component `d` of weight 1) in `dir`, where both
+/// customers are included. Returns d's rollup and the score.
+async fn january_d(dir: &std::path::Path, formula: &str) -> (Option<f64>, Option<f64>) {
+    assert!(formula.contains("components.d"), "{formula}");
+    write(dir, "formula.toml", formula);
+    let rows = run(dir, "2026-01-01", "2026-01-01").await.unwrap();
+    let jan = row(&rows, "2026-01-01", None);
+    assert_eq!((jan.population, jan.included), (2, 2));
+    (component(jan, "d").rollup, jan.score)
+}
+
 fn basic() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "customers.csv", CUSTOMERS);
@@ -383,7 +398,7 @@ async fn means_of_small_integers_by_hand() {
         "customer_id,at,flag,csat\n1,2026-01-02T00:00:00Z,true,4\n1,2026-01-03T00:00:00Z,false,5\n1,2026-01-04T00:00:00Z,false,\n2,2026-01-05T00:00:00Z,true,3\n",
     );
     let f = BASIC.replace(
-        "[score.components.a]\nweight = 0.5\nexpr = \"spend / 100\"\n\n[score.components.b]\nweight = 0.5\nexpr = \"n\"\n",
+        COMPONENTS_AB,
         "[sources.contacts]\nuri = \"contacts.csv\"\nkey = \"customer_id\"\ntime = \"at\"\n\n\
          [measures.share]\nsource = \"contacts\"\nexpr = \"avg(CASE WHEN flag THEN 1.0 ELSE 0.0 END)\"\n\n\
          [measures.twice]\nsource = \"contacts\"\nexpr = \"sum(CASE WHEN flag THEN 2.0 ELSE 0.0 END)\"\n\n\
@@ -391,15 +406,8 @@ async fn means_of_small_integers_by_hand() {
          [measures.hit]\nsource = \"contacts\"\nexpr = \"avg(CASE WHEN flag THEN 7 END)\"\n\n\
          [score.components.d]\nweight = 1\nexpr = \"share + twice + sat + hit + 0 * spend * n\"\n",
     );
-    assert!(f.contains("components.d"), "{f}");
-    write(dir.path(), "formula.toml", &f);
-    let rows = run(dir.path(), "2026-01-01", "2026-01-01").await.unwrap();
-    let jan = row(&rows, "2026-01-01", None);
-    assert_eq!((jan.population, jan.included), (2, 2));
-    approx(
-        component(jan, "d").rollup,
-        (1.0 / 3.0 + 2.0 + 4.5 + 7.0 + 13.0) / 2.0,
-    );
+    let (d, _) = january_d(dir.path(), &f).await;
+    approx(d, (1.0 / 3.0 + 2.0 + 4.5 + 7.0 + 13.0) / 2.0);
 }
 
 /// A source whose only aggregates are one DISTINCT aggregate and row
@@ -431,7 +439,7 @@ async fn one_distinct_aggregate_with_counts_by_hand() {
                 &format!("[measures.{name}]\nsource = \"tx\"\nexpr = {expr}\nfilter = \"amount > 60\"\ndefault = 0\n"),
             )
             .replace(
-                "[score.components.a]\nweight = 0.5\nexpr = \"spend / 100\"\n\n[score.components.b]\nweight = 0.5\nexpr = \"n\"\n",
+                COMPONENTS_AB,
                 &format!("[score.components.d]\nweight = 1\nexpr = \"{d}\"\n"),
             );
         assert!(f.contains("DISTINCT") && f.contains("components.d"), "{f}");
@@ -458,7 +466,7 @@ async fn distinct_aggregates_with_filters_by_hand() {
     let dir = basic();
     let f = BASIC
         .replace(
-            "[score.components.a]\nweight = 0.5\nexpr = \"spend / 100\"\n\n[score.components.b]\nweight = 0.5\nexpr = \"n\"\n",
+            COMPONENTS_AB,
             "[measures.kinds]\nsource = \"tx\"\nexpr = \"count(DISTINCT kind)\"\n\n[measures.buys]\nsource = \"tx\"\nexpr = \"count(DISTINCT amount)\"\nfilter = \"kind = 'buy'\"\ndefault = 0\n\n[measures.total]\nsource = \"tx\"\nexpr = \"sum(DISTINCT amount)\"\nfilter = \"kind = 'buy'\"\n\n[score.components.d]\nweight = 1\nexpr = \"kinds + buys + total / 100 + 0 * spend * n\"\n",
         );
     assert!(f.contains("count(DISTINCT kind)"));
@@ -490,17 +498,10 @@ async fn repeated_aggregates_and_counts_of_nullable_values_by_hand() {
         &format!("{TX}1,2026-01-12T00:00:00Z,,buy\n"),
     );
     let f = BASIC.replace(
-        "[score.components.a]\nweight = 0.5\nexpr = \"spend / 100\"\n\n[score.components.b]\nweight = 0.5\nexpr = \"n\"\n",
+        COMPONENTS_AB,
         "[measures.rows]\nsource = \"tx\"\nexpr = \"count(*)\"\n\n[measures.priced]\nsource = \"tx\"\nexpr = \"count(amount)\"\n\n[measures.buyshare]\nsource = \"tx\"\nexpr = \"avg(CASE WHEN kind = 'buy' THEN 1.0 ELSE 0.0 END)\"\n\n[measures.mean]\nsource = \"tx\"\nexpr = \"avg(amount)\"\n\n[score.components.d]\nweight = 1\nexpr = \"n + rows + priced + buyshare + mean / 100 + 0 * spend\"\n",
     );
-    assert!(f.contains("components.d"), "{f}");
-    write(dir.path(), "formula.toml", &f);
-    let rows = run(dir.path(), "2026-01-01", "2026-01-01").await.unwrap();
-    let jan = row(&rows, "2026-01-01", None);
-    assert_eq!((jan.population, jan.included), (2, 2));
-    approx(
-        component(jan, "d").rollup,
-        (8.0 + 2.0 / 3.0 + 0.75 + 4.3) / 2.0,
-    );
-    approx(jan.score, 100.0 * (8.0 + 2.0 / 3.0 + 0.75 + 4.3) / 2.0);
+    let (d, score) = january_d(dir.path(), &f).await;
+    approx(d, (8.0 + 2.0 / 3.0 + 0.75 + 4.3) / 2.0);
+    approx(score, 100.0 * (8.0 + 2.0 / 3.0 + 0.75 + 4.3) / 2.0);
 }
