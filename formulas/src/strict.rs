@@ -109,6 +109,12 @@ fn order_key(x: f64) -> i64 {
 }
 
 fn extreme(arrays: &[ArrayRef], keep: Ordering) -> Result<ArrayRef> {
+    let (values, nulls) = extreme_values(arrays, keep)?;
+    Ok(Arc::new(Float64Array::new(values.into(), nulls)))
+}
+
+/// The values and NULLs of [`extreme`].
+fn extreme_values(arrays: &[ArrayRef], keep: Ordering) -> Result<(Vec<f64>, Option<NullBuffer>)> {
     let nulls = all_nulls(arrays);
     let first = f64s(&arrays[0])?;
     let mut out: Vec<f64> = first.values().to_vec();
@@ -133,7 +139,111 @@ fn extreme(arrays: &[ArrayRef], keep: Ordering) -> Result<ArrayRef> {
             }
         }
     }
-    Ok(Arc::new(Float64Array::new(out.into(), nulls)))
+    Ok((out, nulls))
+}
+
+/// A non-NULL `Float64` literal argument.
+fn constant(a: &ColumnarValue) -> Option<f64> {
+    match a {
+        ColumnarValue::Scalar(datafusion::common::ScalarValue::Float64(Some(c))) => Some(*c),
+        _ => None,
+    }
+}
+
+/// The fast paths of arguments that are literals (`clamp(x, 0, 1)`,
+/// `x / 500`, `if(c, x, 0.5)`): the constant is used as it is instead of
+/// being broadcast into an array first. `None` where no fast path applies
+/// (no array argument, a NULL or non-Float64 literal): the general path.
+fn with_constants(op: Op, args: &[ColumnarValue]) -> Result<Option<ArrayRef>> {
+    let arrays: Vec<&ArrayRef> = args
+        .iter()
+        .filter_map(|a| match a {
+            ColumnarValue::Array(a) => Some(a),
+            ColumnarValue::Scalar(_) => None,
+        })
+        .collect();
+    if arrays.is_empty() {
+        return Ok(None);
+    }
+    let all_known = args
+        .iter()
+        .all(|a| matches!(a, ColumnarValue::Array(_)) || constant(a).is_some());
+    match op {
+        Op::Least | Op::Greatest if all_known && arrays.len() < args.len() => {
+            let keep = if op == Op::Least {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
+            let owned: Vec<ArrayRef> = arrays.iter().map(|a| Arc::clone(a)).collect();
+            let (mut values, nulls) = extreme_values(&owned, keep)?;
+            for c in args.iter().filter_map(constant) {
+                let k = order_key(c);
+                for o in values.iter_mut() {
+                    let beyond = if keep == Ordering::Greater {
+                        k > order_key(*o)
+                    } else {
+                        k < order_key(*o)
+                    };
+                    *o = if beyond { c } else { *o };
+                }
+            }
+            Ok(Some(Arc::new(Float64Array::new(values.into(), nulls))))
+        }
+        Op::Div | Op::Mod => match (&args[0], constant(&args[1])) {
+            (ColumnarValue::Array(a), Some(c)) => {
+                let a = f64s(a)?;
+                if c == 0.0 {
+                    return Ok(Some(datafusion::arrow::array::new_null_array(
+                        &DataType::Float64,
+                        a.len(),
+                    )));
+                }
+                let values: Vec<f64> = if op == Op::Mod {
+                    a.values().iter().map(|x| x % c).collect()
+                } else {
+                    a.values().iter().map(|x| x / c).collect()
+                };
+                Ok(Some(Arc::new(Float64Array::new(
+                    values.into(),
+                    a.nulls().cloned(),
+                ))))
+            }
+            _ => Ok(None),
+        },
+        Op::If => {
+            let (ColumnarValue::Array(c), Some(b)) = (&args[0], constant(&args[2])) else {
+                return Ok(None);
+            };
+            let Some(c) = c.as_boolean_opt() else {
+                return Ok(None);
+            };
+            let take = match c.nulls() {
+                Some(n) => c.values() & n.inner(),
+                None => c.values().clone(),
+            };
+            let (values, nulls): (Vec<f64>, Option<NullBuffer>) =
+                match (&args[1], constant(&args[1])) {
+                    (_, Some(a)) => (take.iter().map(|t| if t { a } else { b }).collect(), None),
+                    (ColumnarValue::Array(a), None) => {
+                        let Some(a) = a.as_primitive_opt::<Float64Type>() else {
+                            return Ok(None);
+                        };
+                        let values = take
+                            .iter()
+                            .zip(a.values().iter())
+                            .map(|(t, x)| if t { *x } else { b })
+                            .collect();
+                        // NULL only where the branch taken is a NULL of `a`.
+                        let nulls = a.nulls().map(|n| NullBuffer::new(n.inner() | &!&take));
+                        (values, nulls)
+                    }
+                    _ => return Ok(None),
+                };
+            Ok(Some(Arc::new(Float64Array::new(values.into(), nulls))))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn divide(arrays: &[ArrayRef], modulo: bool) -> Result<ArrayRef> {
@@ -251,6 +361,9 @@ impl ScalarUDFImpl for Strict {
             .args
             .iter()
             .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        if let Some(out) = with_constants(self.op, &args.args)? {
+            return Ok(ColumnarValue::Array(out));
+        }
         let arrays = arrays(&args.args, n)?;
         let out = match self.op {
             Op::Least => extreme(&arrays, Ordering::Less)?,
@@ -362,6 +475,85 @@ mod tests {
         assert!(hi[2].unwrap().is_nan());
         assert_eq!(hi[1], None);
         assert!(hi[3].unwrap().is_sign_positive());
+    }
+
+    /// Literal arguments (used as they are) give what the same literals
+    /// broadcast into arrays give, bit for bit: NULLs, -0 and +0, NaN,
+    /// zero divisors, a NULL or false condition.
+    #[test]
+    fn literal_arguments_as_arrays() {
+        use datafusion::common::ScalarValue;
+        let x = f(&[
+            Some(1.0),
+            None,
+            Some(f64::NAN),
+            Some(-0.0),
+            Some(0.0),
+            Some(-7.5),
+            Some(f64::INFINITY),
+            None,
+        ]);
+        let n = x.len();
+        let cond: ArrayRef = Arc::new(BooleanArray::from(vec![
+            Some(true),
+            Some(true),
+            None,
+            Some(false),
+            Some(true),
+            Some(false),
+            None,
+            Some(false),
+        ]));
+        let bits = |a: &ArrayRef| -> Vec<Option<u64>> {
+            a.as_primitive::<Float64Type>()
+                .iter()
+                .map(|v| v.map(f64::to_bits))
+                .collect()
+        };
+        for c in [0.0, -0.0, 1.0, -7.5, f64::NAN, 2.5e-300] {
+            let k = || ColumnarValue::Scalar(ScalarValue::Float64(Some(c)));
+            let arr = || ColumnarValue::Array(Arc::new(Float64Array::from(vec![c; n])));
+            let xs = || ColumnarValue::Array(Arc::clone(&x));
+            let cases: Vec<(Op, Vec<ColumnarValue>, Vec<ColumnarValue>)> = vec![
+                (Op::Least, vec![xs(), k()], vec![xs(), arr()]),
+                (Op::Greatest, vec![k(), xs()], vec![arr(), xs()]),
+                (Op::Greatest, vec![xs(), k(), k()], vec![xs(), arr(), arr()]),
+                (Op::Div, vec![xs(), k()], vec![xs(), arr()]),
+                (Op::Mod, vec![xs(), k()], vec![xs(), arr()]),
+                (
+                    Op::If,
+                    vec![ColumnarValue::Array(Arc::clone(&cond)), xs(), k()],
+                    vec![ColumnarValue::Array(Arc::clone(&cond)), xs(), arr()],
+                ),
+                (
+                    Op::If,
+                    vec![ColumnarValue::Array(Arc::clone(&cond)), k(), k()],
+                    vec![ColumnarValue::Array(Arc::clone(&cond)), arr(), arr()],
+                ),
+            ];
+            for (op, literal, broadcast) in cases {
+                let fast = with_constants(op, &literal).unwrap().expect("a fast path");
+                let general = arrays(&broadcast, n).unwrap();
+                let general = match op {
+                    Op::Least => extreme(&general, Ordering::Less),
+                    Op::Greatest => extreme(&general, Ordering::Greater),
+                    Op::Div => divide(&general, false),
+                    Op::Mod => divide(&general, true),
+                    _ => choose(&general),
+                }
+                .unwrap();
+                assert_eq!(bits(&fast), bits(&general), "{op:?} with {c}");
+            }
+        }
+        // A NULL literal takes the general path.
+        let null = ColumnarValue::Scalar(ScalarValue::Float64(None));
+        let xs = ColumnarValue::Array(Arc::clone(&x));
+        assert!(
+            with_constants(Op::Least, &[xs.clone(), null.clone()])
+                .unwrap()
+                .is_none()
+        );
+        assert!(with_constants(Op::Div, &[xs, null]).unwrap().is_none());
     }
 
     #[test]
