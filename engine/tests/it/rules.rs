@@ -505,3 +505,38 @@ async fn repeated_aggregates_and_counts_of_nullable_values_by_hand() {
     approx(d, (8.0 + 2.0 / 3.0 + 0.75 + 4.3) / 2.0);
     approx(score, 100.0 * (8.0 + 2.0 / 3.0 + 0.75 + 4.3) / 2.0);
 }
+
+/// Text keys take the (key, period) pair path, integer keys the packed
+/// one (`croo_period_key`): the same customers with keys `c1`, `c2`, ...
+/// give the same result rows, with the by-hand January of
+/// `population_measures_and_rollup_by_hand`.
+#[tokio::test]
+async fn text_keys_give_the_numbers_of_integer_keys() {
+    let text = |csv: &str| -> String {
+        csv.lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 0 {
+                    format!("{l}\n")
+                } else {
+                    format!("c{l}\n")
+                }
+            })
+            .collect()
+    };
+    let ints = basic();
+    let texts = basic();
+    write(texts.path(), "customers.csv", &text(CUSTOMERS));
+    write(texts.path(), "tx.csv", &text(TX));
+    assert!(
+        std::fs::read_to_string(texts.path().join("tx.csv"))
+            .unwrap()
+            .contains("\nc2,")
+    );
+    let a = run(ints.path(), "2026-01-01", "2026-02-01").await.unwrap();
+    let b = run(texts.path(), "2026-01-01", "2026-02-01").await.unwrap();
+    assert_eq!(a, b);
+    let jan = row(&b, "2026-01-01", None);
+    assert_eq!((jan.population, jan.included), (2, 2));
+    approx(jan.score, 107.5);
+}
