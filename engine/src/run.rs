@@ -128,7 +128,8 @@ pub fn session(opts: &SessionOptions) -> Result<SessionContext> {
         .max(1);
     // DataFusion's own settings can be tuned from `DATAFUSION_*` variables
     // (`DATAFUSION_EXECUTION_BATCH_SIZE=...`), as in `datafusion-cli`; the
-    // ones croo sets below win. Results do not depend on them.
+    // ones croo sets below win, except the partitions (see below). Results
+    // do not depend on them.
     let mut config =
         SessionConfig::from_env().map_err(Error::engine("reading DATAFUSION_* settings"))?;
     // Four partitions per thread (unless DATAFUSION_EXECUTION_TARGET_PARTITIONS
@@ -136,8 +137,8 @@ pub fn session(opts: &SessionOptions) -> Result<SessionContext> {
     // aggregates, the measure joins) are a quarter of the size, and the
     // runtime interleaves them. A 450k-customer run on 2 threads took 8.0 s
     // with 8 partitions against 9.5 s with 2, and 1.9 GiB of memory against
-    // 2.8 GiB (interleaved, benches/whole-run.sh's data; 4 and 16 per
-    // thread were no better). Under a memory limit, one per thread: the
+    // 2.8 GiB (interleaved, benches/whole-run.sh's data; 2 and 8 per
+    // thread, i.e. 4 and 16 partitions, were no better). Under a memory limit, one per thread: the
     // measured configuration there, and each partition's operators get a
     // larger share of the limit.
     if std::env::var_os("DATAFUSION_EXECUTION_TARGET_PARTITIONS").is_none() {
