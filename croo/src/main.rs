@@ -2,6 +2,7 @@
 //! Exit codes: 0 done, 1 user error, 2 failure.
 
 mod cluster;
+mod hugepages;
 mod render;
 
 use std::io::{IsTerminal, Write};
@@ -298,6 +299,7 @@ fn color() -> bool {
 }
 
 fn main() -> ExitCode {
+    hugepages::reexec();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
