@@ -41,9 +41,10 @@ pub fn all() -> Vec<Arc<AggregateUDF>> {
 }
 
 /// Every scalar function of the registry (the NULL-strict row functions
-/// of [`crate::strict`], [`crate::period`]).
+/// of [`crate::strict`], [`crate::fused`], [`crate::period`]).
 pub fn scalars() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
     let mut all = crate::strict::all();
+    all.push(crate::fused::udf());
     all.push(crate::period::udf());
     all.push(crate::period::key_udf());
     all

@@ -13,6 +13,7 @@ pub mod diagnostic;
 pub mod exact;
 pub mod expr;
 pub mod functions;
+pub mod fused;
 pub mod measure;
 pub mod model;
 pub mod period;

@@ -3,6 +3,10 @@
 //! inputs. Where evalexpr gives a finite number the two must agree; where
 //! the compiled expression gives NULL (division or modulo by zero) evalexpr
 //! must have failed or given a non-finite number.
+//!
+//! The same expressions fused into one kernel (`croo_fused`,
+//! [`formulas::fused::fuse`]) must give the unfused expression's result bit
+//! for bit, also on NULLs, zeros of both signs, NaN and infinities.
 
 use std::sync::Arc;
 
@@ -11,6 +15,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema};
 use datafusion::logical_expr::{Expr, ident};
 use datafusion::prelude::SessionContext;
 use formulas::compile::{Scope, compile};
+use formulas::fused::fuse;
 use formulas::reference::Reference;
 
 struct Rng(u64);
@@ -152,13 +157,21 @@ impl Scope for Cols {
     }
 }
 
-/// Parses, compiles and evaluates formula syntax over every row of `batch`.
-async fn eval(ctx: &SessionContext, batch: &RecordBatch, text: &str) -> Float64Array {
+/// Parses, compiles and evaluates formula syntax over every row of `batch`,
+/// fused into `croo_fused` calls when `fused`.
+async fn eval_as(
+    ctx: &SessionContext,
+    batch: &RecordBatch,
+    text: &str,
+    fused: bool,
+) -> Float64Array {
     let ast = formulas::expr::parse(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
-    let expr = compile(&ast, &Cols).unwrap();
-    let out = ctx
-        .read_batch(batch.clone())
-        .unwrap()
+    let mut expr = compile(&ast, &Cols).unwrap();
+    let df = ctx.read_batch(batch.clone()).unwrap();
+    if fused {
+        expr = fuse(expr, df.schema()).unwrap();
+    }
+    let out = df
         .select(vec![
             datafusion::prelude::cast(expr, DataType::Float64).alias("v"),
         ])
@@ -166,7 +179,35 @@ async fn eval(ctx: &SessionContext, batch: &RecordBatch, text: &str) -> Float64A
         .collect()
         .await
         .unwrap_or_else(|e| panic!("{text}: {e}"));
-    out[0].column(0).as_primitive::<Float64Type>().clone()
+    let parts: Vec<&dyn Array> = out.iter().map(|b| b.column(0).as_ref()).collect();
+    datafusion::arrow::compute::concat(&parts)
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .clone()
+}
+
+async fn eval(ctx: &SessionContext, batch: &RecordBatch, text: &str) -> Float64Array {
+    eval_as(ctx, batch, text, false).await
+}
+
+/// The fused and the unfused evaluation of `text` give the same bits and
+/// the same NULLs.
+async fn assert_fused_same(ctx: &SessionContext, batch: &RecordBatch, text: &str) {
+    let plain = eval_as(ctx, batch, text, false).await;
+    let fused = eval_as(ctx, batch, text, true).await;
+    assert_eq!(plain.len(), fused.len(), "{text}");
+    for i in 0..plain.len() {
+        assert_eq!(plain.is_null(i), fused.is_null(i), "{text} row {i}: NULL");
+        if !plain.is_null(i) {
+            assert_eq!(
+                plain.value(i).to_bits(),
+                fused.value(i).to_bits(),
+                "{text} row {i}: {} vs {}",
+                plain.value(i),
+                fused.value(i)
+            );
+        }
+    }
 }
 
 #[tokio::test]
@@ -207,6 +248,7 @@ async fn compiled_agrees_with_evalexpr() {
     for case in 0..400 {
         let (text, reference_text) = num(&mut r, 4);
         let got = eval(&ctx, &batch, &text).await;
+        assert_fused_same(&ctx, &batch, &text).await;
         let mut reference = Reference::new(&reference_text, &VARS).unwrap();
         for i in 0..rows {
             let want = reference.eval(&[cols[0][i], cols[1][i], cols[2][i]]);
@@ -282,8 +324,99 @@ async fn null_and_zero_semantics_by_hand() {
     ];
     let ctx = SessionContext::new();
     for (text, want) in cases {
-        let v = eval(&ctx, &batch, text).await;
-        let got = (!v.is_null(0)).then(|| v.value(0));
-        assert_eq!(got, *want, "{text}");
+        for fused in [false, true] {
+            let v = eval_as(&ctx, &batch, text, fused).await;
+            let got = (!v.is_null(0)).then(|| v.value(0));
+            assert_eq!(got, *want, "{text} (fused: {fused})");
+        }
     }
+}
+
+/// Any expression of the syntax, for the fused-vs-unfused comparison
+/// (no reference interpreter: NULLs and non-finite values are fine).
+fn wide(r: &mut Rng, depth: u32) -> String {
+    const LEAVES: [&str; 8] = ["a", "b", "c", "a", "b", "0", "0.5", "-2.25"];
+    if depth == 0 || r.below(5) == 0 {
+        return LEAVES[r.below(8) as usize].to_string();
+    }
+    let d = depth - 1;
+    match r.below(16) {
+        0 => format!("({} + {})", wide(r, d), wide(r, d)),
+        1 => format!("({} - {})", wide(r, d), wide(r, d)),
+        2 => format!("({} * {})", wide(r, d), wide(r, d)),
+        3 => format!("({} / {})", wide(r, d), wide(r, d)),
+        4 => format!("({} % {})", wide(r, d), wide(r, d)),
+        5 => format!("min({}, {})", wide(r, d), wide(r, d)),
+        6 => format!("max({}, {}, {})", wide(r, d), wide(r, d), wide(r, d)),
+        7 => format!("clamp({}, 0, 1)", wide(r, d)),
+        8 => format!("goalpost({}, {}, 4)", wide(r, d), wide(r, d)),
+        9 => format!("if({}, {}, {})", truth(r, d), wide(r, d), wide(r, d)),
+        10 => format!("(-{})", wide(r, d)),
+        11 => format!("sqrt(abs({}))", wide(r, d)),
+        12 => format!("({} ^ 2)", wide(r, d)),
+        13 => format!("abs({})", wide(r, d)),
+        _ => format!("({} + {} * {})", wide(r, d), wide(r, d), wide(r, d)),
+    }
+}
+
+fn truth(r: &mut Rng, depth: u32) -> String {
+    let d = depth.saturating_sub(1);
+    match if depth == 0 { 4 } else { r.below(5) } {
+        0 => format!("({} && {})", truth(r, d), truth(r, d)),
+        1 => format!("({} || {})", truth(r, d), truth(r, d)),
+        2 => format!("!({})", truth(r, d)),
+        _ => {
+            let op = ["<", "<=", ">", ">=", "==", "!="][r.below(6) as usize];
+            format!("{} {op} {}", wide(r, d), wide(r, d))
+        }
+    }
+}
+
+#[tokio::test]
+async fn fused_matches_unfused_bit_for_bit() {
+    let mut r = Rng(0xD1B5_4A32_D192_ED03);
+    // more rows than one chunk, not a multiple of it
+    let rows = formulas::fused::CHUNK * 2 + 37;
+    let special = [
+        0.0,
+        -0.0,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        1.0,
+        0.5,
+        -3.0,
+    ];
+    let col = |r: &mut Rng, nulls: bool| -> Float64Array {
+        (0..rows)
+            .map(|_| match r.below(10) {
+                0 if nulls => None,
+                1 | 2 => Some(special[r.below(special.len() as u64) as usize]),
+                _ => Some(r.float(-5.0, 5.0)),
+            })
+            .collect()
+    };
+    let schema = Arc::new(Schema::new(
+        VARS.iter()
+            .map(|v| Field::new(*v, DataType::Float64, true))
+            .collect::<Vec<_>>(),
+    ));
+    let (a, b, c) = (col(&mut r, true), col(&mut r, true), col(&mut r, false));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(a), Arc::new(b), Arc::new(c)]).unwrap();
+    let ctx = SessionContext::new();
+    let mut fused_calls = 0;
+    for _ in 0..500 {
+        let text = wide(&mut r, 4);
+        let ast = formulas::expr::parse(&text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+        let df = ctx.read_batch(batch.clone()).unwrap();
+        let e = fuse(compile(&ast, &Cols).unwrap(), df.schema()).unwrap();
+        if format!("{e}").contains("croo_fused") {
+            fused_calls += 1;
+        }
+        assert_fused_same(&ctx, &batch, &text).await;
+    }
+    assert!(
+        fused_calls > 250,
+        "only {fused_calls} of 500 expressions fused"
+    );
 }
