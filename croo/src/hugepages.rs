@@ -27,7 +27,10 @@ fn wanted(tunables: Option<&std::ffi::OsStr>, switch: Option<&std::ffi::OsStr>) 
         return false;
     }
     !matches!(
-        switch.and_then(|s| s.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        switch
+            .and_then(|s| s.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("0" | "off" | "false" | "no")
     )
 }
