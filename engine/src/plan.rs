@@ -36,6 +36,12 @@ const PSTART: &str = "__pstart";
 const PEND: &str = "__pend";
 
 /// Column name of dimension `i` in the per-customer table.
+/// The type of the dimension columns until the per-customer table is
+/// final (the end of [`plan`]).
+fn dim_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
 pub(crate) fn dim_col(i: usize) -> String {
     format!("__dim_{i}")
 }
@@ -288,7 +294,10 @@ pub async fn plan(
     // Population: entity rows active in each period.
     let mut sel = vec![cast(ident(&entity.key.value), key_ty.clone()).alias(KEY)];
     for (i, d) in file.dimensions.iter().enumerate() {
-        sel.push(cast(ident(&d.column.value), DataType::Utf8).alias(dim_col(i)));
+        // Dictionary-encoded while the population goes through the measure
+        // joins and the population windows (each copies its rows: an
+        // integer per row instead of the text), plain text again at the end.
+        sel.push(cast(ident(&d.column.value), dim_type()).alias(dim_col(i)));
     }
     let mut active = Vec::new();
     for (t, name) in [(&entity.active_from, "__from"), (&entity.active_to, "__to")] {
@@ -477,7 +486,16 @@ pub async fn plan(
         .is_not_null()
         .and(col(WEIGHT).is_not_null())
         .and(col(WEIGHT).gt(lit(0.0)));
-    let mut sel = cols.clone();
+    let dims: Vec<String> = (0..file.dimensions.len()).map(dim_col).collect();
+    let mut sel: Vec<Expr> = cols
+        .iter()
+        .map(|c| match c {
+            Expr::Column(c) if dims.contains(&c.name) => {
+                cast(col(c.name.as_str()), DataType::Utf8).alias(c.name.as_str())
+            }
+            other => other.clone(),
+        })
+        .collect();
     sel.push(
         when(included, lit(true))
             .otherwise(lit(false))
