@@ -228,15 +228,19 @@ async fn register_listing(
     spec: &SourceSpec<'_>,
     layout: Layout,
 ) -> Result<SchemaRef> {
+    // Text formats' column types come from the first rows, as DuckDB's
+    // `read_csv`/`read_json` do (20 480 rows): measured, inferring from
+    // 100 000 rows was 0.35 s of a 5 s run, before anything else could start.
+    const INFER_ROWS: usize = 20_480;
     let options = match layout.format {
         FileFormat::Parquet => ListingOptions::new(Arc::new(ParquetFormat::default())),
         FileFormat::Csv => ListingOptions::new(Arc::new(
             CsvFormat::default()
                 .with_has_header(true)
-                .with_schema_infer_max_rec(100_000),
+                .with_schema_infer_max_rec(INFER_ROWS),
         )),
         FileFormat::Ndjson => ListingOptions::new(Arc::new(
-            JsonFormat::default().with_schema_infer_max_rec(100_000),
+            JsonFormat::default().with_schema_infer_max_rec(INFER_ROWS),
         )),
     }
     .with_file_extension(layout.extension)
