@@ -115,7 +115,7 @@ pub fn is_distributed(ctx: &SessionContext) -> bool {
 }
 
 /// DataFusion partitions per thread, without a memory limit.
-pub const PARTITIONS_PER_THREAD: usize = 4;
+pub const PARTITIONS_PER_THREAD: usize = 8;
 
 /// A DataFusion session with croo's settings.
 pub fn session(opts: &SessionOptions) -> Result<SessionContext> {
@@ -132,15 +132,16 @@ pub fn session(opts: &SessionOptions) -> Result<SessionContext> {
     // do not depend on them.
     let mut config =
         SessionConfig::from_env().map_err(Error::engine("reading DATAFUSION_* settings"))?;
-    // Four partitions per thread (unless DATAFUSION_EXECUTION_TARGET_PARTITIONS
+    // Eight partitions per thread (unless DATAFUSION_EXECUTION_TARGET_PARTITIONS
     // says otherwise): each partition's hash tables (the sources'
-    // aggregates, the measure joins) are a quarter of the size, and the
-    // runtime interleaves them. A 450k-customer run on 2 threads took 8.0 s
-    // with 8 partitions against 9.5 s with 2, and 1.9 GiB of memory against
-    // 2.8 GiB (interleaved, benches/whole-run.sh's data; 2 and 8 per
-    // thread, i.e. 4 and 16 partitions, were no better). Under a memory limit, one per thread: the
-    // measured configuration there, and each partition's operators get a
-    // larger share of the limit.
+    // aggregates, the measure joins) are an eighth of the size, and the
+    // runtime interleaves them. A 450k-customer run on 2 threads
+    // (benches/whole-run.sh's data, interleaved): 2 partitions 9.5 s and
+    // 2.8 GiB, 8 partitions 8.0 s and 1.9 GiB (session 5); with huge pages
+    // and dictionary-encoded dimensions, 16 partitions 4.58-4.83 s against
+    // 4.69-5.16 s for 8, and 7% less memory (session 7). Under a memory
+    // limit, one per thread: the measured configuration there, and each
+    // partition's operators get a larger share of the limit.
     if std::env::var_os("DATAFUSION_EXECUTION_TARGET_PARTITIONS").is_none() {
         let per_thread = if opts.memory_limit.is_some() {
             1
