@@ -43,6 +43,8 @@ use datafusion::logical_expr::{
     ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, lit,
 };
 
+use crate::strict::order_key as key;
+
 /// The function's name in the registry.
 pub const NAME: &str = "croo_fused";
 
@@ -605,13 +607,6 @@ enum M<'a> {
     S(&'a [u8]),
 }
 
-/// `x`'s rank in IEEE 754 total order (see `strict::order_key`).
-#[inline(always)]
-fn key(x: f64) -> i64 {
-    let b = x.to_bits() as i64;
-    b ^ ((((b >> 63) as u64) >> 1) as i64)
-}
-
 /// The bits a comparison sees: DataFusion compares floats in total order
 /// after turning -0 into 0 (`normalize_float_zero`), so `-0 = 0`.
 #[inline(always)]
@@ -623,8 +618,7 @@ fn cmp_bits(x: f64) -> u64 {
 /// [`key`] of [`cmp_bits`].
 #[inline(always)]
 fn cmp_key(x: f64) -> i64 {
-    let b = cmp_bits(x) as i64;
-    b ^ ((((b >> 63) as u64) >> 1) as i64)
+    key(f64::from_bits(cmp_bits(x)))
 }
 
 #[inline(always)]
@@ -1038,11 +1032,8 @@ mod tests {
         ]));
         let batch = RecordBatch::try_new(schema, vec![Arc::new(x), Arc::new(flag)]).unwrap();
         let df_schema = DFSchema::try_from(batch.schema().as_ref().clone()).unwrap();
-        let numeric = crate::strict::if_then(
-            col("flag"),
-            col("x") + lit(1.0),
-            col("x") * lit(-2.0),
-        );
+        let numeric =
+            crate::strict::if_then(col("flag"), col("x") + lit(1.0), col("x") * lit(-2.0));
         let logical = crate::strict::or(
             crate::strict::and(col("flag"), (col("x") + lit(0.5)).gt(lit(0.0))),
             !col("flag"),

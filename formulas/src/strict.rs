@@ -103,7 +103,7 @@ fn f64s(a: &ArrayRef) -> Result<&Float64Array> {
 /// standard library's), so loops over keys compile to branch-free vector
 /// code.
 #[inline(always)]
-fn order_key(x: f64) -> i64 {
+pub(crate) fn order_key(x: f64) -> i64 {
     let b = x.to_bits() as i64;
     b ^ ((((b >> 63) as u64) >> 1) as i64)
 }
