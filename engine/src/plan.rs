@@ -35,13 +35,13 @@ pub(crate) const INCLUDED: &str = "__included";
 const PSTART: &str = "__pstart";
 const PEND: &str = "__pend";
 
-/// Column name of dimension `i` in the per-customer table.
 /// The type of the dimension columns until the per-customer table is
 /// final (the end of [`plan`]).
 fn dim_type() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
 }
 
+/// Column name of dimension `i` in the per-customer table.
 pub(crate) fn dim_col(i: usize) -> String {
     format!("__dim_{i}")
 }

@@ -835,11 +835,10 @@ fn chunks(p: &Program, inputs: &[Input], n: usize, scratch: &mut Scratch) -> Res
             let a = view(&ops[0]);
             let am = mask(&ops[0]);
             let all = match ins.op {
-                Op::Neg | Op::Not => {
-                    if ins.op == Op::Neg {
-                        map1(a, o, |x| -x);
-                    } else {
-                        map1(a, o, |x| truth(x == 0.0));
+                op @ (Op::Neg | Op::Not) => {
+                    match op {
+                        Op::Neg => map1(a, o, |x| -x),
+                        _ => map1(a, o, |x| truth(x == 0.0)),
                     }
                     match am {
                         M::All => true,
