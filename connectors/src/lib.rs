@@ -14,12 +14,14 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::Column;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
-use datafusion::prelude::SessionContext;
+use datafusion::execution::FunctionRegistry;
+use datafusion::prelude::{Expr, SessionContext, lit};
 
 mod layout;
 #[cfg(feature = "postgres")]
@@ -267,27 +269,38 @@ async fn register_listing(
         .map_err(read_err)?;
     let provider = ctx.table_provider(table).await.map_err(read_err)?;
     let schema = provider.schema();
+    // Instants in a text file: text, or the timestamps that CSV schema
+    // inference finds (naive, in nanoseconds: converting them to UTC
+    // microseconds afterwards looks up a time zone offset per value).
     let is_text_instant = |f: &Field| {
         spec.instants.contains(&f.name().as_str())
+            && !partitions.contains(f.name())
             && matches!(
                 f.data_type(),
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Timestamp(..)
             )
     };
     if !text_format || !schema.fields().iter().any(|f| is_text_instant(f)) {
         return Ok(schema);
     }
+    // With croo's `croo_instant` registered (`formulas::functions`), the
+    // file is read with its instants as text, and the table is a view that
+    // parses them (the common ISO 8601 shapes in integer arithmetic, the
+    // rest by arrow's parser: the same values, faster). Without it, the
+    // file reader parses them as `Timestamp(µs, UTC)`. Either way each
+    // value is parsed once, as it is read, and is a UTC instant.
+    let instant = ctx.udf("croo_instant").ok();
+    let read_as = match instant {
+        Some(_) => DataType::Utf8,
+        None => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+    };
     let file_fields: Vec<Field> = schema
         .fields()
         .iter()
         .filter(|f| !partitions.contains(f.name()))
         .map(|f| {
             if is_text_instant(f) {
-                Field::new(
-                    f.name(),
-                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                    true,
-                )
+                Field::new(f.name(), read_as.clone(), true)
             } else {
                 f.as_ref().clone()
             }
@@ -304,7 +317,33 @@ async fn register_listing(
     .await
     .map_err(read_err)?;
     let provider = ctx.table_provider(table).await.map_err(read_err)?;
-    Ok(provider.schema())
+    let Some(instant) = instant else {
+        return Ok(provider.schema());
+    };
+    let exprs: Vec<Expr> = provider
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = Expr::Column(Column::from_name(f.name()));
+            if is_text_instant(f) {
+                instant
+                    .call(vec![c, lit(f.name().as_str())])
+                    .alias(f.name())
+            } else {
+                c
+            }
+        })
+        .collect();
+    ctx.deregister_table(table).map_err(read_err)?;
+    let view = ctx
+        .read_table(provider)
+        .and_then(|df| df.select(exprs))
+        .map_err(read_err)?;
+    let schema: SchemaRef = Arc::new(view.schema().as_arrow().clone());
+    ctx.register_table(table, view.into_view())
+        .map_err(read_err)?;
+    Ok(schema)
 }
 
 /// Registers in-memory rows (for instance the inline rows of a formula

@@ -47,6 +47,7 @@ pub fn scalars() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
     all.push(crate::fused::udf());
     all.push(crate::period::udf());
     all.push(crate::period::key_udf());
+    all.push(crate::instant::udf());
     all
 }
 

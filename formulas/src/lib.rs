@@ -14,6 +14,7 @@ pub mod exact;
 pub mod expr;
 pub mod functions;
 pub mod fused;
+pub mod instant;
 pub mod measure;
 pub mod model;
 pub mod period;

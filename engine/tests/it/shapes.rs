@@ -443,3 +443,106 @@ async fn results_are_the_same_bits_on_any_number_of_threads() {
         );
     }
 }
+
+/// Text instants in CSV and NDJSON, in every shape the readers take: with
+/// croo's functions registered they are parsed by `croo_instant` (the
+/// plan says so), and the instants are exactly those of arrow's own file
+/// readers (the same sources registered without croo's functions).
+#[tokio::test]
+async fn text_instants_are_the_readers_instants() {
+    use datafusion::prelude::SessionContext;
+    let shapes = [
+        "2026-03-01T09:30:00Z",
+        "2026-03-01t09:30:00z",
+        "2026-03-01 09:30:00",
+        "2026-03-01T09:30:00",
+        "2026-03-01T09:30:00.5Z",
+        "2026-03-01T09:30:00.123Z",
+        "2026-03-01T09:30:00.123456Z",
+        "2026-03-01T09:30:00.123456789Z",
+        "2026-03-01T09:30:00.123456789123Z",
+        "2024-02-29T23:59:59.999999Z",
+        "1969-12-31T23:59:59.5Z",
+        "2026-03-01T09:30:00+02:00",
+        "2026-03-01 09:30:00.25-05:30",
+        "2026-03-01T093000",
+        "2016-12-31T23:59:60Z",
+        "2026-03-01",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let csv: String = std::iter::once("k,at\n".to_string())
+        .chain(shapes.iter().enumerate().map(|(i, s)| format!("{i},{s}\n")))
+        .chain(std::iter::once(format!("{},\n", shapes.len())))
+        .collect();
+    let ndjson: String = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("{{\"k\": {i}, \"at\": \"{s}\"}}\n"))
+        .chain(std::iter::once(format!(
+            "{{\"k\": {}, \"at\": null}}\n",
+            shapes.len()
+        )))
+        .collect();
+    write(dir.path(), "a.csv", &csv);
+    write(dir.path(), "a.ndjson", &ndjson);
+    for file in ["a.csv", "a.ndjson"] {
+        let spec = connectors::SourceSpec {
+            name: "a",
+            uri: file,
+            format: None,
+            base_dir: dir.path(),
+            instants: &["at"],
+        };
+        let mut micros = Vec::new();
+        for with_croo in [true, false] {
+            let mut ctx = SessionContext::new();
+            if with_croo {
+                formulas::functions::register(&mut ctx).unwrap();
+            }
+            let schema = connectors::register(&ctx, "t", &spec).await.unwrap();
+            assert_eq!(
+                schema.field_with_name("at").unwrap().data_type(),
+                &formulas::instant::instant_type(),
+                "{file}"
+            );
+            let df = ctx
+                .sql("SELECT k, CAST(at AS BIGINT) AS us FROM t ORDER BY k")
+                .await
+                .unwrap();
+            let explain = ctx
+                .sql("EXPLAIN SELECT at FROM t")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let explain = datafusion::arrow::util::pretty::pretty_format_batches(&explain)
+                .unwrap()
+                .to_string();
+            assert_eq!(
+                explain.contains("croo_instant"),
+                with_croo,
+                "{file}: {explain}"
+            );
+            let batches = df.collect().await.unwrap();
+            micros.push(
+                datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        assert_eq!(micros[0], micros[1], "{file}");
+        // Spot check against hand-computed values: 2026-03-01T09:30:00Z and
+        // the same instant two hours east.
+        assert!(
+            micros[0].contains("| 0  | 1772357400000000 |"),
+            "{}",
+            micros[0]
+        );
+        assert!(
+            micros[0].contains("| 11 | 1772350200000000 |"),
+            "{}",
+            micros[0]
+        );
+    }
+}
