@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use datafusion::arrow::array::{ArrayRef, Date32Array, TimestampMicrosecondArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::functions_aggregate::expr_fn::count;
@@ -24,6 +24,7 @@ use formulas::{Diagnostic, Formula, Grain, Source, SourceFile, Text};
 
 use crate::error::{Error, Result};
 use crate::period;
+use formulas::instant::instant_type;
 
 pub(crate) const KEY: &str = "__key";
 pub(crate) const PERIOD: &str = "__period";
@@ -51,10 +52,6 @@ pub fn table_name(source: &str) -> String {
     format!("croo_src_{source}")
 }
 
-fn utc_ts() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
-
 fn ts_lit(d: NaiveDate) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(
         Some(period::micros(d)),
@@ -66,9 +63,11 @@ fn ts_lit(d: NaiveDate) -> Expr {
 fn as_instant(column: &str, ty: &DataType) -> Option<Expr> {
     let c = ident(column);
     match ty {
-        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => Some(cast(c, utc_ts())),
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => {
+            Some(cast(c, instant_type()))
+        }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-            Some(cast(cast(c, DataType::Utf8), utc_ts()))
+            Some(cast(cast(c, DataType::Utf8), instant_type()))
         }
         _ => None,
     }
@@ -689,8 +688,8 @@ fn periods_table(ctx: &SessionContext, grain: Grain, periods: &[NaiveDate]) -> R
         .collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new(PERIOD, DataType::Date32, false),
-        Field::new(PSTART, utc_ts(), false),
-        Field::new(PEND, utc_ts(), false),
+        Field::new(PSTART, instant_type(), false),
+        Field::new(PEND, instant_type(), false),
     ]));
     let arrays: Vec<ArrayRef> = vec![
         Arc::new(Date32Array::from(days.clone())),

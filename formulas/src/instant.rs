@@ -23,8 +23,8 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ExpressionPlacement, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
-    Signature, TypeSignature, Volatility,
+    ColumnarValue, ExpressionPlacement, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TypeSignature, Volatility,
 };
 
 use crate::period::days_from_civil;
@@ -128,11 +128,6 @@ pub fn parse_micros(s: &str, column: &str) -> Result<i64> {
             ))
         }
     }
-}
-
-/// `croo_instant(text, 'column')`.
-pub fn instant(text: Expr, column: &str) -> Expr {
-    udf().call(vec![text, datafusion::prelude::lit(column)])
 }
 
 /// The `croo_instant` function.
