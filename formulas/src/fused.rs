@@ -48,9 +48,12 @@ use crate::strict::order_key as key;
 /// The function's name in the registry.
 pub const NAME: &str = "croo_fused";
 
-/// Rows per chunk: 512 rows of every register (4 KiB each) stay in the
-/// L2 cache (measured: 512 over 128).
-pub const CHUNK: usize = 512;
+/// Rows per chunk: 1024 rows of every register (8 KiB each) stay in the
+/// L2 cache. Measured on the formula benchmark (rows/s, columns streamed
+/// from memory / batch in the caches): 512: 93 M / 197 M, 1024: 112 M /
+/// 205 M, 2048: 115 M / 179 M, 4096: 117 M / 178 M; 128 was slower than
+/// 512. Longer loops let the hardware prefetch more of the inputs.
+pub const CHUNK: usize = 1024;
 
 /// The type of a value in a program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -427,6 +430,15 @@ fn fusable<'a>(e: &'a Expr, schema: &DFSchema) -> Option<(Op, Vec<&'a Expr>)> {
     Some((op, kids))
 }
 
+/// `1 / d` when `d` is a power of two (of either sign) whose reciprocal is
+/// a normal number, so that dividing by `d` and multiplying by `1 / d`
+/// round the same real value: the same bits for every dividend.
+fn exact_reciprocal(d: f64) -> Option<f64> {
+    let r = 1.0 / d;
+    let power_of_two = |x: f64| x.is_normal() && x.to_bits() & ((1u64 << 52) - 1) == 0;
+    (power_of_two(d) && power_of_two(r)).then_some(r)
+}
+
 struct Builder<'a> {
     schema: &'a DFSchema,
     args: Vec<Expr>,
@@ -453,7 +465,16 @@ impl Builder<'_> {
             for k in kids {
                 ops.push(self.build(k)?);
             }
-            if matches!(op, Op::Least | Op::Greatest) {
+            if op == Op::Div
+                && let [x, Operand::Const(d)] = ops[..]
+                && let Some(r) = exact_reciprocal(d)
+            {
+                // `x / 2^k` is `x * 2^-k` bit for bit (the same real
+                // value, rounded once), and a multiplication is several
+                // times cheaper than a division; the divisor is not zero,
+                // so no row becomes NULL either way.
+                self.push(Op::Mul, vec![x, Operand::Const(r)])
+            } else if matches!(op, Op::Least | Op::Greatest) {
                 // n-ary as a chain: the same left fold as the function.
                 let mut acc = ops[0];
                 for x in &ops[1..] {
@@ -925,7 +946,10 @@ fn chunks(p: &Program, inputs: &[Input], n: usize, scratch: &mut Scratch) -> Res
                                         *o &= (*y != 0.0) as u8;
                                     }
                                 }
-                                false
+                                // Mostly no divisor is zero: then the
+                                // instructions after this one skip
+                                // their validity work.
+                                !ov.contains(&0)
                             }
                         }
                     } else {
@@ -951,8 +975,9 @@ fn chunks(p: &Program, inputs: &[Input], n: usize, scratch: &mut Scratch) -> Res
         }
         start += len;
     }
-    let nulls = (!out_valid.is_empty())
-        .then(|| NullBuffer::new(BooleanBuffer::collect_bool(n, |i| out_valid[i] != 0)));
+    let nulls = out_valid
+        .contains(&0)
+        .then(|| NullBuffer::new(pack(&out_valid)));
     Ok(match p.ty() {
         Ty::F64 => Arc::new(Float64Array::new(out.into(), nulls)),
         Ty::Bool => Arc::new(BooleanArray::new(
@@ -960,6 +985,20 @@ fn chunks(p: &Program, inputs: &[Input], n: usize, scratch: &mut Scratch) -> Res
             nulls,
         )),
     })
+}
+
+/// Bytes (0 or 1) as a bitmap, 64 rows per word.
+#[inline(always)]
+fn pack(bytes: &[u8]) -> BooleanBuffer {
+    let words: Vec<u64> = bytes
+        .chunks(64)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u64, |w, (i, b)| w | (u64::from(*b & 1) << i))
+        })
+        .collect();
+    BooleanBuffer::new(words.into(), 0, bytes.len())
 }
 
 #[inline(always)]
@@ -1071,6 +1110,71 @@ mod tests {
         assert_eq!(f.args.len(), 3, "a and b once each");
         // each result is read once, by the next instruction: two buffers
         assert_eq!(p.slots, 2);
+    }
+
+    /// Only powers of two with normal reciprocals turn a division into a
+    /// multiplication; the bits are the division's.
+    #[test]
+    fn division_by_a_power_of_two_is_a_multiplication() {
+        assert_eq!(exact_reciprocal(4.0), Some(0.25));
+        assert_eq!(exact_reciprocal(-0.125), Some(-8.0));
+        for d in [
+            3.0,
+            0.0,
+            -0.0,
+            f64::INFINITY,
+            f64::NAN,
+            2f64.powi(1023),
+            0.1,
+        ] {
+            assert_eq!(exact_reciprocal(d), None, "{d}");
+        }
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, true)]));
+        let x: Float64Array = (0..CHUNK + 9)
+            .map(|i| (i % 11 != 0).then(|| (i as f64 - 300.0) * 1.37e-3 + f64::EPSILON))
+            .collect();
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(x)]).unwrap();
+        let df_schema = DFSchema::try_from(schema.as_ref().clone()).unwrap();
+        for (d, op) in [(4.0, "mul"), (-0.125, "mul"), (3.0, "div")] {
+            let e = crate::strict::div(col("x") + lit(1.0), lit(d));
+            let fused = fuse(e.clone(), &df_schema).unwrap();
+            assert!(format!("{fused}").contains(&format!(";{op} ")), "{fused}");
+            assert_eq!(
+                evaluate(&e, &batch).to_data(),
+                evaluate(&fused, &batch).to_data()
+            );
+        }
+    }
+
+    /// A division by a column with no zero leaves every row valid (no
+    /// null buffer), one zero makes exactly that row NULL.
+    #[test]
+    fn division_validity() {
+        let rows = 2 * CHUNK + 3;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Float64, false),
+            Field::new("y", DataType::Float64, false),
+        ]));
+        let x: Float64Array = (0..rows).map(|i| Some(i as f64)).collect();
+        let e = crate::strict::div(col("x") * lit(3.0), col("y") + lit(1.0)) - lit(1.0);
+        let df_schema = DFSchema::try_from(schema.as_ref().clone()).unwrap();
+        let fused = fuse(e.clone(), &df_schema).unwrap();
+        assert!(format!("{fused}").contains(NAME), "{fused}");
+        for zero_at in [None, Some(CHUNK + 1)] {
+            let y: Float64Array = (0..rows)
+                .map(|i| Some(if Some(i) == zero_at { -1.0 } else { i as f64 }))
+                .collect();
+            let batch =
+                RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(x.clone()), Arc::new(y)])
+                    .unwrap();
+            let got = evaluate(&fused, &batch);
+            assert_eq!(got.null_count(), usize::from(zero_at.is_some()));
+            assert_eq!(got.nulls().is_some(), zero_at.is_some());
+            if let Some(z) = zero_at {
+                assert!(got.is_null(z));
+            }
+            assert_eq!(evaluate(&e, &batch).to_data(), got.to_data());
+        }
     }
 
     #[test]

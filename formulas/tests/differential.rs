@@ -335,9 +335,10 @@ async fn null_and_zero_semantics_by_hand() {
 /// Any expression of the syntax, for the fused-vs-unfused comparison
 /// (no reference interpreter: NULLs and non-finite values are fine).
 fn wide(r: &mut Rng, depth: u32) -> String {
-    const LEAVES: [&str; 8] = ["a", "b", "c", "a", "b", "0", "0.5", "-2.25"];
+    // 4 and -0.125 as divisors become multiplications by their reciprocals
+    const LEAVES: [&str; 10] = ["a", "b", "c", "a", "b", "0", "0.5", "-2.25", "4", "-0.125"];
     if depth == 0 || r.below(5) == 0 {
-        return LEAVES[r.below(8) as usize].to_string();
+        return LEAVES[r.below(LEAVES.len() as u64) as usize].to_string();
     }
     let d = depth - 1;
     match r.below(16) {
