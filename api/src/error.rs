@@ -1,12 +1,37 @@
-//! Every error the API returns: JSON `{"error": {"code", "message"}}` with a
-//! stable code, never a stack trace.
+//! The crate's error ([`Error`]: a bad configuration or keys file, or
+//! failed I/O), and every error answer of the HTTP API ([`ApiError`]: JSON
+//! `{"error": {"code", "message"}}` with a stable code, never a stack
+//! trace).
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// An error response.
+/// Why the server did not start, or a keys file could not be read or
+/// written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input from the user: a configuration, a keys file, a key name
+    /// (exit code 1).
+    #[error("{0}")]
+    Invalid(String),
+    /// A file or socket failed (exit code 2).
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Whether the user can fix it (exit code 1), not the system (2).
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, Error::Invalid(_))
+    }
+}
+
+/// An error answer of the HTTP API.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,

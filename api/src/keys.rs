@@ -10,13 +10,15 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+
+use std::path::Path;
 
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::error::Error;
 
 /// What a key may do. Each role includes the ones before it.
 #[derive(
@@ -43,14 +45,14 @@ pub enum Role {
 }
 
 impl std::str::FromStr for Role {
-    type Err = KeyError;
+    type Err = Error;
 
-    fn from_str(s: &str) -> Result<Self, KeyError> {
+    fn from_str(s: &str) -> Result<Self, Error> {
         match s {
             "viewer" => Ok(Role::Viewer),
             "operator" => Ok(Role::Operator),
             "admin" => Ok(Role::Admin),
-            other => Err(KeyError::Invalid(format!(
+            other => Err(Error::Invalid(format!(
                 "unknown role `{other}` (roles: viewer, operator, admin)"
             ))),
         }
@@ -92,22 +94,9 @@ pub struct KeysFile {
     pub keys: Vec<KeyRecord>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// Bad input from the user (exit code 1).
-    #[error("{0}")]
-    Invalid(String),
-    /// The file could not be read or written (exit code 2).
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
-}
-
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> KeyError {
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let context = context.into();
-    move |source| KeyError::Io { context, source }
+    move |source| Error::Io { context, source }
 }
 
 /// `sha256:<hex>` of a key.
@@ -125,13 +114,13 @@ pub fn describe_scope(scope: &Scope) -> String {
 }
 
 /// Parses `DIM=VALUE` arguments into a scope.
-pub fn parse_scope(items: &[String]) -> Result<Scope, KeyError> {
+pub fn parse_scope(items: &[String]) -> Result<Scope, Error> {
     let mut scope = Scope::new();
     for item in items {
         let (d, v) = item
             .split_once('=')
             .filter(|(d, v)| !d.is_empty() && !v.is_empty())
-            .ok_or_else(|| KeyError::Invalid(format!("--scope `{item}` is not DIMENSION=VALUE")))?;
+            .ok_or_else(|| Error::Invalid(format!("--scope `{item}` is not DIMENSION=VALUE")))?;
         let values = scope.entry(d.to_string()).or_default();
         if !values.iter().any(|x| x == v) {
             values.push(v.to_string());
@@ -142,34 +131,22 @@ pub fn parse_scope(items: &[String]) -> Result<Scope, KeyError> {
 
 impl KeysFile {
     /// Reads a keys file; a missing file is an empty one.
-    pub fn read(path: &Path) -> Result<Self, KeyError> {
+    pub fn read(path: &Path) -> Result<Self, Error> {
         match fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                KeyError::Invalid(format!("{} is not a croo keys file: {e}", path.display()))
+                Error::Invalid(format!("{} is not a croo keys file: {e}", path.display()))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(io(format!("reading {}", path.display()))(e)),
         }
     }
 
-    /// Writes the file atomically, readable by its owner only.
-    pub fn write(&self, path: &Path) -> Result<(), KeyError> {
-        let tmp: PathBuf = path.with_extension("tmp");
+    /// Writes the file atomically and durably, readable by its owner only.
+    pub fn write(&self, path: &Path) -> Result<(), Error> {
         let json = serde_json::to_vec_pretty(self)
-            .map_err(|e| KeyError::Invalid(format!("encoding keys: {e}")))?;
-        {
-            let mut o = fs::OpenOptions::new();
-            o.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-            let mut f = o
-                .open(&tmp)
-                .map_err(io(format!("writing {}", tmp.display())))?;
-            f.write_all(&json)
-                .and_then(|_| f.sync_all())
-                .map_err(io(format!("writing {}", tmp.display())))?;
-        }
-        fs::rename(&tmp, path).map_err(io(format!("replacing {}", path.display())))
+            .map_err(|e| Error::Invalid(format!("encoding keys: {e}")))?;
+        engine::durable::replace_file(path, &json, engine::durable::Access::Owner)
+            .map_err(io(format!("writing {}", path.display())))
     }
 
     /// Creates a key; returns it (shown once) and its record.
@@ -179,19 +156,19 @@ impl KeysFile {
         role: Role,
         scope: Scope,
         now: &str,
-    ) -> Result<(String, KeyRecord), KeyError> {
+    ) -> Result<(String, KeyRecord), Error> {
         let valid = !name.is_empty()
             && name.len() <= 64
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
         if !valid {
-            return Err(KeyError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "key name `{name}`: use 1 to 64 letters, digits, `-`, `_`, `.` or `@`"
             )));
         }
         if self.active().any(|k| k.name == name) {
-            return Err(KeyError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "a key named `{name}` exists; revoke it first or choose another name"
             )));
         }
@@ -212,12 +189,12 @@ impl KeysFile {
     }
 
     /// Revokes the active key called `name`.
-    pub fn revoke(&mut self, name: &str, now: &str) -> Result<KeyRecord, KeyError> {
+    pub fn revoke(&mut self, name: &str, now: &str) -> Result<KeyRecord, Error> {
         let k = self
             .keys
             .iter_mut()
             .find(|k| k.name == name && k.revoked_at.is_none())
-            .ok_or_else(|| KeyError::Invalid(format!("no active key named `{name}`")))?;
+            .ok_or_else(|| Error::Invalid(format!("no active key named `{name}`")))?;
         k.revoked_at = Some(now.to_string());
         Ok(k.clone())
     }

@@ -1,7 +1,7 @@
 //! `croo serve`: the HTTP API and the dashboard over a results store.
 //!
-//! Reads come from the results store ([`store`]) and never recompute a
-//! score; runs started over HTTP execute in the background ([`runs`]). Data
+//! Reads come from the results store, seen by every data route through
+//! the key's scope ([`view`]), and never recompute a score; runs started over HTTP execute in the background ([`runs`]). Data
 //! routes need a bearer key ([`auth`], [`keys`]); denials, key changes and
 //! runs go to the audit log ([`audit`]). The OpenAPI document is generated
 //! from the handlers' annotations ([`routes`], utoipa). Nothing in the
@@ -15,7 +15,9 @@ pub mod keys;
 pub mod metrics;
 pub mod routes;
 pub mod runs;
-pub mod store;
+pub mod view;
+
+pub use error::{ApiError, Error};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,7 +42,7 @@ use utoipa_axum::routes;
 
 /// Everything a request handler can reach.
 pub struct AppState {
-    pub store: store::Store,
+    pub store: view::store::Store,
     pub keys: auth::Keys,
     pub audit: audit::AuditLog,
     pub metrics: metrics::Metrics,
@@ -207,36 +209,25 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
     response
 }
 
-/// Why the server did not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// A bad configuration (exit code 1).
-    #[error("{0}")]
-    Config(String),
-    /// The server failed (exit code 2).
-    #[error("{0}")]
-    Io(String),
-}
-
 /// Builds the state from a configuration, refusing to run without keys
 /// unless `insecure` on loopback.
-pub fn state(config: &Config) -> Result<Arc<AppState>, ServeError> {
+pub fn state(config: &Config) -> Result<Arc<AppState>, Error> {
     match (&config.keys, config.insecure) {
         (None, false) => {
-            return Err(ServeError::Config(
+            return Err(Error::Invalid(
                 "no keys file: give --keys FILE (make keys with `croo keys add`), or --insecure to serve without keys on loopback".into(),
             ));
         }
         (None, true) if !config.bind.ip().is_loopback() => {
-            return Err(ServeError::Config(format!(
+            return Err(Error::Invalid(format!(
                 "--insecure serves without keys and only on loopback, not on {}",
                 config.bind
             )));
         }
         (Some(k), _) => {
-            let f = keys::KeysFile::read(k).map_err(|e| ServeError::Config(e.to_string()))?;
+            let f = keys::KeysFile::read(k)?;
             if !k.exists() {
-                return Err(ServeError::Config(format!(
+                return Err(Error::Invalid(format!(
                     "keys file {} does not exist; make one with `croo keys add --file {}`",
                     k.display(),
                     k.display()
@@ -251,15 +242,17 @@ pub fn state(config: &Config) -> Result<Arc<AppState>, ServeError> {
     if let Some(dir) = &config.formulas
         && !dir.is_dir()
     {
-        return Err(ServeError::Config(format!(
+        return Err(Error::Invalid(format!(
             "--formulas {} is not a folder",
             dir.display()
         )));
     }
-    std::fs::create_dir_all(&config.results)
-        .map_err(|e| ServeError::Io(format!("creating {}: {e}", config.results.display())))?;
+    std::fs::create_dir_all(&config.results).map_err(|source| Error::Io {
+        context: format!("creating {}", config.results.display()),
+        source,
+    })?;
     Ok(Arc::new(AppState {
-        store: store::Store::new(config.results.clone(), config.formulas.clone()),
+        store: view::store::Store::new(config.results.clone(), config.formulas.clone()),
         keys: auth::Keys::new(config.keys.clone()),
         audit: audit::AuditLog::new(&config.results),
         metrics: metrics::Metrics::default(),
@@ -272,20 +265,27 @@ pub fn state(config: &Config) -> Result<Arc<AppState>, ServeError> {
 
 /// Serves until SIGTERM or Ctrl-C, then finishes in-flight requests.
 /// `ready` is told the bound address (useful with port 0).
-pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), Error> {
     let state = state(&config)?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
-        .map_err(|e| ServeError::Io(format!("binding {}: {e}", config.bind)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ServeError::Io(e.to_string()))?;
+        .map_err(|source| Error::Io {
+            context: format!("binding {}", config.bind),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Io {
+        context: "reading the bound address".into(),
+        source,
+    })?;
     ready(addr);
     tracing::info!(%addr, results = %config.results.display(), "serving");
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(|e| ServeError::Io(e.to_string()))
+        .map_err(|source| Error::Io {
+            context: "serving".into(),
+            source,
+        })
 }
 
 async fn shutdown_signal() {

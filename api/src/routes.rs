@@ -8,16 +8,16 @@ use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::{Extension, response::IntoResponse};
+use axum::response::IntoResponse;
 use chrono::NaiveDate;
 use engine::ResultRow;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::keys::Role;
+use crate::view::{ScopedManifest, View};
 
 /// Query parameters with rejections as JSON errors.
 pub struct ApiQuery<T>(pub T);
@@ -306,13 +306,12 @@ fn formula_doc(state: &AppState, f: &engine::Loaded) -> Result<FormulaDoc, ApiEr
 #[utoipa::path(get, path = "/v1/formulas", tag = "formulas",
     responses((status = 200, body = FormulaList), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list_formulas(
-    State(state): State<Arc<AppState>>,
-) -> Result<Json<FormulaList>, ApiError> {
+pub async fn list_formulas(view: View) -> Result<Json<FormulaList>, ApiError> {
+    let state = view.state();
     let formulas = state.store.formulas();
     let docs = formulas
         .values()
-        .map(|f| formula_doc(&state, &f.loaded))
+        .map(|f| formula_doc(state, &f.loaded))
         .collect::<Result<_, _>>()?;
     Ok(Json(FormulaList { formulas: docs }))
 }
@@ -323,14 +322,15 @@ pub async fn list_formulas(
     responses((status = 200, body = FormulaDoc), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_formula(
-    State(state): State<Arc<AppState>>,
+    view: View,
     Path(name): Path<String>,
 ) -> Result<Json<FormulaDoc>, ApiError> {
+    let state = view.state();
     let formulas = state.store.formulas();
     let f = formulas.get(&name).ok_or_else(|| {
         ApiError::not_found(format!("no formula `{name}` in the formulas folder"))
     })?;
-    Ok(Json(formula_doc(&state, &f.loaded)?))
+    Ok(Json(formula_doc(state, &f.loaded)?))
 }
 
 /// The score series: the whole population, or one row per value of `by`.
@@ -340,13 +340,13 @@ pub async fn get_formula(
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn scores(
-    State(state): State<Arc<AppState>>,
-    Extension(who): Extension<Principal>,
+    view: View,
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<SeriesQuery>,
 ) -> Result<Json<ScoresDoc>, ApiError> {
-    check_formula(&state, &name)?;
-    check_dimension(&state, &name, q.by.as_deref())?;
+    let (state, who) = (view.state(), view.who());
+    check_formula(state, &name)?;
+    check_dimension(state, &name, q.by.as_deref())?;
     who.check_by(q.by.as_deref())?;
     let grain = state.store.grain(&name)?;
     let from = q
@@ -358,11 +358,10 @@ pub async fn scores(
         q.to.as_deref()
             .map(|s| parse_period("to", s, grain))
             .transpose()?;
-    let (rows, runs) = state.store.current_rows(&name, from, to)?;
+    let (rows, runs) = view.rows(&name, from, to)?;
     let results = rows
         .into_iter()
         .filter(|r| r.dimension.as_deref() == q.by.as_deref())
-        .filter(|r| who.sees(r))
         .map(ScoreRow::from)
         .collect();
     Ok(Json(ScoresDoc {
@@ -382,17 +381,17 @@ pub async fn scores(
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn period_scores(
-    State(state): State<Arc<AppState>>,
-    Extension(who): Extension<Principal>,
+    view: View,
     Path((name, period)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<ByQuery>,
 ) -> Result<Json<ScoresDoc>, ApiError> {
-    check_formula(&state, &name)?;
-    check_dimension(&state, &name, q.by.as_deref())?;
+    let (state, who) = (view.state(), view.who());
+    check_formula(state, &name)?;
+    check_dimension(state, &name, q.by.as_deref())?;
     who.check_by(q.by.as_deref())?;
     let grain = state.store.grain(&name)?;
     let p = parse_period("period", &period, grain)?;
-    let (rows, runs) = state.store.current_rows(&name, Some(p), Some(p))?;
+    let (rows, runs) = view.rows(&name, Some(p), Some(p))?;
     if runs.is_empty() {
         return Err(ApiError::not_found(format!(
             "no results of `{name}` for the period {p}"
@@ -401,7 +400,6 @@ pub async fn period_scores(
     let results = rows
         .into_iter()
         .filter(|r| r.dimension.is_none() || r.dimension.as_deref() == q.by.as_deref())
-        .filter(|r| who.sees(r))
         .map(ScoreRow::from)
         .collect();
     Ok(Json(ScoresDoc {
@@ -421,13 +419,13 @@ pub async fn period_scores(
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn explain(
-    State(state): State<Arc<AppState>>,
-    Extension(who): Extension<Principal>,
+    view: View,
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<ExplainQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_formula(&state, &name)?;
-    check_dimension(&state, &name, q.by.as_deref())?;
+    let (state, who) = (view.state(), view.who());
+    check_formula(state, &name)?;
+    check_dimension(state, &name, q.by.as_deref())?;
     let grain = state.store.grain(&name)?;
     let p = parse_period("period", &q.period, grain)?;
     let c = match &q.compare {
@@ -450,7 +448,7 @@ pub async fn explain(
         (None, _) => None,
     };
     if let Some((d, v)) = &group {
-        check_dimension(&state, &name, Some(d))?;
+        check_dimension(state, &name, Some(d))?;
         who.check_group(d, v)?;
         if q.by.is_some() {
             return Err(if who.is_scoped() {
@@ -461,7 +459,7 @@ pub async fn explain(
         }
     }
     let (from, to) = (p.min(c), p.max(c));
-    let (rows, _) = state.store.current_rows(&name, Some(from), Some(to))?;
+    let (rows, _) = view.rows(&name, Some(from), Some(to))?;
     let rows: Vec<ResultRow> = match &group {
         // A group's rows, relabelled as the population they explain.
         Some((d, v)) => rows
@@ -491,7 +489,7 @@ pub async fn explain(
     Ok(Json(v))
 }
 
-fn summary(m: &engine::store::Manifest) -> RunSummary {
+fn summary(m: &ScopedManifest) -> RunSummary {
     RunSummary {
         run_id: m.run_id.clone(),
         formula: m.formula.clone(),
@@ -508,20 +506,19 @@ fn summary(m: &engine::store::Manifest) -> RunSummary {
     responses((status = 200, body = RunList), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_runs(
-    State(state): State<Arc<AppState>>,
+    view: View,
     ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> Result<Json<RunList>, ApiError> {
     let mut out = Vec::new();
-    let ids = state.store.run_ids()?;
-    for id in ids.iter().rev() {
-        if let Ok(m) = state.store.manifest(id)
-            && q.formula.as_ref().is_none_or(|f| *f == m.formula)
-        {
-            out.push(summary(&m));
+    let manifests = view.run_manifests()?;
+    for m in manifests.iter().rev() {
+        if q.formula.as_ref().is_none_or(|f| *f == m.formula) {
+            out.push(summary(m));
         }
     }
-    for s in state.runs.all() {
-        if !ids.contains(&s.run_id) && q.formula.as_ref().is_none_or(|f| *f == s.formula) {
+    let ids: Vec<&str> = manifests.iter().map(|m| m.run_id.as_str()).collect();
+    for s in view.state().runs.all() {
+        if !ids.contains(&s.run_id.as_str()) && q.formula.as_ref().is_none_or(|f| *f == s.formula) {
             out.push(RunSummary {
                 run_id: s.run_id,
                 formula: s.formula,
@@ -544,18 +541,17 @@ pub async fn list_runs(
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_run(
-    State(state): State<Arc<AppState>>,
-    Extension(who): Extension<Principal>,
+    view: View,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let status = state.runs.get(&id);
-    let manifest = match state.store.manifest(&id) {
+    let status = view.state().runs.get(&id);
+    let manifest = match view.manifest(&id) {
         Ok(m) => Some(m),
         Err(e) if e.status == StatusCode::NOT_FOUND => None,
         Err(e) => return Err(e),
     };
     let mut v = match (manifest, &status) {
-        (Some(m), _) => serde_json::to_value(&m).map_err(|e| ApiError::internal(e.to_string()))?,
+        (Some(m), _) => m,
         (None, Some(s)) => {
             serde_json::to_value(s).map_err(|e| ApiError::internal(e.to_string()))?
         }
@@ -565,19 +561,11 @@ pub async fn get_run(
         if let Some(s) = &status {
             obj.insert("status".into(), serde_json::json!(s.status));
             obj.insert("started_by".into(), serde_json::json!(s.started_by));
+            if view.who().is_scoped() {
+                obj.remove("error");
+            }
         } else if let Some(o) = obj.get("outcome").cloned() {
             obj.insert("status".into(), o);
-        }
-        if who.is_scoped() {
-            obj.remove("population_stats");
-            if let Some(serde_json::Value::Array(sources)) = obj.get_mut("sources") {
-                for s in sources {
-                    if let Some(s) = s.as_object_mut() {
-                        s.remove("rows_read");
-                        s.remove("files");
-                    }
-                }
-            }
         }
     }
     Ok(Json(v))
@@ -591,11 +579,11 @@ pub async fn get_run(
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn start_run(
-    State(state): State<Arc<AppState>>,
-    Extension(who): Extension<Principal>,
+    view: View,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
+    let (state, who) = (view.state(), view.who());
     who.require(Role::Operator)?;
     let formulas = state.store.formulas();
     let f = formulas.get(&name).ok_or_else(|| {
@@ -636,7 +624,7 @@ pub async fn start_run(
             ));
         }
     };
-    let id = crate::runs::start(&state, f.path.clone(), name, choice, who.name.clone());
+    let id = crate::runs::start(state, f.path.clone(), name, choice, who.name.clone());
     Ok((
         StatusCode::ACCEPTED,
         Json(RunAccepted {
@@ -652,10 +640,10 @@ pub async fn start_run(
     responses((status = 200, body = AuditDoc), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn audit(
-    State(state): State<Arc<AppState>>,
-    Extension(who): Extension<Principal>,
+    view: View,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditDoc>, ApiError> {
+    let (state, who) = (view.state(), view.who());
     who.require(Role::Admin)?;
     let limit = q.limit.unwrap_or(1000).min(100_000);
     let events = state.audit.read(limit).map_err(|e| {

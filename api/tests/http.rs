@@ -508,21 +508,12 @@ async fn the_server_refuses_to_start_without_keys() {
         session: engine::SessionOptions::default(),
         request_timeout: Duration::from_secs(5),
     };
-    assert!(matches!(
-        api::state(&config),
-        Err(api::ServeError::Config(_))
-    ));
+    assert!(matches!(api::state(&config), Err(api::Error::Invalid(_))));
     config.insecure = true;
     config.bind = "0.0.0.0:0".parse().unwrap();
-    assert!(matches!(
-        api::state(&config),
-        Err(api::ServeError::Config(_))
-    ));
+    assert!(matches!(api::state(&config), Err(api::Error::Invalid(_))));
     config.bind = "127.0.0.1:0".parse().unwrap();
     assert!(api::state(&config).is_ok());
     config.keys = Some(f.dir.join("missing-keys.json"));
-    assert!(matches!(
-        api::state(&config),
-        Err(api::ServeError::Config(_))
-    ));
+    assert!(matches!(api::state(&config), Err(api::Error::Invalid(_))));
 }

@@ -79,7 +79,7 @@ fn formula_evaluation(c: &mut Criterion) {
     let expr = compile(&ast, &Columns).unwrap();
     let df_schema = DFSchema::try_from(b.schema().as_ref().clone()).unwrap();
     // As the engine evaluates a formula: fused into one `croo_fused` kernel.
-    let fused = formulas::fused::fuse(expr.clone(), &df_schema).unwrap();
+    let fused = kernels::fused::fuse(expr.clone(), &df_schema).unwrap();
     let physical = |e: &Expr| {
         create_physical_expr(
             e,
@@ -100,7 +100,7 @@ fn formula_evaluation(c: &mut Criterion) {
         .map(|o| b.slice(o, 8192.min(n - o)))
         .collect();
     // The floor: reading the seven inputs once (what any evaluation pays).
-    let floor = formulas::fused::fuse(
+    let floor = kernels::fused::fuse(
         compile(&parse(&MEASURES.join(" + ")).unwrap(), &Columns).unwrap(),
         &df_schema,
     )
@@ -185,7 +185,7 @@ fn measure_aggregation(c: &mut Criterion) {
         ),
     ] {
         let mut ctx = SessionContext::new();
-        formulas::functions::register(&mut ctx).unwrap();
+        kernels::register(&mut ctx).unwrap();
         ctx.register_batch("t", b.clone()).unwrap();
         g.bench_function(name, |bench| {
             bench.iter(|| {

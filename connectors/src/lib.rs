@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Column;
 use datafusion::datasource::MemTable;
@@ -20,7 +20,6 @@ use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
-use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::{Expr, SessionContext, lit};
 
 mod layout;
@@ -113,6 +112,25 @@ pub fn resolve_path(uri: &str, base_dir: &Path) -> Option<PathBuf> {
         if p.is_absolute() { p } else { base_dir.join(p) }
     };
     Some(path)
+}
+
+/// Whether `uri` names local data that is there: a file or folder that
+/// exists, or a glob whose folder (the part before the first wildcard)
+/// exists. `false` for PostgreSQL and object store URIs.
+pub fn is_local_and_present(uri: &str, base_dir: &Path) -> bool {
+    let Some(path) = resolve_path(uri, base_dir) else {
+        return false;
+    };
+    let text = path.to_string_lossy();
+    if has_glob(&text) {
+        let fixed = text.split(['*', '?', '[']).next().unwrap_or("");
+        let dir = match fixed.rfind('/') {
+            Some(i) => &fixed[..i.max(1)],
+            None => ".",
+        };
+        return Path::new(dir).is_dir();
+    }
+    path.exists()
 }
 
 /// Files below `dir` (recursively), sorted, skipping hidden ones.
@@ -283,17 +301,13 @@ async fn register_listing(
     if !text_format || !schema.fields().iter().any(|f| is_text_instant(f)) {
         return Ok(schema);
     }
-    // With croo's `croo_instant` registered (`formulas::functions`), the
-    // file is read with its instants as text, and the table is a view that
-    // parses them (the common ISO 8601 shapes in integer arithmetic, the
-    // rest by arrow's parser: the same values, faster). Without it, the
-    // file reader parses them as `Timestamp(µs, UTC)`. Either way each
-    // value is parsed once, as it is read, and is a UTC instant.
-    let instant = ctx.udf("croo_instant").ok();
-    let read_as = match instant {
-        Some(_) => DataType::Utf8,
-        None => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-    };
+    // The file is read with its instants as text, and the table is a view
+    // that parses them with croo's `croo_instant` kernel (the common ISO
+    // 8601 shapes in integer arithmetic, the rest by arrow's parser: the
+    // same values as arrow's readers, faster). Each value is parsed once,
+    // as it is read, and is a UTC instant.
+    let instant = kernels::instant::udf();
+    let read_as = DataType::Utf8;
     let file_fields: Vec<Field> = schema
         .fields()
         .iter()
@@ -317,9 +331,6 @@ async fn register_listing(
     .await
     .map_err(read_err)?;
     let provider = ctx.table_provider(table).await.map_err(read_err)?;
-    let Some(instant) = instant else {
-        return Ok(provider.schema());
-    };
     let exprs: Vec<Expr> = provider
         .schema()
         .fields()

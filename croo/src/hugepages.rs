@@ -7,7 +7,7 @@
 //! which on a system whose THP mode is `madvise` (Debian's and Ubuntu's
 //! default) cuts page faults and TLB misses: measured on the 450k-customer
 //! sample, 2 threads, about 8-15% less wall time and a third less system
-//! time (benches/README.md, session 7).
+//! time (benches/README.md, figures of 2026-11-24).
 //!
 //! glibc reads its tunables once, when the process starts, so the only way
 //! to set one is in the environment of a fresh process: `croo` re-executes

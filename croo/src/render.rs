@@ -106,6 +106,15 @@ pub fn headers(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
+/// A result row's group: `all` for the whole population, else
+/// `dimension=value` (`(null)` for a NULL value).
+pub fn group(dimension: Option<&str>, value: Option<&str>) -> String {
+    match (dimension, value) {
+        (None, _) => "all".to_string(),
+        (Some(d), v) => format!("{d}={}", v.unwrap_or("(null)")),
+    }
+}
+
 /// A number with `decimals` places, or `-` for NULL.
 pub fn number(v: Option<f64>, decimals: usize) -> String {
     v.map(|x| format!("{x:.decimals$}"))

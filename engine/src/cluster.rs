@@ -3,7 +3,7 @@
 //!
 //! Executors and the scheduler resolve functions by name, so croo ships its
 //! own cluster processes ([`scheduler`], [`executor`]): Ballista's, with
-//! croo's function registry ([`formulas::functions`]) added. A client
+//! croo's function registry ([`kernels`]) added. A client
 //! session ([`connect`]) sends the logical plan to the scheduler, which
 //! plans it with that registry and hands the stages to the executors.
 //!
@@ -30,7 +30,6 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{Error, Result};
-use crate::run::SessionOptions;
 
 /// The port a Ballista scheduler listens on unless told otherwise.
 pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
@@ -63,20 +62,21 @@ fn scheduler_session(config: SessionConfig) -> datafusion::common::Result<Sessio
     let mut state = SessionStateBuilder::new_from_existing(state)
         .with_runtime_env(runtime)
         .build();
-    formulas::functions::register(&mut state)?;
+    kernels::register(&mut state)?;
     Ok(state)
 }
 
 /// A client session whose queries run on the cluster at `url`
-/// (`df://host:port`).
-pub async fn connect(url: &str, opts: &SessionOptions) -> Result<SessionContext> {
+/// (`df://host:port`), planned for `partitions` partitions (Ballista's
+/// default when `None`).
+pub async fn connect(url: &str, partitions: Option<usize>) -> Result<SessionContext> {
     if !url.starts_with("df://") {
         return Err(Error::User(format!(
             "--cluster `{url}`: expected df://HOST:PORT (a Ballista scheduler)"
         )));
     }
     let mut config = SessionConfig::new_with_ballista();
-    if let Some(n) = opts.threads {
+    if let Some(n) = partitions {
         config = config.with_target_partitions(n.max(1));
     }
     let runtime = RuntimeEnvBuilder::new()
@@ -87,8 +87,7 @@ pub async fn connect(url: &str, opts: &SessionOptions) -> Result<SessionContext>
         .with_runtime_env(runtime)
         .with_default_features()
         .build();
-    formulas::functions::register(&mut state)
-        .map_err(Error::engine("registering croo's functions"))?;
+    kernels::register(&mut state).map_err(Error::engine("registering croo's functions"))?;
     // The client connects lazily: try the scheduler's port first, so that
     // a wrong address is a clear error rather than a failed query.
     let addr = url.trim_start_matches("df://").trim_end_matches('/');
@@ -159,7 +158,7 @@ pub struct ExecutorOptions {
 pub async fn executor(opts: ExecutorOptions) -> Result<()> {
     // Ballista's registry does not take `register_udaf`: fill its map.
     let mut registry = BallistaFunctionRegistry::default();
-    for f in formulas::functions::all() {
+    for f in kernels::aggregates() {
         registry
             .aggregate_functions
             .insert(f.name().to_string(), f.clone());
@@ -169,7 +168,7 @@ pub async fn executor(opts: ExecutorOptions) -> Result<()> {
                 .insert(alias.clone(), f.clone());
         }
     }
-    for f in formulas::functions::scalars() {
+    for f in kernels::scalars() {
         registry
             .scalar_functions
             .insert(f.name().to_string(), f.clone());

@@ -12,9 +12,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use formulas::{TestCase, TestValue};
 
 use crate::error::{Error, Result};
-use crate::plan;
+use crate::load::Loaded;
 use crate::rollup::ResultRow;
-use crate::run::{Loaded, SessionOptions, compute, register_sources, session};
+use crate::score::{ScoreOptions, score};
 
 /// One expectation's outcome.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,8 +167,7 @@ fn batch_of(
 }
 
 async fn run_one(loaded: &Loaded, t: &TestCase) -> Result<Vec<Check>> {
-    let ctx = session(&SessionOptions::default())?;
-    let mut inline = Vec::new();
+    let mut options = ScoreOptions::default();
     for d in &t.data {
         let name = &d.source.value;
         if loaded.formula.file.source(name).is_none() {
@@ -176,11 +175,10 @@ async fn run_one(loaded: &Loaded, t: &TestCase) -> Result<Vec<Check>> {
                 "test data for unknown source `{name}`"
             )));
         }
-        let batch = batch_of(loaded, name, &d.rows)?;
-        connectors::register_batches(&ctx, &plan::table_name(name), batch.schema(), vec![batch])?;
-        inline.push(name.clone());
+        options
+            .inline
+            .push((name.clone(), batch_of(loaded, name, &d.rows)?));
     }
-    let schemas = register_sources(&ctx, loaded, &inline).await?;
     let grain = loaded.formula.file.grain;
     let mut periods = BTreeSet::new();
     for p in &t.periods {
@@ -192,7 +190,7 @@ async fn run_one(loaded: &Loaded, t: &TestCase) -> Result<Vec<Check>> {
     let Some(first) = periods.first().copied() else {
         return Err(Error::User("the test names no period".into()));
     };
-    let rows = compute(&ctx, loaded, &schemas, &periods, false).await?.rows;
+    let rows = score(loaded, &periods, &options).await?.rows;
     let tolerance = t.tolerance.unwrap_or(1e-9);
     let find = |dim: Option<(&str, &str)>| -> Option<&ResultRow> {
         rows.iter().find(|r| {

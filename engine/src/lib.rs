@@ -1,29 +1,44 @@
 //! The engine: plans and runs a formula over its sources with DataFusion,
 //! computes the rollups, and writes the results store.
 //!
-//! Entry points: [`load`] (read and check a formula file), [`run`] (compute
-//! and commit a run), and the lower-level [`register_sources`] and
-//! [`compute`] used by `croo test` and `croo explain`. The engine never
-//! prints.
+//! Entry points: [`load`] (read and check a formula file), [`score`]
+//! (compute some periods, writing nothing: `croo explain`, `diff`, `test`),
+//! [`run`] (score and commit a run to the results store) and
+//! [`check_sources`] (the sources' schemas against the formula). The engine
+//! never prints.
+//!
+//! Its modules depend on each other one way, from the bottom up: `error`,
+//! `columns`, `period`, `materialise` and `cluster` depend on nothing else
+//! here; `session` on those; `load`; `sources` on `session` and `load`;
+//! `plan` and `rollup`; `store`; `score` on all of those; `run`,
+//! `formula_tests`, `explain`, `diff` and `uncertainty` on `score`'s
+//! results. `croo/tests/it/tidy.rs` checks it.
 
 #[cfg(feature = "distributed")]
 pub mod cluster;
+pub mod columns;
 pub mod diff;
+pub mod durable;
 pub mod error;
 pub mod explain;
 pub mod formula_tests;
+pub mod load;
 pub mod materialise;
 pub mod period;
 pub mod plan;
 pub mod rollup;
 pub mod run;
 pub mod sample;
+pub mod score;
+pub mod session;
+pub mod sources;
 pub mod store;
 pub mod uncertainty;
 
 pub use error::{Class, Error, Result};
+pub use load::{Loaded, load};
 pub use rollup::{ComponentResult, Components, ResultRow};
-pub use run::{
-    Computed, Loaded, PeriodChoice, RunReport, RunRequest, SessionOptions, compute, is_distributed,
-    load, new_run_id, register_sources, resolve_periods, run, run_with_id, session, session_for,
-};
+pub use run::{PeriodChoice, RunReport, RunRequest, new_run_id, resolve_periods, run, run_with_id};
+pub use score::{Computed, ScoreOptions, score};
+pub use session::{SessionOptions, is_distributed, session};
+pub use sources::{Reach, check_sources};

@@ -19,20 +19,16 @@ use datafusion::logical_expr::{Expr, JoinType, col, ident, lit, when};
 use datafusion::prelude::{DataFrame, SessionContext, cast};
 use datafusion::scalar::ScalarValue;
 use formulas::compile::{Scope, compile};
-use formulas::functions::exact_sum;
-use formulas::{Diagnostic, Formula, Grain, Source, SourceFile, Text};
+use formulas::{Formula, Grain, Source};
+use kernels::sum::exact_sum;
 
+use crate::columns::{INCLUDED, KEY, PERIOD, SCORE, WEIGHT, dim_col, table_name};
 use crate::error::{Error, Result};
 use crate::period;
-use formulas::instant::instant_type;
+use kernels::instant::instant_type;
 
-pub(crate) const KEY: &str = "__key";
-pub(crate) const PERIOD: &str = "__period";
 /// `(KEY, PERIOD)` as one column (`croo_period_key`), for integer keys.
 const PERIOD_KEY: &str = "__kp";
-pub(crate) const SCORE: &str = "__score";
-pub(crate) const WEIGHT: &str = "__weight";
-pub(crate) const INCLUDED: &str = "__included";
 const PSTART: &str = "__pstart";
 const PEND: &str = "__pend";
 
@@ -40,16 +36,6 @@ const PEND: &str = "__pend";
 /// final (the end of [`plan`]).
 fn dim_type() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
-}
-
-/// Column name of dimension `i` in the per-customer table.
-pub(crate) fn dim_col(i: usize) -> String {
-    format!("__dim_{i}")
-}
-
-/// Table name a source is registered under.
-pub fn table_name(source: &str) -> String {
-    format!("croo_src_{source}")
 }
 
 fn ts_lit(d: NaiveDate) -> Expr {
@@ -84,141 +70,6 @@ fn key_type(a: &DataType, b: &DataType) -> Option<DataType> {
         return Some(DataType::Utf8);
     }
     (a == b).then(|| a.clone())
-}
-
-/// Checks that every column a formula names exists in its source's schema,
-/// reporting each missing one at its place in the file.
-pub fn check_columns(
-    f: &Formula,
-    file: &SourceFile,
-    schemas: &BTreeMap<String, SchemaRef>,
-) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
-    let need = |source: &Source, t: &Text, what: &str, out: &mut Vec<Diagnostic>| {
-        let Some(schema) = schemas.get(&source.name.value) else {
-            return;
-        };
-        if schema.field_with_name(&t.value).is_err() {
-            out.push(missing_column(
-                schema,
-                &source.name.value,
-                &t.value,
-                t.span.clone(),
-                what,
-            ));
-        }
-    };
-    for s in &f.file.sources {
-        need(s, &s.key, "key", &mut out);
-        for t in [&s.time, &s.active_from, &s.active_to]
-            .into_iter()
-            .flatten()
-        {
-            need(s, t, "time", &mut out);
-        }
-    }
-    if let Some(e) = f.file.entity() {
-        for d in &f.file.dimensions {
-            need(e, &d.column, "dimension", &mut out);
-        }
-    }
-    for (m, cols) in f.file.measures.iter().zip(&f.measure_columns) {
-        let Some(schema) = schemas.get(&m.source.value) else {
-            continue;
-        };
-        let before = out.len();
-        for (c, span) in cols {
-            if schema.field_with_name(c).is_err() {
-                out.push(missing_column(
-                    schema,
-                    &m.source.value,
-                    c,
-                    span.clone(),
-                    "measure",
-                ));
-            }
-        }
-        if out.len() == before {
-            out.extend(aggregate_types(m, schema));
-        }
-    }
-    let _ = file;
-    out
-}
-
-/// Reports each aggregate of a measure that cannot be computed over its
-/// source's column types (`sum` of a string, say), at the aggregate's place
-/// in the file.
-fn aggregate_types(m: &formulas::Measure, schema: &SchemaRef) -> Vec<Diagnostic> {
-    let Ok(sql) = formulas::measure::check_measure_expr(&m.expr.value) else {
-        return Vec::new();
-    };
-    let Ok(df_schema) = datafusion::common::DFSchema::try_from(schema.as_ref().clone()) else {
-        return Vec::new();
-    };
-    let ctx = SessionContext::new();
-    let mut out = Vec::new();
-    for (name, range) in &sql.aggregates {
-        let text = &m.expr.value[range.clone()];
-        let result = ctx
-            .parse_sql_expr(text, &df_schema)
-            .and_then(|e| e.get_type(&df_schema).map(|_| ()));
-        if result.is_ok() {
-            continue;
-        }
-        let inside: Vec<String> = sql
-            .columns
-            .iter()
-            .filter(|(_, r)| range.start <= r.start && r.end <= range.end)
-            .filter_map(|(c, _)| {
-                schema
-                    .field_with_name(c)
-                    .ok()
-                    .map(|f| format!("`{c}` is {}", f.data_type()))
-            })
-            .collect();
-        let mut d = Diagnostic::error(
-            "croo::type-not-aggregable",
-            m.expr.sub_span(range.clone()),
-            format!(
-                "`{name}` cannot aggregate these columns of source `{}`",
-                m.source.value
-            ),
-        )
-        .with_label(if inside.is_empty() {
-            "wrong argument types".to_string()
-        } else {
-            inside.join(", ")
-        });
-        if matches!(name.as_str(), "sum" | "avg" | "mean") {
-            d = d.with_help(format!(
-                "`{name}` needs numbers: count the rows (`count(...)`), or map values to numbers with `CASE WHEN ... THEN 1 ELSE 0 END`"
-            ));
-        }
-        out.push(d);
-    }
-    out
-}
-
-fn missing_column(
-    schema: &Schema,
-    source: &str,
-    column: &str,
-    span: std::ops::Range<usize>,
-    what: &str,
-) -> Diagnostic {
-    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    let mut d = Diagnostic::error(
-        "croo::unknown-column",
-        span,
-        format!("source `{source}` has no column `{column}`"),
-    )
-    .with_label(format!("{what} column not in the source"));
-    d = match formulas::diagnostic::nearest(column, names.iter().copied()) {
-        Some(n) => d.with_help(format!("did you mean `{n}`?")),
-        None => d.with_help(format!("its columns are: {}", names.join(", "))),
-    };
-    d
 }
 
 /// The per-customer, per-period table of a formula: key, period,
@@ -354,7 +205,7 @@ pub async fn plan(
         .any(|s| packed(s) && file.measures.iter().any(|m| m.source.value == s.name.value))
     {
         let mut sel = keep.clone();
-        sel.push(formulas::period::period_key_expr(col(KEY), col(PERIOD)).alias(PERIOD_KEY));
+        sel.push(kernels::period::period_key_expr(col(KEY), col(PERIOD)).alias(PERIOD_KEY));
         pop = pop
             .select(sel)
             .map_err(Error::engine("planning the population"))?;
@@ -437,7 +288,7 @@ pub async fn plan(
      -> Result<DataFrame> {
         // One vectorised kernel per expression (`croo_fused`) instead of
         // one arrow kernel per operator: the same bits, less memory traffic.
-        let e = formulas::fused::fuse(e, df.schema()).map_err(Error::engine(what.to_string()))?;
+        let e = kernels::fused::fuse(e, df.schema()).map_err(Error::engine(what.to_string()))?;
         let mut sel = cols.clone();
         sel.push(cast(e, DataType::Float64).alias(name));
         cols.push(ident(name));
@@ -778,11 +629,11 @@ async fn measure_table(
         // (`croo_period_start`: the same days as `date_trunc`, without a
         // calendar conversion per row).
         let micros = cast(instant, DataType::Int64);
-        let period = formulas::period::period_start_expr(micros, grain);
+        let period = kernels::period::period_start_expr(micros, grain);
         if packed {
             let key = cast(ident(&s.key.value), key_ty.clone());
             group =
-                vec![formulas::period::period_key_expr(key, period).alias(format!("__kp_{name}"))];
+                vec![kernels::period::period_key_expr(key, period).alias(format!("__kp_{name}"))];
         } else {
             group.push(period.alias(&rp));
         }
@@ -974,7 +825,7 @@ async fn measure_table(
     }
     // Materialised once: the join reads it, and so does the count of rows
     // read (which would otherwise scan and parse the source again).
-    let agg = if crate::run::is_distributed(ctx) {
+    let agg = if crate::session::is_distributed(ctx) {
         agg
     } else {
         crate::materialise::materialise(ctx, agg, &format!("aggregating source `{name}`")).await?
@@ -1234,7 +1085,7 @@ mod tests {
             ("x", Arc::new(Float64Array::from(xs)) as ArrayRef),
         ])
         .unwrap();
-        let ctx = crate::run::session(&crate::SessionOptions {
+        let ctx = crate::session::session(&crate::session::SessionOptions {
             threads: Some(2),
             memory_limit: Some(256 << 20),
             cluster: None,

@@ -10,12 +10,12 @@ use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{Expr, col, ident, lit};
 use datafusion::prelude::{DataFrame, cast};
 use formulas::Formula;
-use formulas::functions::exact_sum;
+use kernels::sum::exact_sum;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
+use crate::columns::{INCLUDED, PERIOD, SCORE, WEIGHT, dim_col};
 use crate::error::{Error, Result};
-use crate::plan::{INCLUDED, PERIOD, SCORE, WEIGHT, dim_col};
 
 /// One component's rollup and contribution in one group.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]

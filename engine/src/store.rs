@@ -16,10 +16,11 @@
 //! second waits.
 
 use std::collections::BTreeMap;
+use std::fs::TryLockError;
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{
     ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray, UInt64Array,
@@ -30,6 +31,7 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
+use crate::durable;
 use crate::error::{Error, Result};
 use crate::rollup::ResultRow;
 
@@ -86,15 +88,8 @@ fn io(ctx: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = File::create(&tmp).map_err(io(format!("writing {}", tmp.display())))?;
-        f.write_all(bytes)
-            .map_err(io(format!("writing {}", tmp.display())))?;
-        f.sync_all()
-            .map_err(io(format!("writing {}", tmp.display())))?;
-    }
-    fs::rename(&tmp, path).map_err(io(format!("replacing {}", path.display())))
+    durable::replace_file(path, bytes, durable::Access::Default)
+        .map_err(io(format!("writing {}", path.display())))
 }
 
 /// The Arrow form of result rows, with one pair of columns per component
@@ -217,10 +212,11 @@ pub fn commit(
     }
     let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::User(e.to_string()))?;
     write_atomically(&tmp.join("manifest.json"), &json)?;
+    durable::sync_dir(&tmp).map_err(io(format!("writing {}", tmp.display())))?;
 
     let _lock = lock(out)?;
     let dest = run_dir(out, &manifest.run_id);
-    fs::rename(&tmp, &dest).map_err(io(format!("moving the run into {}", dest.display())))?;
+    durable::rename(&tmp, &dest).map_err(io(format!("moving the run into {}", dest.display())))?;
     let mut current = read_current(out)?;
     let entry = current
         .formulas
@@ -242,7 +238,18 @@ pub fn record_failure(out: &Path, manifest: &Manifest) -> Result<()> {
     write_atomically(&dir.join("manifest.json"), &json)
 }
 
-/// Exclusive lock on the store, released when dropped.
+/// How long a run waits for another run's lock on the same store before
+/// giving up with [`Error::Busy`] (`CROO_LOCK_TIMEOUT`, in seconds).
+pub fn lock_timeout() -> Duration {
+    std::env::var("CROO_LOCK_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(Duration::from_secs(120), Duration::from_secs_f64)
+}
+
+/// Exclusive lock on the store, released when dropped. Another run holding
+/// it is waited for, up to [`lock_timeout`].
 pub fn lock(out: &Path) -> Result<File> {
     fs::create_dir_all(out).map_err(io(format!("creating {}", out.display())))?;
     let path = out.join(".lock");
@@ -252,9 +259,26 @@ pub fn lock(out: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(io(format!("opening {}", path.display())))?;
-    f.lock()
-        .map_err(io(format!("locking {}", path.display())))?;
-    Ok(f)
+    let timeout = lock_timeout();
+    let start = Instant::now();
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(TryLockError::WouldBlock) if start.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Busy(format!(
+                    "the results store {} is locked by another run (waited {:.0} s; CROO_LOCK_TIMEOUT sets the wait)",
+                    out.display(),
+                    timeout.as_secs_f64()
+                )));
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(io(format!("locking {}", path.display()))(e));
+            }
+        }
+    }
 }
 
 /// Reads `current.json` (empty when the store is new).

@@ -14,8 +14,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::columns::{INCLUDED, PERIOD, WEIGHT, dim_col};
 use crate::error::{Error, Result};
-use crate::plan::{INCLUDED, PERIOD, WEIGHT, dim_col};
 use formulas::Formula;
 
 #[derive(Debug, Clone, Serialize)]

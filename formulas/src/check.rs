@@ -49,6 +49,7 @@ pub fn check(file: &SourceFile) -> (Option<Formula>, Vec<Diagnostic>) {
         f: &f,
         file,
         diags: Vec::new(),
+        earlier_errors: diags.iter().any(Diagnostic::is_error),
     };
     let checked = c.run();
     diags.append(&mut c.diags);
@@ -63,6 +64,10 @@ struct Checker<'a> {
     f: &'a FormulaFile,
     file: &'a SourceFile,
     diags: Vec<Diagnostic>,
+    /// Whether reading the file found errors: its warnings would then be
+    /// knock-on effects (a measure "never used" by a component whose
+    /// definition is broken), so they wait until the errors are fixed.
+    earlier_errors: bool,
 }
 
 /// Where an expression appears, which decides what it may name.
@@ -136,7 +141,9 @@ impl Checker<'_> {
                 &component_names,
             )
         });
-        self.warnings(&components, &derived_ast, &score, &weight);
+        if !self.earlier_errors && !self.diags.iter().any(Diagnostic::is_error) {
+            self.warnings(&components, &derived_ast, &score, &weight);
+        }
 
         let derived = order?
             .into_iter()
@@ -192,7 +199,8 @@ impl Checker<'_> {
             .collect();
         for m in &self.f.measures {
             let mut cols = Vec::new();
-            if self.f.source(&m.source.value).is_none() {
+            if self.f.source(&m.source.value).is_none() && !self.f.broken.contains(&m.source.value)
+            {
                 let mut d = Diagnostic::error(
                     "croo::unknown-source",
                     m.source.span.clone(),
@@ -288,7 +296,8 @@ impl Checker<'_> {
         for (name, span) in ast.identifiers() {
             let known = measures.contains(name)
                 || derived.contains(name)
-                || (place == Place::Score && components.contains(name));
+                || (place == Place::Score && components.contains(name))
+                || self.f.broken.iter().any(|b| b == name);
             if known {
                 continue;
             }

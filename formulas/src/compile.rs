@@ -3,7 +3,7 @@
 //! NULL, NULL propagates through every operator and function (also `min`,
 //! `max`, `clamp` and `&&`/`||`), `if` takes the else branch on NULL.
 //!
-//! Besides DataFusion built-ins, only the functions of [`crate::functions`]
+//! Besides DataFusion built-ins, only the functions of [`kernels`]
 //! are used (exact sums, so that population statistics are the same bits on
 //! any number of threads); plans serialise by name (Ballista) with that one
 //! registry.
@@ -19,8 +19,8 @@ use datafusion::logical_expr::{Expr, ExprSchemable as _, lit, when};
 use datafusion::prelude::cast;
 
 use crate::expr::{Ast, BinOp, Func};
-use crate::functions::{sum_udaf, var_pop_udaf};
-use crate::strict;
+use kernels::strict;
+use kernels::sum::{sum_udaf, var_pop_udaf};
 
 /// What an expression can refer to while it is compiled.
 pub trait Scope {

@@ -28,38 +28,7 @@ pub struct Name {
     pub span: Range<usize>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Grain {
-    Day,
-    Week,
-    Month,
-    Quarter,
-    Year,
-}
-
-impl Grain {
-    pub const ALL: [(&'static str, Grain); 5] = [
-        ("day", Grain::Day),
-        ("week", Grain::Week),
-        ("month", Grain::Month),
-        ("quarter", Grain::Quarter),
-        ("year", Grain::Year),
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, g)| *g == self)
-            .map(|(s, _)| *s)
-            .unwrap_or("month")
-    }
-
-    /// The grain named `s` (`day`, `week`, `month`, `quarter`, `year`).
-    pub fn parse(s: &str) -> Option<Grain> {
-        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, g)| *g)
-    }
-}
+pub use kernels::period::Grain;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -203,6 +172,10 @@ pub struct FormulaFile {
     pub score_expr: Option<Text>,
     pub rollup_weight: Option<Text>,
     pub tests: Vec<TestCase>,
+    /// Names declared in the file (measures, derived values, components,
+    /// dimensions) whose definition has an error, already reported: other
+    /// parts may name them without a knock-on "unknown" error.
+    pub broken: Vec<String>,
 }
 
 impl FormulaFile {

@@ -17,6 +17,7 @@ pub fn parse(file: &SourceFile) -> (Option<FormulaFile>, Vec<Diagnostic>) {
     let mut p = Parser {
         text: &file.text,
         diags: Vec::new(),
+        broken: Vec::new(),
     };
     let (root, errors) = DeTable::parse_recoverable(&file.text);
     for e in &errors {
@@ -40,6 +41,8 @@ pub fn parse(file: &SourceFile) -> (Option<FormulaFile>, Vec<Diagnostic>) {
 struct Parser<'t> {
     text: &'t str,
     diags: Vec<Diagnostic>,
+    /// Names declared in the file whose definition has an error.
+    broken: Vec<String>,
 }
 
 /// Keys of one TOML table, with the ones already read marked.
@@ -396,12 +399,21 @@ impl Parser<'_> {
             .and_then(|k| self.string(&k, "weight", false));
         let tests = self.tests(root);
 
+        // A missing or invalid `name`, `version` or `grain` has been
+        // reported; the rest of the file is still checked (every error in
+        // one run), under a placeholder that no formula can be run with:
+        // the diagnostics hold an error.
+        let placeholder = || Text {
+            value: String::new(),
+            span: 0..0,
+            inner: 0,
+        };
         Some(FormulaFile {
-            name: name?,
-            version: version?,
+            name: name.unwrap_or_else(placeholder),
+            version: version.unwrap_or_else(placeholder),
             description,
             owner,
-            grain: grain?,
+            grain: grain.unwrap_or(Grain::Month),
             scale,
             sources,
             dimensions,
@@ -411,6 +423,7 @@ impl Parser<'_> {
             score_expr,
             rollup_weight,
             tests,
+            broken: std::mem::take(&mut self.broken),
         })
     }
 
@@ -478,6 +491,9 @@ impl Parser<'_> {
                     );
                 }
             }
+            if uri.is_none() || key.is_none() {
+                self.broken.push(name.value.clone());
+            }
             if let (Some(uri), Some(key)) = (uri, key) {
                 out.push(Source {
                     name,
@@ -527,15 +543,18 @@ impl Parser<'_> {
                     name,
                     column: self.text_of(s, v.span()),
                 }),
-                other => self.err(
-                    "croo::wrong-type",
-                    v.span(),
-                    format!(
-                        "dimension `{}` must name a column (a string), found {}",
-                        name.value,
-                        type_name(other)
-                    ),
-                ),
+                other => {
+                    self.err(
+                        "croo::wrong-type",
+                        v.span(),
+                        format!(
+                            "dimension `{}` must name a column (a string), found {}",
+                            name.value,
+                            type_name(other)
+                        ),
+                    );
+                    self.broken.push(name.value);
+                }
             }
         }
         out
@@ -549,6 +568,7 @@ impl Parser<'_> {
         for (k, v) in all.table.iter() {
             let name = self.name(k, "measure");
             let Some(keys) = self.as_table(v, "a [measures.*] table", keys::MEASURE) else {
+                self.broken.push(name.value);
                 continue;
             };
             let source = self.string(&keys, "source", true);
@@ -560,6 +580,9 @@ impl Parser<'_> {
             let default_span = default_at.map(|(_, span)| span);
             let unit = self.string(&keys, "unit", false).map(|t| t.value);
             let description = self.string(&keys, "description", false).map(|t| t.value);
+            if source.is_none() || expr.is_none() {
+                self.broken.push(name.value.clone());
+            }
             if let (Some(source), Some(expr)) = (source, expr) {
                 out.push(Measure {
                     name,
@@ -589,15 +612,18 @@ impl Parser<'_> {
                     name,
                     expr: self.text_of(s, v.span()),
                 }),
-                other => self.err(
-                    "croo::wrong-type",
-                    v.span(),
-                    format!(
-                        "derived value `{}` must be a formula string, found {}",
-                        name.value,
-                        type_name(other)
-                    ),
-                ),
+                other => {
+                    self.err(
+                        "croo::wrong-type",
+                        v.span(),
+                        format!(
+                            "derived value `{}` must be a formula string, found {}",
+                            name.value,
+                            type_name(other)
+                        ),
+                    );
+                    self.broken.push(name.value);
+                }
             }
         }
         out
@@ -623,6 +649,7 @@ impl Parser<'_> {
                 let name = self.name(k, "component");
                 let Some(keys) = self.as_table(v, "a [score.components.*] table", keys::COMPONENT)
                 else {
+                    self.broken.push(name.value);
                     continue;
                 };
                 let weight = match keys.get("weight") {
@@ -659,6 +686,9 @@ impl Parser<'_> {
                 };
                 let expr = self.string(&keys, "expr", true);
                 let description = self.string(&keys, "description", false).map(|t| t.value);
+                if weight.is_none() || expr.is_none() {
+                    self.broken.push(name.value.clone());
+                }
                 if let (Some((weight, weight_span)), Some(expr)) = (weight, expr) {
                     out.push(Component {
                         name,

@@ -5,7 +5,7 @@
 //! must have failed or given a non-finite number.
 //!
 //! The same expressions fused into one kernel (`croo_fused`,
-//! [`formulas::fused::fuse`]) must give the unfused expression's result bit
+//! [`kernels::fused::fuse`]) must give the unfused expression's result bit
 //! for bit, also on NULLs, zeros of both signs, NaN and infinities.
 
 use std::sync::Arc;
@@ -15,8 +15,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema};
 use datafusion::logical_expr::{Expr, ident};
 use datafusion::prelude::SessionContext;
 use formulas::compile::{Scope, compile};
-use formulas::fused::fuse;
 use formulas::reference::Reference;
+use kernels::fused::fuse;
 
 struct Rng(u64);
 
@@ -377,7 +377,7 @@ fn truth(r: &mut Rng, depth: u32) -> String {
 async fn fused_matches_unfused_bit_for_bit() {
     let mut r = Rng(0xD1B5_4A32_D192_ED03);
     // more rows than one chunk, not a multiple of it
-    let rows = formulas::fused::CHUNK * 2 + 37;
+    let rows = kernels::fused::CHUNK * 2 + 37;
     let special = [
         0.0,
         -0.0,

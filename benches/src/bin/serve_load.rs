@@ -3,6 +3,12 @@
 //!
 //! usage: serve_load URL KEY [CONCURRENCY=16] [SECONDS=10]
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a benchmark driver prints its figures"
+)]
+
 use std::time::{Duration, Instant};
 
 #[tokio::main]

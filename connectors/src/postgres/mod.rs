@@ -101,11 +101,11 @@ pub fn parse(uri: &str) -> std::result::Result<PgUri, String> {
     };
     let user = match url.username() {
         "" => std::env::var("PGUSER").unwrap_or_else(|_| "postgres".into()),
-        u => percent_decode(u),
+        u => percent_decode("user name", u)?,
     };
     let db = match url.path().trim_matches('/') {
         "" => user.clone(),
-        d => percent_decode(d),
+        d => percent_decode("database name", d)?,
     };
     let sslmode = sslmode
         .or_else(|| std::env::var("PGSSLMODE").ok())
@@ -132,11 +132,13 @@ pub fn parse(uri: &str) -> std::result::Result<PgUri, String> {
     })
 }
 
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.to_string())
-        .unwrap_or_else(|| s.to_string())
+/// The text a URI's user or path part stands for: `%XX` decoded, `+`
+/// kept (`+` means a space only in query strings, not in these parts).
+fn percent_decode(what: &str, s: &str) -> std::result::Result<String, String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|t| t.into_owned())
+        .map_err(|_| format!("the {what} `{s}` is not UTF-8 once percent-decoded"))
 }
 
 /// The password for `pg`: `PGPASSWORD`, else the first matching line of
@@ -274,6 +276,19 @@ mod tests {
         assert_eq!(pg.db, "crm");
         assert_eq!(pg.relation, Relation::Table("sales.orders".into()));
         assert_eq!(pg.sslmode, "require");
+    }
+
+    /// `+` is a plus sign in a URI's user and path (only query strings
+    /// use it for a space); `%XX` is decoded.
+    #[test]
+    fn user_and_database_names_are_percent_decoded() {
+        let pg = parse("postgres://fin+ance@db/crm+eu?table=t").unwrap();
+        assert_eq!(pg.user, "fin+ance");
+        assert_eq!(pg.db, "crm+eu");
+        let pg = parse("postgres://fin%2Bance%20x@db/a%2Fb?table=t").unwrap();
+        assert_eq!(pg.user, "fin+ance x");
+        assert_eq!(pg.db, "a/b");
+        assert!(parse("postgres://%FF@db/crm?table=t").is_err());
     }
 
     #[test]

@@ -305,28 +305,131 @@ fn check_finds_all_errors_in_one_run() {
     assert_eq!(doc["errors"], 2, "{doc}");
 }
 
+/// A misspelt column of a local source is found by a plain `croo check`
+/// (the files exist, so they are read), at its line; `--offline` reads
+/// nothing; `--schemas` reads the same files.
 #[test]
-fn check_with_schemas_names_missing_columns() {
+fn check_reads_the_local_sources_that_exist() {
     let dir = good_dir();
     std::fs::write(
         dir.path().join("formula.toml"),
         GOOD.replacen("sum(amount)", "sum(amont)", 1),
     )
     .unwrap();
-    let o = croo(dir.path(), &["check", "formula.toml"]);
+    for args in [
+        &["check", "formula.toml"][..],
+        &["check", "--schemas", "formula.toml"][..],
+    ] {
+        let o = croo(dir.path(), args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o));
+        let out = text(&o);
+        assert!(
+            out.contains("formula.toml:18:") && out.contains("did you mean `amount`?"),
+            "{args:?}: {out}"
+        );
+    }
+    let o = croo(dir.path(), &["check", "--offline", "formula.toml"]);
     assert_eq!(
         o.status.code(),
         Some(0),
-        "without --schemas no data is read: {}",
+        "--offline reads no data: {}",
         text(&o)
     );
+}
+
+/// Sources that are not local files (PostgreSQL, object stores) are read
+/// only with `--schemas`; one that cannot be read is then an error at its
+/// `uri`. A local source that does not exist is left out of a plain check.
+#[test]
+fn check_reads_remote_sources_only_when_asked() {
+    let dir = good_dir();
+    let formula = GOOD
+        .replacen(
+            "uri = \"ev.csv\"",
+            "uri = \"postgres://croo@127.0.0.1:1/nowhere?table=ev&sslmode=disable\"",
+            1,
+        )
+        .replacen(
+            "uri = \"customers.csv\"",
+            "uri = \"missing/customers.csv\"",
+            1,
+        );
+    std::fs::write(dir.path().join("formula.toml"), &formula).unwrap();
+    let o = croo(dir.path(), &["check", "formula.toml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let o = croo(dir.path(), &["check", "--schemas", "formula.toml"]);
-    assert_eq!(o.status.code(), Some(1));
     let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let ev_uri = formula
+        .lines()
+        .position(|l| l.contains("postgres://"))
+        .unwrap()
+        + 1;
+    let customers_uri = formula
+        .lines()
+        .position(|l| l.contains("missing/"))
+        .unwrap()
+        + 1;
+    assert!(out.contains(&format!("formula.toml:{ev_uri}:")), "{out}");
+    assert!(out.contains("cannot read source `ev`"), "{out}");
     assert!(
-        out.contains("formula.toml:18:") && out.contains("did you mean `amount`?"),
+        out.contains(&format!("formula.toml:{customers_uri}:")),
         "{out}"
     );
+    assert!(out.contains("cannot read source `customers`"), "{out}");
+}
+
+/// Errors of different phases in one run: an invalid value near the top
+/// does not hide an unknown identifier far below it, and a definition with
+/// an error sets off no knock-on errors or warnings where it is used.
+#[test]
+fn check_reports_errors_of_every_phase_at_once() {
+    let dir = good_dir();
+    let padding: String = (0..80).map(|i| format!("# note {i}\n")).collect();
+    let formula = GOOD
+        .replacen("grain = \"month\"", "grain = \"fortnight\"", 1)
+        .replacen("[rollup]", &format!("{padding}[rollup]"), 1)
+        .replacen("weight = \"visits + 1\"", "weight = \"vists + 1\"", 1);
+    std::fs::write(dir.path().join("formula.toml"), &formula).unwrap();
+    let o = croo(dir.path(), &["check", "formula.toml", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let errors: Vec<(u64, String)> = doc["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["severity"] == "error")
+        .map(|d| {
+            (
+                d["line"].as_u64().unwrap(),
+                d["code"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let weight_line = formula.lines().position(|l| l.contains("vists")).unwrap() as u64 + 1;
+    assert!(weight_line > 80);
+    assert_eq!(
+        errors,
+        vec![
+            (4, "croo::invalid-value".to_string()),
+            (weight_line, "croo::unknown-identifier".to_string())
+        ],
+        "{doc}"
+    );
+
+    // `spend` loses its `expr`: one error (the missing key), no "unknown
+    // identifier" where components use it, no "never used" warning.
+    let formula = GOOD.replacen("expr = \"sum(amount)\"\n", "", 1);
+    std::fs::write(dir.path().join("formula.toml"), &formula).unwrap();
+    let o = croo(
+        dir.path(),
+        &["check", "--offline", "formula.toml", "--format", "json"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let all = doc["diagnostics"].as_array().unwrap();
+    assert_eq!(all.len(), 1, "{doc}");
+    assert_eq!(all[0]["code"], "croo::missing-key", "{doc}");
 }
 
 #[test]

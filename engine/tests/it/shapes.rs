@@ -444,10 +444,10 @@ async fn results_are_the_same_bits_on_any_number_of_threads() {
     }
 }
 
-/// Text instants in CSV and NDJSON, in every shape the readers take: with
-/// croo's functions registered they are parsed by `croo_instant` (the
-/// plan says so), and the instants are exactly those of arrow's own file
-/// readers (the same sources registered without croo's functions).
+/// Text instants in CSV and NDJSON, in every shape the readers take: a
+/// source registered by `connectors` parses them with `croo_instant` (the
+/// plan says so), and the instants are exactly those of DataFusion's own
+/// file readers told that the column is a UTC instant.
 #[tokio::test]
 async fn text_instants_are_the_readers_instants() {
     use datafusion::prelude::SessionContext;
@@ -495,16 +495,33 @@ async fn text_instants_are_the_readers_instants() {
         };
         let mut micros = Vec::new();
         for with_croo in [true, false] {
-            let mut ctx = SessionContext::new();
+            let ctx = SessionContext::new();
             if with_croo {
-                formulas::functions::register(&mut ctx).unwrap();
+                let schema = connectors::register(&ctx, "t", &spec).await.unwrap();
+                assert_eq!(
+                    schema.field_with_name("at").unwrap().data_type(),
+                    &kernels::instant::instant_type(),
+                    "{file}"
+                );
+            } else {
+                // DataFusion's own readers, told the column is a UTC instant.
+                use datafusion::arrow::datatypes::{DataType, Field, Schema};
+                let schema = Schema::new(vec![
+                    Field::new("k", DataType::Int64, true),
+                    Field::new("at", kernels::instant::instant_type(), true),
+                ]);
+                let path = dir.path().join(file);
+                let path = path.to_str().unwrap();
+                if file.ends_with(".csv") {
+                    let o = datafusion::prelude::CsvReadOptions::new().schema(&schema);
+                    ctx.register_csv("t", path, o).await.unwrap();
+                } else {
+                    let o = datafusion::prelude::JsonReadOptions::default()
+                        .schema(&schema)
+                        .file_extension(".ndjson");
+                    ctx.register_json("t", path, o).await.unwrap();
+                }
             }
-            let schema = connectors::register(&ctx, "t", &spec).await.unwrap();
-            assert_eq!(
-                schema.field_with_name("at").unwrap().data_type(),
-                &formulas::instant::instant_type(),
-                "{file}"
-            );
             let df = ctx
                 .sql("SELECT k, CAST(at AS BIGINT) AS us FROM t ORDER BY k")
                 .await

@@ -7,7 +7,7 @@
 //! algorithms): no calendar object per value. Grouping a large source by
 //! (customer, period) was spending several percent of a run in
 //! `date_trunc`'s per-value `chrono` conversions. Part of croo's function
-//! registry ([`crate::functions`]).
+//! registry ([`crate::register`]).
 //!
 //! `croo_period_key(key, period)`: an integer key (`Int64`) and a period's
 //! first day (`Date32`) as one `Decimal128(38, 0)`, `key * 2^32 + day as
@@ -24,7 +24,39 @@ use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::Grain;
+/// The length of a period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Grain {
+    Day,
+    Week,
+    Month,
+    Quarter,
+    Year,
+}
+
+impl Grain {
+    pub const ALL: [(&'static str, Grain); 5] = [
+        ("day", Grain::Day),
+        ("week", Grain::Week),
+        ("month", Grain::Month),
+        ("quarter", Grain::Quarter),
+        ("year", Grain::Year),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, g)| *g == self)
+            .map(|(s, _)| *s)
+            .unwrap_or("month")
+    }
+
+    /// The grain named `s` (`day`, `week`, `month`, `quarter`, `year`).
+    pub fn parse(s: &str) -> Option<Grain> {
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, g)| *g)
+    }
+}
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 

@@ -28,7 +28,7 @@
 //!
 //! Ballista: the call serialises as a function name and a string literal
 //! like every other call, and the function is in croo's one registry
-//! ([`crate::functions`]).
+//! ([`crate::register`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};

@@ -1,6 +1,6 @@
 //! The row functions of the formula syntax whose NULL rules DataFusion's
 //! built-ins do not have, as vectorised scalar UDFs (part of croo's
-//! function registry, [`crate::functions`]):
+//! function registry, [`crate::register`]):
 //!
 //! - `croo_least(x, ...)`, `croo_greatest(x, ...)`: `min`/`max`, NULL when
 //!   any argument is NULL (DataFusion's `least`/`greatest` skip NULLs);

@@ -3,6 +3,9 @@
 //! cached by run id forever; `current.json` and the formulas folder are
 //! re-read when their modification time changes, so new runs and edited
 //! formulas are seen without a restart. Nothing here recomputes a score.
+//!
+//! What holds numbers (result rows, manifests) is readable only by the
+//! parent module, [`crate::view`], which filters it by the key's scope.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -73,7 +76,7 @@ impl Store {
     }
 
     /// The rows of a committed run.
-    pub fn rows(&self, run_id: &str) -> Result<Arc<Vec<ResultRow>>, ApiError> {
+    pub(super) fn rows(&self, run_id: &str) -> Result<Arc<Vec<ResultRow>>, ApiError> {
         if let Some(r) = self.cache().rows.get(run_id) {
             return Ok(Arc::clone(r));
         }
@@ -86,7 +89,7 @@ impl Store {
         Ok(rows)
     }
 
-    pub fn manifest(&self, run_id: &str) -> Result<Manifest, ApiError> {
+    pub(super) fn manifest(&self, run_id: &str) -> Result<Manifest, ApiError> {
         let valid = !run_id.is_empty()
             && run_id
                 .chars()
@@ -188,7 +191,7 @@ impl Store {
 
     /// The current rows of `formula` for the periods in `[from, to]`
     /// (inclusive; open ends when `None`), with the run each comes from.
-    pub fn current_rows(
+    pub(super) fn current_rows(
         &self,
         formula: &str,
         from: Option<NaiveDate>,

@@ -1,6 +1,4 @@
-//! croo's function registry: the only functions a croo plan uses that are
-//! not DataFusion built-ins. A Ballista executor (or any session that runs
-//! a serialised croo plan) must call [`register`] so that the names resolve.
+//! The exact-sum aggregates of croo's function registry:
 //!
 //! - `croo_sum(x)`: the exact, order-independent sum of Float64 values
 //!   ([`ExactSum`]), NULL when no value is non-NULL. Replaces `sum` and `avg`
@@ -8,12 +6,6 @@
 //!   number of threads.
 //! - `croo_var_pop(x)`: the population variance from exact sums of `x` and
 //!   `x²` (see [`crate::exact::variance`]).
-//! - the NULL-strict row functions of the formula syntax (`croo_least`,
-//!   `croo_greatest`, `croo_div`, `croo_mod`, `croo_and`, `croo_or`,
-//!   `croo_if`), see [`crate::strict`].
-//! - `croo_period_start(micros, grain)`: the first day of an instant's
-//!   period, in integer arithmetic, and `croo_period_key(key, period)`,
-//!   (customer, period) as one grouping and join key, see [`crate::period`].
 
 use std::sync::{Arc, LazyLock};
 
@@ -24,7 +16,6 @@ use datafusion::arrow::array::{
 use datafusion::arrow::buffer::{Buffer, NullBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, UInt64Type};
 use datafusion::common::{Result, ScalarValue, internal_err};
-use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
@@ -34,34 +25,6 @@ use datafusion::logical_expr::{
 use datafusion::prelude::cast;
 
 use crate::exact::{ExactSum, variance};
-
-/// Every function of the registry.
-pub fn all() -> Vec<Arc<AggregateUDF>> {
-    vec![sum_udaf(), var_pop_udaf()]
-}
-
-/// Every scalar function of the registry (the NULL-strict row functions
-/// of [`crate::strict`], [`crate::fused`], [`crate::period`]).
-pub fn scalars() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
-    let mut all = crate::strict::all();
-    all.push(crate::fused::udf());
-    all.push(crate::period::udf());
-    all.push(crate::period::key_udf());
-    all.push(crate::instant::udf());
-    all
-}
-
-/// Registers every function of the registry in `registry` (a
-/// `SessionContext`, a Ballista scheduler's session, ...).
-pub fn register(registry: &mut dyn FunctionRegistry) -> Result<()> {
-    for f in all() {
-        registry.register_udaf(f)?;
-    }
-    for f in scalars() {
-        registry.register_udf(f)?;
-    }
-    Ok(())
-}
 
 /// The `croo_sum` aggregate.
 pub fn sum_udaf() -> Arc<AggregateUDF> {
@@ -709,7 +672,7 @@ mod tests {
 
     async fn run_values(cfg: SessionConfig, sql: &str, xs: Vec<f64>) -> Vec<u64> {
         let mut ctx = SessionContext::new_with_config(cfg);
-        register(&mut ctx).unwrap();
+        crate::register(&mut ctx).unwrap();
         let groups: Vec<i64> = (0..xs.len() as i64).map(|i| i % 7).collect();
         let schema = Arc::new(Schema::new(vec![
             Field::new("g", DataType::Int64, false),

@@ -11,7 +11,7 @@
 //! parser (`string_to_datetime`, in UTC), so the same strings are accepted
 //! with the same values, and the same ones rejected, now with the column
 //! and the value in the message. The two paths are tested against each
-//! other. Part of croo's function registry ([`crate::functions`]).
+//! other. Part of croo's function registry ([`crate::register`]).
 
 use std::sync::{Arc, LazyLock};
 

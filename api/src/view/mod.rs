@@ -1,0 +1,259 @@
+//! What one request may read: the results store seen through its key's
+//! scope. Every data route takes a [`View`] (an extractor), and the only
+//! way to the numbers of the store (result rows, manifests) is through it:
+//! the store's reading functions are private to this module. So a scoped
+//! key's request cannot be served unfiltered, whatever a handler forgets.
+//!
+//! - result rows: a scoped key sees only the rows of its groups, never the
+//!   whole population's ([`View::rows`]);
+//! - manifests: a scoped key gets [`ScopedManifest`], built field by field
+//!   from an allow-list ([`MANIFEST_FOR_SCOPED`]); a field added to the
+//!   manifest later is hidden until it is put on that list (a test fails
+//!   until each field is classified as shown or hidden).
+
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use chrono::NaiveDate;
+use engine::ResultRow;
+use engine::store::Manifest;
+use serde::Serialize;
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+
+/// The store as one request's key may see it.
+pub struct View {
+    state: Arc<AppState>,
+    who: Principal,
+}
+
+impl FromRequestParts<Arc<AppState>> for View {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        // `auth::require_key` puts the principal there on every data route;
+        // a route without it is refused rather than served as anyone.
+        let who = parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::unauthorized("this route needs a key: Authorization: Bearer <key>")
+            })?;
+        Ok(View {
+            state: Arc::clone(state),
+            who,
+        })
+    }
+}
+
+/// A run's manifest as a scoped key sees it: who ran what and when, never
+/// numbers (rows read, file sizes, population statistics) nor text that
+/// may quote data (warnings, errors).
+#[derive(Debug, Serialize)]
+pub struct ScopedManifest {
+    pub run_id: String,
+    pub formula: String,
+    pub version: String,
+    pub formula_hash: String,
+    pub engine_version: String,
+    pub grain: String,
+    pub periods: Vec<String>,
+    pub started_at: String,
+    pub finished_at: String,
+    /// Source names only.
+    pub sources: Vec<String>,
+    pub outcome: String,
+}
+
+/// The manifest fields a scoped key sees (those of [`ScopedManifest`]).
+pub const MANIFEST_FOR_SCOPED: &[&str] = &[
+    "run_id",
+    "formula",
+    "version",
+    "formula_hash",
+    "engine_version",
+    "grain",
+    "periods",
+    "started_at",
+    "finished_at",
+    "sources",
+    "outcome",
+];
+
+/// The manifest fields a scoped key never sees.
+pub const MANIFEST_HIDDEN: &[&str] = &[
+    "formula_path",
+    "parameters",
+    "population_stats",
+    "warnings",
+    "error",
+];
+
+impl From<&Manifest> for ScopedManifest {
+    fn from(m: &Manifest) -> Self {
+        ScopedManifest {
+            run_id: m.run_id.clone(),
+            formula: m.formula.clone(),
+            version: m.version.clone(),
+            formula_hash: m.formula_hash.clone(),
+            engine_version: m.engine_version.clone(),
+            grain: m.grain.clone(),
+            periods: m.periods.clone(),
+            started_at: m.started_at.clone(),
+            finished_at: m.finished_at.clone(),
+            sources: m.sources.iter().map(|s| s.name.clone()).collect(),
+            outcome: m.outcome.clone(),
+        }
+    }
+}
+
+impl View {
+    /// Who is asking.
+    pub fn who(&self) -> &Principal {
+        &self.who
+    }
+
+    /// The server's state (formulas, runs, audit log). Its store gives no
+    /// numbers outside this module.
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// The current result rows of `formula` for the periods in `[from, to]`
+    /// that this key may see, with the run each period comes from.
+    pub fn rows(
+        &self,
+        formula: &str,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<(Vec<ResultRow>, BTreeMap<String, String>), ApiError> {
+        let (rows, runs) = self.state.store.current_rows(formula, from, to)?;
+        let rows = rows.into_iter().filter(|r| self.who.sees(r)).collect();
+        Ok((rows, runs))
+    }
+
+    /// A run's manifest (as JSON): whole for an unscoped key, the
+    /// allow-listed fields for a scoped one.
+    pub fn manifest(&self, run_id: &str) -> Result<serde_json::Value, ApiError> {
+        let m = self.state.store.manifest(run_id)?;
+        let v = if self.who.is_scoped() {
+            serde_json::to_value(ScopedManifest::from(&m))
+        } else {
+            serde_json::to_value(&m)
+        };
+        v.map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    /// Who ran what, when: the run ids of the store (oldest first) with the
+    /// manifests that could be read. No numbers.
+    pub fn run_manifests(&self) -> Result<Vec<ScopedManifest>, ApiError> {
+        let ids = self.state.store.run_ids()?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| self.state.store.manifest(id).ok())
+            .map(|m| ScopedManifest::from(&m))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field of the manifest is either shown to scoped keys or
+    /// hidden from them, and the scoped view has exactly the shown ones:
+    /// a new manifest field fails here until someone decides.
+    #[test]
+    fn every_manifest_field_is_classified() {
+        let m = Manifest {
+            run_id: "r".into(),
+            formula: "f".into(),
+            version: "1".into(),
+            formula_hash: "sha256:0".into(),
+            formula_path: "/f.toml".into(),
+            engine_version: "0".into(),
+            grain: "month".into(),
+            periods: vec!["2026-01-01".into()],
+            parameters: BTreeMap::new(),
+            started_at: "t0".into(),
+            finished_at: "t1".into(),
+            sources: vec![engine::store::SourceRecord {
+                name: "s".into(),
+                uri: "s.parquet".into(),
+                rows_read: 7,
+                files: Vec::new(),
+            }],
+            population_stats: Vec::new(),
+            warnings: vec!["w".into()],
+            outcome: "succeeded".into(),
+            error: Some("e".into()),
+        };
+        let full = serde_json::to_value(&m).unwrap();
+        let mut fields: Vec<&str> = full
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort();
+        let mut classified: Vec<&str> = MANIFEST_FOR_SCOPED
+            .iter()
+            .chain(MANIFEST_HIDDEN)
+            .copied()
+            .collect();
+        classified.sort();
+        assert_eq!(
+            fields, classified,
+            "classify every manifest field in MANIFEST_FOR_SCOPED or MANIFEST_HIDDEN"
+        );
+        let scoped = serde_json::to_value(ScopedManifest::from(&m)).unwrap();
+        let mut shown: Vec<&str> = scoped
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        shown.sort();
+        let mut allowed = MANIFEST_FOR_SCOPED.to_vec();
+        allowed.sort();
+        assert_eq!(shown, allowed);
+        assert_eq!(scoped["sources"], serde_json::json!(["s"]));
+    }
+
+    /// Every route that needs a key (`security(("bearer" ...))` in its
+    /// OpenAPI annotation) takes the view and nothing that bypasses it.
+    #[test]
+    fn every_data_route_takes_the_view() {
+        let src = include_str!("../routes.rs");
+        let mut data_routes = 0;
+        for chunk in src.split("#[utoipa::path(").skip(1) {
+            let at = chunk
+                .find("pub async fn")
+                .expect("a handler after each annotation");
+            let body = chunk[at..].find('{').expect("a body") + at;
+            let signature = &chunk[at..body];
+            if chunk[..at].contains("security((\"bearer\"") {
+                data_routes += 1;
+                assert!(
+                    signature.contains("view: View"),
+                    "a data route must take the scoped view: {signature}"
+                );
+                assert!(
+                    !signature.contains("State(") && !signature.contains("Extension("),
+                    "a data route must reach the store only through the view: {signature}"
+                );
+            }
+        }
+        assert!(data_routes >= 9, "found {data_routes} data routes");
+    }
+}

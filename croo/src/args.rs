@@ -1,0 +1,151 @@
+//! Arguments shared by several commands, and their conversion into the
+//! engine's typed requests (dates, periods, session options, sizes).
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::ValueEnum;
+use engine::{PeriodChoice, SessionOptions};
+
+use crate::exit::{Failure, user};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct PeriodArgs {
+    /// One period: any date inside it (ISO, e.g. 2026-10-01).
+    #[arg(long, conflicts_with_all = ["from", "to", "last_complete"])]
+    pub period: Option<String>,
+    /// First period of a range (inclusive).
+    #[arg(long, requires = "to")]
+    pub from: Option<String>,
+    /// Last period of a range (inclusive).
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+    /// The last period that has ended.
+    #[arg(long)]
+    pub last_complete: bool,
+}
+
+impl PeriodArgs {
+    /// The periods these arguments name.
+    pub fn choice(&self) -> Result<PeriodChoice, Failure> {
+        Ok(
+            match (&self.period, &self.from, &self.to, self.last_complete) {
+                (Some(d), None, None, false) => PeriodChoice::One(date("--period", d)?),
+                (None, Some(f), Some(t), false) => {
+                    PeriodChoice::Range(date("--from", f)?, date("--to", t)?)
+                }
+                (None, None, None, true) => PeriodChoice::LastComplete,
+                _ => {
+                    return Err(user(
+                        "name the periods: --period DATE, --from DATE --to DATE, or --last-complete",
+                    ));
+                }
+            },
+        )
+    }
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Results store folder.
+    #[arg(long, default_value = "croo-results")]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// Also keep the per-customer rows.
+    #[arg(long)]
+    pub detail: bool,
+    /// Memory limit, e.g. 2GiB; operators spill to disk past it.
+    #[arg(long)]
+    pub memory_limit: Option<String>,
+    /// Worker threads (default: all cores), each running eight DataFusion
+    /// partitions. The numbers are the same bits for any thread count
+    /// (every floating-point sum is exact).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Run on a Ballista cluster: its scheduler, df://HOST:PORT (started
+    /// with `croo scheduler`; workers with `croo executor`).
+    #[arg(long, value_name = "df://HOST:PORT")]
+    pub cluster: Option<String>,
+}
+
+impl RunArgs {
+    /// The session these arguments ask for.
+    pub fn session(&self) -> Result<SessionOptions, Failure> {
+        let mut s = session_options(self.threads, self.memory_limit.as_deref())?;
+        s.cluster = self.cluster.clone();
+        Ok(s)
+    }
+}
+
+/// A date argument (`--period 2026-10-01`).
+pub fn date(flag: &str, s: &str) -> Result<NaiveDate, Failure> {
+    engine::period::parse_date(s)
+        .ok_or_else(|| user(format!("{flag} `{s}` is not a date (expected YYYY-MM-DD)")))
+}
+
+/// Session options from `--threads` and `--memory-limit`.
+pub fn session_options(
+    threads: Option<usize>,
+    memory_limit: Option<&str>,
+) -> Result<SessionOptions, Failure> {
+    let memory_limit = match memory_limit {
+        Some(s) => Some(
+            parse_size(s)
+                .ok_or_else(|| user(format!("--memory-limit `{s}` is not a size (e.g. 2GiB)")))?,
+        ),
+        None => None,
+    };
+    if threads == Some(0) {
+        return Err(user("--threads must be at least 1"));
+    }
+    Ok(SessionOptions {
+        threads,
+        memory_limit,
+        cluster: None,
+    })
+}
+
+/// Parses sizes such as `2GiB`, `512MiB`, `1GB`, `1000000`.
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0f64.powi(4),
+        _ => return None,
+    };
+    let v = n * mult;
+    (v >= 1.0 && v.is_finite()).then_some(v as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("2GiB"), Some(2 << 30));
+        assert_eq!(parse_size("512MiB"), Some(512 << 20));
+        assert_eq!(parse_size("1GB"), Some(1_000_000_000));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("lots"), None);
+    }
+}

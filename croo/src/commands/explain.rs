@@ -1,0 +1,240 @@
+//! `croo explain`: what each component contributes to a period's score,
+//! what moved it since another period (per component, and mix and within
+//! over a dimension), and how robust the scores and ranks are to the
+//! component weights.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use engine::ScoreOptions;
+
+use crate::args::{OutputFormat, date};
+use crate::exit::{Failure, user};
+use crate::render;
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub formula: PathBuf,
+    /// The period to explain (any date inside it).
+    #[arg(long)]
+    pub period: String,
+    /// The period to compare with.
+    #[arg(long)]
+    pub compare: Option<String>,
+    /// Split the change into within-group and mix effects over this dimension.
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Re-score the period N times with the component weights drawn around their nominal values.
+    #[arg(long, value_name = "N")]
+    pub uncertainty: Option<usize>,
+    /// Seed of the weight draws (the same seed gives the same figures).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Each weight is drawn within +-SPREAD of its nominal value (0.2 = 20%).
+    #[arg(long, default_value_t = 0.2)]
+    pub spread: f64,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+pub async fn run(a: Args) -> Result<u8, Failure> {
+    let (path, period, compare, by, format) = (
+        a.formula.as_path(),
+        a.period.as_str(),
+        a.compare.as_deref(),
+        a.by.as_deref(),
+        a.format,
+    );
+    let uncertainty = a.uncertainty.map(|n| (n, a.seed, a.spread));
+    if let Some((n, _, spread)) = uncertainty
+        && (n == 0 || n > 1_000_000 || !(0.0..1.0).contains(&spread))
+    {
+        return Err(user(
+            "--uncertainty takes 1 to 1000000 draws and --spread a number in [0, 1)",
+        ));
+    }
+    let loaded = engine::load(path)?;
+    let grain = loaded.formula.file.grain;
+    let p = engine::period::floor(grain, date("--period", period)?);
+    let c = match compare {
+        Some(c) => Some(engine::period::floor(grain, date("--compare", c)?)),
+        None => None,
+    };
+    if let Some(d) = by
+        && !loaded
+            .formula
+            .file
+            .dimensions
+            .iter()
+            .any(|x| x.name.value == d)
+    {
+        let known: Vec<&str> = loaded
+            .formula
+            .file
+            .dimensions
+            .iter()
+            .map(|x| x.name.value.as_str())
+            .collect();
+        return Err(user(format!(
+            "--by `{d}` is not a dimension of the formula (dimensions: {})",
+            known.join(", ")
+        )));
+    }
+    let mut periods = vec![p];
+    periods.extend(c);
+    periods.sort();
+    periods.dedup();
+    let options = ScoreOptions {
+        detail: uncertainty.is_some(),
+        ..ScoreOptions::default()
+    };
+    let computed = engine::score(&loaded, &periods, &options).await?;
+    let e = engine::explain::explain(&computed.rows, p, c, by);
+    let by_index = by.and_then(|d| {
+        loaded
+            .formula
+            .file
+            .dimensions
+            .iter()
+            .position(|x| x.name.value == d)
+    });
+    let u = match uncertainty {
+        Some((n, seed, spread)) => Some(engine::uncertainty::analyse(
+            &loaded.formula,
+            &computed.detail,
+            p,
+            by_index,
+            n,
+            seed,
+            spread,
+        )?),
+        None => None,
+    };
+    let mut out = std::io::stdout().lock();
+    if format == OutputFormat::Json {
+        let mut doc = serde_json::to_value(&e).unwrap_or_default();
+        if let Some(u) = &u {
+            doc["uncertainty"] = serde_json::to_value(u).unwrap_or_default();
+        }
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        );
+        return Ok(0);
+    }
+    let num = |v: Option<f64>| render::number(v, 4);
+    let _ = writeln!(
+        out,
+        "{} {}: score {} in {p}",
+        loaded.formula.name(),
+        loaded.formula.file.version.value,
+        num(e.score)
+    );
+    if let Some(c) = c {
+        let _ = writeln!(
+            out,
+            "was {} in {c}; change {}",
+            num(e.score_before),
+            num(e.change)
+        );
+    }
+    let headers = render::headers(&["component", "before", "contribution", "change"]);
+    let rows: Vec<Vec<String>> = e
+        .components
+        .iter()
+        .map(|x| {
+            vec![
+                x.component.clone(),
+                num(x.before),
+                num(x.after),
+                num(x.change),
+            ]
+        })
+        .collect();
+    let _ = write!(out, "\n{}", render::table(&headers, &rows));
+    if let Some(d) = &e.by {
+        let headers = render::headers(&[
+            d.as_str(),
+            "share before",
+            "share after",
+            "score before",
+            "score after",
+            "mix",
+            "within",
+        ]);
+        let rows: Vec<Vec<String>> = e
+            .groups
+            .iter()
+            .map(|g| {
+                vec![
+                    g.value.clone().unwrap_or_else(|| "(null)".into()),
+                    num(Some(g.share_before)),
+                    num(Some(g.share_after)),
+                    num(g.score_before),
+                    num(g.score_after),
+                    num(Some(g.mix)),
+                    num(Some(g.within)),
+                ]
+            })
+            .collect();
+        let _ = write!(out, "\n{}", render::table(&headers, &rows));
+        let _ = writeln!(
+            out,
+            "\nmix {} + within {} = change {}",
+            num(e.mix_total),
+            num(e.within_total),
+            num(e.change)
+        );
+    }
+    if let Some(u) = &u {
+        let _ = writeln!(
+            out,
+            "\nuncertainty: {} draws, weights within +-{}% (seed {})",
+            u.draws,
+            u.spread * 100.0,
+            u.seed
+        );
+        let headers = render::headers(&[
+            "group", "nominal", "median", "5%", "95%", "rank", "rank 5%", "rank 95%",
+        ]);
+        let rows: Vec<Vec<String>> = u
+            .groups
+            .iter()
+            .map(|g| {
+                let all = if by.is_some() { "(null)" } else { "all" };
+                vec![
+                    g.value.clone().unwrap_or_else(|| all.into()),
+                    num(g.nominal),
+                    num(g.median),
+                    num(g.p05),
+                    num(g.p95),
+                    g.rank_nominal
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    num(g.rank_p05),
+                    num(g.rank_p95),
+                ]
+            })
+            .collect();
+        let _ = write!(out, "{}", render::table(&headers, &rows));
+        let headers = render::headers(&["weight of", "mean rank shift", "mean score shift"]);
+        let rows: Vec<Vec<String>> = u
+            .sensitivity
+            .iter()
+            .map(|s| {
+                vec![
+                    s.component.clone(),
+                    format!("{:.4}", s.mean_rank_shift),
+                    format!("{:.4}", s.mean_score_shift),
+                ]
+            })
+            .collect();
+        let _ = write!(
+            out,
+            "\nwhich weight moves the ranking most:\n{}",
+            render::table(&headers, &rows)
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,13 @@
+//! One module per command: its arguments, the engine call, the rendering.
+
+pub mod check;
+pub mod cluster;
+pub mod diff;
+pub mod explain;
+pub mod keys;
+pub mod quickstart;
+pub mod run;
+pub mod sample;
+pub mod schema;
+pub mod serve;
+pub mod test;

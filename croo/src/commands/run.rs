@@ -1,0 +1,124 @@
+//! `croo run`: compute a formula for some periods, commit the results to
+//! the store, print them as a table or JSON.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use engine::{PeriodChoice, RunRequest};
+
+use crate::args::{OutputFormat, PeriodArgs, RunArgs};
+use crate::exit::{Failure, color};
+use crate::render;
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub formula: PathBuf,
+    #[command(flatten)]
+    pub periods: PeriodArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+pub async fn run(a: Args) -> Result<u8, Failure> {
+    let choice = a.periods.choice()?;
+    run_formula(&a.formula, choice, &a.run).await
+}
+
+/// Runs the formula at `path` over `choice` and prints the result rows.
+pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> Result<u8, Failure> {
+    let session = args.session()?;
+    let loaded = engine::load(path)?;
+    for w in &loaded.warnings {
+        eprintln!("{}", render::diagnostic(&loaded.file, w, color()));
+    }
+    let req = RunRequest {
+        periods: choice,
+        out: args.out.clone(),
+        detail: args.detail,
+        session,
+    };
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_message(format!("computing {}", loaded.formula.name()));
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        pb
+    });
+    let report = engine::run(&loaded, &req, &Utc::now).await;
+    if let Some(pb) = spinner {
+        pb.finish_and_clear();
+    }
+    let report = report?;
+    let mut stdout = std::io::stdout().lock();
+    match args.format {
+        OutputFormat::Json => {
+            let doc = serde_json::json!({
+                "formula": report.manifest.formula,
+                "version": report.manifest.version,
+                "formula_hash": report.manifest.formula_hash,
+                "run_id": report.manifest.run_id,
+                "results": report.rows,
+            });
+            let _ = writeln!(
+                stdout,
+                "{}",
+                serde_json::to_string_pretty(&doc).unwrap_or_default()
+            );
+        }
+        OutputFormat::Table => {
+            let comps: Vec<String> = loaded
+                .formula
+                .file
+                .components
+                .iter()
+                .map(|c| c.name.value.clone())
+                .collect();
+            let mut headers = render::headers(&[
+                "period",
+                "group",
+                "score",
+                "population",
+                "included",
+                "excluded",
+            ]);
+            headers.extend(comps.iter().cloned());
+            let num = |v: Option<f64>| render::number(v, 2);
+            let rows: Vec<Vec<String>> = report
+                .rows
+                .iter()
+                .map(|r| {
+                    let mut row = vec![
+                        r.period.to_string(),
+                        render::group(r.dimension.as_deref(), r.value.as_deref()),
+                        num(r.score),
+                        r.population.to_string(),
+                        r.included.to_string(),
+                        r.excluded.to_string(),
+                    ];
+                    row.extend(
+                        r.components
+                            .0
+                            .iter()
+                            .map(|(_, c)| num(c.contribution.or(c.rollup))),
+                    );
+                    row
+                })
+                .collect();
+            let _ = write!(stdout, "{}", render::table(&headers, &rows));
+            let _ = writeln!(
+                stdout,
+                "\n{} {} ({}) run {} -> {}",
+                report.manifest.formula,
+                report.manifest.version,
+                if loaded.formula.score.is_none() {
+                    "component columns are contributions"
+                } else {
+                    "component columns are rollups"
+                },
+                report.manifest.run_id,
+                report.dir.display()
+            );
+        }
+    }
+    Ok(0)
+}

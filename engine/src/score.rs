@@ -1,0 +1,253 @@
+//! Scoring: the per-customer table of a formula over some periods, its
+//! rollups, the population functions' reference statistics and the rows
+//! read per source; nothing is written. [`score`] is the one entry point
+//! that sets up the session, registers the sources and computes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type, SchemaRef};
+use datafusion::functions_aggregate::expr_fn::{count, max, min};
+use datafusion::logical_expr::col;
+use datafusion::prelude::{SessionContext, cast};
+use formulas::Formula;
+use formulas::compile::{Scope, compile};
+use formulas::expr::Ast;
+use kernels::sum::{exact_sum, exact_var_pop};
+
+use crate::columns::{KEY, PERIOD};
+use crate::error::{Error, Result};
+use crate::load::Loaded;
+use crate::plan;
+use crate::rollup::{self, ResultRow};
+use crate::session::{SessionOptions, is_distributed, session, session_for};
+use crate::sources::register_sources;
+use crate::store::PopulationStats;
+
+/// What a computation produced, before anything is written.
+pub struct Computed {
+    pub rows: Vec<ResultRow>,
+    pub rows_read: BTreeMap<String, u64>,
+    pub population_stats: Vec<PopulationStats>,
+    /// Per-customer rows, when asked for.
+    pub detail: Vec<RecordBatch>,
+}
+
+/// How to score: the session, whether to keep the per-customer rows, and
+/// tables that stand in for sources (a test's inline rows).
+#[derive(Debug, Clone, Default)]
+pub struct ScoreOptions {
+    pub session: SessionOptions,
+    /// Keep the per-customer rows ([`Computed::detail`]).
+    pub detail: bool,
+    /// `(source name, rows)`: registered in place of those sources.
+    pub inline: Vec<(String, RecordBatch)>,
+}
+
+/// Scores `loaded` over `periods`: sets up the session (local or on a
+/// cluster), registers the sources (checking every column the formula
+/// names) and computes the results. Nothing is written.
+pub async fn score(
+    loaded: &Loaded,
+    periods: &[NaiveDate],
+    options: &ScoreOptions,
+) -> Result<Computed> {
+    let ctx = session_for(&options.session).await?;
+    let mut inline = Vec::new();
+    for (name, batch) in &options.inline {
+        connectors::register_batches(
+            &ctx,
+            &crate::columns::table_name(name),
+            batch.schema(),
+            vec![batch.clone()],
+        )?;
+        inline.push(name.clone());
+    }
+    let schemas = register_sources(&ctx, loaded, &inline).await?;
+    compute(&ctx, loaded, &schemas, periods, options.detail).await
+}
+
+/// Computes the results of a formula whose sources are registered in `ctx`.
+async fn compute(
+    ctx: &SessionContext,
+    loaded: &Loaded,
+    schemas: &BTreeMap<String, SchemaRef>,
+    periods: &[NaiveDate],
+    detail: bool,
+) -> Result<Computed> {
+    let f = &loaded.formula;
+    let clock = std::time::Instant::now();
+    let lap =
+        |what: &str| tracing::info!(elapsed_ms = clock.elapsed().as_millis() as u64, "{what}");
+    let scored = plan::plan(ctx, f, schemas, periods).await?;
+    lap("measures aggregated per source");
+    // Materialise the per-customer table once; every rollup reads it. On a
+    // cluster it comes back to this process (Ballista cannot cache), and
+    // the rollups run here, over the same exact sums.
+    let df = if is_distributed(ctx) {
+        let schema = scored.df.schema().inner().clone();
+        let batches = scored
+            .df
+            .collect()
+            .await
+            .map_err(Error::engine("scoring customers on the cluster"))?;
+        // Ballista's batches may differ in nullability from the plan's
+        // schema: the batches' own schema is the truth.
+        let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
+        let local = session(&SessionOptions::default())?;
+        let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])
+            .map_err(Error::engine("scoring customers"))?;
+        local
+            .read_table(Arc::new(table))
+            .map_err(Error::engine("scoring customers"))?
+    } else {
+        crate::materialise::materialise(ctx, scored.df, "scoring customers").await?
+    };
+    lap("customers scored");
+    // The rollups and the population statistics read the same table: at
+    // the same time.
+    let (rows, population_stats) =
+        futures::future::try_join(rollup::rollups(f, &df, periods), population_stats(f, &df))
+            .await?;
+    lap("rollups and population statistics computed");
+    let mut rows_read = BTreeMap::new();
+    for (name, frame) in scored.rows_read {
+        let batches = frame
+            .collect()
+            .await
+            .map_err(Error::engine(format!("counting rows of `{name}`")))?;
+        let n: i64 = batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .filter_map(|b| b.column(0).as_primitive_opt::<Int64Type>())
+            .filter(|a| !a.is_null(0))
+            .map(|a| a.value(0))
+            .sum();
+        rows_read.insert(name, n.max(0) as u64);
+    }
+    lap("rows read counted");
+    let detail = if detail {
+        df.sort(vec![
+            col(PERIOD).sort(true, false),
+            col(KEY).sort(true, false),
+        ])
+        .map_err(Error::engine("sorting per-customer rows"))?
+        .collect()
+        .await
+        .map_err(Error::engine("collecting per-customer rows"))?
+    } else {
+        Vec::new()
+    };
+    Ok(Computed {
+        rows,
+        rows_read,
+        population_stats,
+        detail,
+    })
+}
+
+struct Columns;
+
+impl Scope for Columns {
+    fn ident(&self, name: &str) -> Option<datafusion::logical_expr::Expr> {
+        Some(datafusion::logical_expr::ident(name))
+    }
+
+    fn partition(&self) -> Vec<datafusion::logical_expr::Expr> {
+        vec![col(PERIOD)]
+    }
+}
+
+/// Reference statistics (n, min, max, mean, population standard deviation)
+/// of every population function's argument in every period.
+async fn population_stats(
+    f: &Formula,
+    df: &datafusion::prelude::DataFrame,
+) -> Result<Vec<PopulationStats>> {
+    let mut calls: Vec<(String, String, Ast)> = Vec::new();
+    let mut collect = |place: String, a: &Ast| {
+        a.walk(&mut |n| {
+            if let Ast::Call(func, args, _) = n
+                && func.is_population()
+            {
+                calls.push((place.clone(), func.name().to_string(), args[0].clone()));
+            }
+        });
+    };
+    for (i, a) in &f.derived {
+        collect(format!("derived.{}", f.file.derived[*i].name.value), a);
+    }
+    for (c, a) in f.file.components.iter().zip(&f.components) {
+        collect(format!("score.components.{}", c.name.value), a);
+    }
+    if let Some(a) = &f.score {
+        collect("score.expr".into(), a);
+    }
+    let mut out = Vec::new();
+    for (place, func, arg) in calls {
+        let x = compile(&arg, &Columns).map_err(Error::engine("population statistics"))?;
+        let x = cast(x, DataType::Float64);
+        let batches = df
+            .clone()
+            .aggregate(
+                vec![col(PERIOD)],
+                vec![
+                    count(x.clone()).alias("n"),
+                    min(x.clone()).alias("min"),
+                    max(x.clone()).alias("max"),
+                    // Exact sums, as in the population functions themselves.
+                    (exact_sum(x.clone()) / cast(count(x.clone()), DataType::Float64))
+                        .alias("mean"),
+                    datafusion::functions::math::expr_fn::sqrt(exact_var_pop(x)).alias("sd"),
+                ],
+            )
+            .and_then(|d| d.sort(vec![col(PERIOD).sort(true, false)]))
+            .map_err(Error::engine("population statistics"))?
+            .collect()
+            .await
+            .map_err(Error::engine("population statistics"))?;
+        for b in batches {
+            let p = b.column(0).as_primitive::<Date32Type>();
+            let n = b.column(1).as_primitive::<Int64Type>();
+            let fl = |i: usize, r: usize| {
+                let a = b.column(i).as_primitive::<Float64Type>();
+                (!a.is_null(r)).then(|| a.value(r))
+            };
+            for r in 0..b.num_rows() {
+                out.push(PopulationStats {
+                    expression: format!("{func}({}) in {place}", show(&arg)),
+                    function: func.clone(),
+                    period: p
+                        .value_as_date(r)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
+                    n: n.value(r) as u64,
+                    min: fl(2, r),
+                    max: fl(3, r),
+                    mean: fl(4, r),
+                    stddev: fl(5, r),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Formula syntax text of an expression.
+pub fn show(a: &Ast) -> String {
+    match a {
+        Ast::Num(n) => format!("{n}"),
+        Ast::Bool(b) => format!("{b}"),
+        Ast::Ident(n, _) => n.clone(),
+        Ast::Neg(x) => format!("-{}", show(x)),
+        Ast::Not(x) => format!("!{}", show(x)),
+        Ast::Bin(op, l, r) => format!("({} {} {})", show(l), op.symbol(), show(r)),
+        Ast::Call(f, args, _) => format!(
+            "{}({})",
+            f.name(),
+            args.iter().map(show).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}

@@ -1,0 +1,311 @@
+//! A formula's sources registered as tables of a session, and every column
+//! the formula names checked against their schemas (diagnostics at the
+//! formula's line).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::logical_expr::ExprSchemable as _;
+use datafusion::prelude::{SessionContext, cast};
+use formulas::{Diagnostic, Format, Formula, Source, SourceFile, Text};
+
+use crate::columns::table_name;
+use crate::error::{Error, Result};
+use crate::load::Loaded;
+use crate::session::is_distributed;
+
+fn connector_format(f: Format) -> Option<connectors::FileFormat> {
+    match f {
+        Format::Parquet => Some(connectors::FileFormat::Parquet),
+        Format::Csv => Some(connectors::FileFormat::Csv),
+        Format::Ndjson => Some(connectors::FileFormat::Ndjson),
+        Format::Postgres => None,
+    }
+}
+
+/// The connector's description of a source of the formula.
+fn spec<'a>(
+    s: &'a Source,
+    base: &'a std::path::Path,
+    instants: &'a [&'a str],
+) -> connectors::SourceSpec<'a> {
+    connectors::SourceSpec {
+        name: &s.name.value,
+        uri: &s.uri.value,
+        format: s.format.and_then(connector_format),
+        base_dir: base,
+        instants,
+    }
+}
+
+/// The columns of a source that hold instants.
+fn instants(s: &Source) -> Vec<&str> {
+    [&s.time, &s.active_from, &s.active_to]
+        .into_iter()
+        .flatten()
+        .map(|t| t.value.as_str())
+        .collect()
+}
+
+/// Registers one source of the formula as its table in `ctx`.
+async fn register_one(ctx: &SessionContext, loaded: &Loaded, s: &Source) -> Result<SchemaRef> {
+    let table = table_name(&s.name.value);
+    if is_distributed(ctx) && connectors::is_postgres_uri(&s.uri.value) {
+        return Err(Error::User(format!(
+            "source `{}` is a PostgreSQL table, which Ballista executors cannot read: stage it to Parquet on a shared folder or an object store first, or run without --cluster",
+            s.name.value
+        )));
+    }
+    let base = loaded.base_dir();
+    let instants = instants(s);
+    let mut schema = connectors::register(ctx, &table, &spec(s, &base, &instants)).await?;
+    if schema
+        .fields()
+        .iter()
+        .any(|f| f.data_type() == &DataType::Null)
+    {
+        schema = retype_null_columns(ctx, &table).await?;
+    }
+    Ok(schema)
+}
+
+/// Registers every source of the formula in `ctx`, except those in `skip`
+/// (already registered, for instance by a test's inline rows), and checks
+/// that every column the formula names exists.
+pub(crate) async fn register_sources(
+    ctx: &SessionContext,
+    loaded: &Loaded,
+    skip: &[String],
+) -> Result<BTreeMap<String, SchemaRef>> {
+    let mut schemas = BTreeMap::new();
+    for s in &loaded.formula.file.sources {
+        let schema = if skip.contains(&s.name.value) {
+            ctx.table_provider(table_name(&s.name.value).as_str())
+                .await
+                .map_err(Error::engine(format!("source `{}`", s.name.value)))?
+                .schema()
+        } else {
+            register_one(ctx, loaded, s).await?
+        };
+        schemas.insert(s.name.value.clone(), schema);
+    }
+    let diagnostics = check_columns(&loaded.formula, &loaded.file, &schemas);
+    if !diagnostics.is_empty() {
+        return Err(Error::Formula {
+            file: Box::new(loaded.file.clone()),
+            diagnostics,
+        });
+    }
+    Ok(schemas)
+}
+
+/// Which sources [`check_sources`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Local files and folders that exist (what `croo check` reads by
+    /// default: cheap, and nothing leaves the machine).
+    Local,
+    /// Every source, PostgreSQL and object stores included (`--schemas`);
+    /// a source that cannot be read is an error.
+    All,
+}
+
+/// Reads the schemas of the formula's sources that `reach` names and checks
+/// every column the formula names against them. Every problem is a
+/// diagnostic at the formula's line: a missing column at the column's
+/// place, a source that cannot be read at its `uri`.
+pub async fn check_sources(loaded: &Loaded, reach: Reach) -> Result<Vec<Diagnostic>> {
+    let ctx = crate::session::session(&crate::session::SessionOptions::default())?;
+    let base = loaded.base_dir();
+    let mut schemas = BTreeMap::new();
+    let mut out = Vec::new();
+    for s in &loaded.formula.file.sources {
+        if reach == Reach::Local && !connectors::is_local_and_present(&s.uri.value, &base) {
+            continue;
+        }
+        match register_one(&ctx, loaded, s).await {
+            Ok(schema) => {
+                schemas.insert(s.name.value.clone(), schema);
+            }
+            Err(e) if e.class() == crate::error::Class::User => out.push(
+                Diagnostic::error(
+                    "croo::source",
+                    s.uri.span.clone(),
+                    format!("cannot read source `{}`: {e}", s.name.value),
+                )
+                .with_label("this source"),
+            ),
+            Err(e) => return Err(e),
+        }
+    }
+    out.extend(check_columns(&loaded.formula, &loaded.file, &schemas));
+    Ok(out)
+}
+
+/// A column whose type could not be inferred because every value is NULL
+/// (NDJSON, CSV) is read as Float64, so that aggregates over it give NULL
+/// instead of failing.
+async fn retype_null_columns(ctx: &SessionContext, table: &str) -> Result<SchemaRef> {
+    let df = ctx
+        .table(table)
+        .await
+        .map_err(Error::engine(format!("reading `{table}`")))?;
+    let exprs: Vec<_> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = datafusion::logical_expr::ident(f.name());
+            if f.data_type() == &DataType::Null {
+                cast(c, DataType::Float64).alias(f.name())
+            } else {
+                c
+            }
+        })
+        .collect();
+    let view = df
+        .select(exprs)
+        .map_err(Error::engine(format!("reading `{table}`")))?;
+    let schema: SchemaRef = Arc::new(view.schema().as_arrow().clone());
+    ctx.deregister_table(table)
+        .map_err(Error::engine(format!("reading `{table}`")))?;
+    ctx.register_table(table, view.into_view())
+        .map_err(Error::engine(format!("reading `{table}`")))?;
+    Ok(schema)
+}
+
+/// Checks that every column a formula names exists in its source's schema,
+/// reporting each missing one at its place in the file.
+fn check_columns(
+    f: &Formula,
+    file: &SourceFile,
+    schemas: &BTreeMap<String, SchemaRef>,
+) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let need = |source: &Source, t: &Text, what: &str, out: &mut Vec<Diagnostic>| {
+        let Some(schema) = schemas.get(&source.name.value) else {
+            return;
+        };
+        if schema.field_with_name(&t.value).is_err() {
+            out.push(missing_column(
+                schema,
+                &source.name.value,
+                &t.value,
+                t.span.clone(),
+                what,
+            ));
+        }
+    };
+    for s in &f.file.sources {
+        need(s, &s.key, "key", &mut out);
+        for t in [&s.time, &s.active_from, &s.active_to]
+            .into_iter()
+            .flatten()
+        {
+            need(s, t, "time", &mut out);
+        }
+    }
+    if let Some(e) = f.file.entity() {
+        for d in &f.file.dimensions {
+            need(e, &d.column, "dimension", &mut out);
+        }
+    }
+    for (m, cols) in f.file.measures.iter().zip(&f.measure_columns) {
+        let Some(schema) = schemas.get(&m.source.value) else {
+            continue;
+        };
+        let before = out.len();
+        for (c, span) in cols {
+            if schema.field_with_name(c).is_err() {
+                out.push(missing_column(
+                    schema,
+                    &m.source.value,
+                    c,
+                    span.clone(),
+                    "measure",
+                ));
+            }
+        }
+        if out.len() == before {
+            out.extend(aggregate_types(m, schema));
+        }
+    }
+    let _ = file;
+    out
+}
+
+/// Reports each aggregate of a measure that cannot be computed over its
+/// source's column types (`sum` of a string, say), at the aggregate's place
+/// in the file.
+fn aggregate_types(m: &formulas::Measure, schema: &SchemaRef) -> Vec<Diagnostic> {
+    let Ok(sql) = formulas::measure::check_measure_expr(&m.expr.value) else {
+        return Vec::new();
+    };
+    let Ok(df_schema) = datafusion::common::DFSchema::try_from(schema.as_ref().clone()) else {
+        return Vec::new();
+    };
+    let ctx = SessionContext::new();
+    let mut out = Vec::new();
+    for (name, range) in &sql.aggregates {
+        let text = &m.expr.value[range.clone()];
+        let result = ctx
+            .parse_sql_expr(text, &df_schema)
+            .and_then(|e| e.get_type(&df_schema).map(|_| ()));
+        if result.is_ok() {
+            continue;
+        }
+        let inside: Vec<String> = sql
+            .columns
+            .iter()
+            .filter(|(_, r)| range.start <= r.start && r.end <= range.end)
+            .filter_map(|(c, _)| {
+                schema
+                    .field_with_name(c)
+                    .ok()
+                    .map(|f| format!("`{c}` is {}", f.data_type()))
+            })
+            .collect();
+        let mut d = Diagnostic::error(
+            "croo::type-not-aggregable",
+            m.expr.sub_span(range.clone()),
+            format!(
+                "`{name}` cannot aggregate these columns of source `{}`",
+                m.source.value
+            ),
+        )
+        .with_label(if inside.is_empty() {
+            "wrong argument types".to_string()
+        } else {
+            inside.join(", ")
+        });
+        if matches!(name.as_str(), "sum" | "avg" | "mean") {
+            d = d.with_help(format!(
+                "`{name}` needs numbers: count the rows (`count(...)`), or map values to numbers with `CASE WHEN ... THEN 1 ELSE 0 END`"
+            ));
+        }
+        out.push(d);
+    }
+    out
+}
+
+fn missing_column(
+    schema: &Schema,
+    source: &str,
+    column: &str,
+    span: std::ops::Range<usize>,
+    what: &str,
+) -> Diagnostic {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let mut d = Diagnostic::error(
+        "croo::unknown-column",
+        span,
+        format!("source `{source}` has no column `{column}`"),
+    )
+    .with_label(format!("{what} column not in the source"));
+    d = match formulas::diagnostic::nearest(column, names.iter().copied()) {
+        Some(n) => d.with_help(format!("did you mean `{n}`?")),
+        None => d.with_help(format!("its columns are: {}", names.join(", "))),
+    };
+    d
+}
