@@ -247,6 +247,8 @@ pub fn state(config: &Config) -> Result<Arc<AppState>, Error> {
             dir.display()
         )));
     }
+    engine::leftovers::clean_store(&config.results);
+    engine::leftovers::clean_temp();
     std::fs::create_dir_all(&config.results).map_err(|source| Error::Io {
         context: format!("creating {}", config.results.display()),
         source,

@@ -3,11 +3,71 @@
 use std::fmt;
 
 use formulas::{Diagnostic, Severity, SourceFile};
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents,
+    SourceCode, SourceSpan, SpanContents,
+};
 
 struct Report<'a> {
     d: &'a Diagnostic,
-    src: NamedSource<String>,
+    src: Window<'a>,
+}
+
+/// The lines of a file around one diagnostic, as miette reads them: each
+/// diagnostic renders in time proportional to its own lines, not to the
+/// whole file (a file with thousands of warnings renders in linear time).
+struct Window<'a> {
+    name: &'a str,
+    /// The lines shown, from the start of the first.
+    text: &'a str,
+    /// Byte offset of `text` in the file.
+    base: usize,
+    /// Zero-based line number of `text`'s first line in the file.
+    first_line: usize,
+}
+
+impl<'a> Window<'a> {
+    /// `CONTEXT` lines on either side of `span` (miette shows one).
+    fn around(file: &'a SourceFile, span: &std::ops::Range<usize>) -> Self {
+        const CONTEXT: usize = 3;
+        let (start_line, _) = file.line_col(span.start);
+        let (end_line, _) = file.line_col(span.end);
+        let first_line = start_line.saturating_sub(1 + CONTEXT);
+        let base = file.line_start(first_line);
+        let end = file.line_start(end_line + CONTEXT);
+        Window {
+            name: &file.path,
+            text: &file.text[base..end.max(base)],
+            base,
+            first_line,
+        }
+    }
+}
+
+impl SourceCode for Window<'_> {
+    fn read_span<'b>(
+        &'b self,
+        span: &SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn SpanContents<'b> + 'b>, MietteError> {
+        let offset = span.offset().saturating_sub(self.base).min(self.text.len());
+        let len = span.len().min(self.text.len() - offset);
+        let inner = self
+            .text
+            .read_span(&SourceSpan::new(offset.into(), len), before, after)?;
+        Ok(Box::new(MietteSpanContents::new_named(
+            self.name.to_string(),
+            inner.data(),
+            SourceSpan::new(
+                (inner.span().offset() + self.base).into(),
+                inner.span().len(),
+            ),
+            inner.line() + self.first_line,
+            inner.column(),
+            inner.line_count(),
+        )))
+    }
 }
 
 impl fmt::Debug for Report<'_> {
@@ -74,7 +134,7 @@ pub fn diagnostic(file: &SourceFile, d: &Diagnostic, color: bool) -> String {
     let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
     let report = Report {
         d,
-        src: NamedSource::new(file.path.clone(), file.text.clone()),
+        src: Window::around(file, &d.span),
     };
     let mut s = String::new();
     if handler.render_report(&mut s, &report).is_ok() {

@@ -67,7 +67,8 @@ impl Error {
     }
 }
 
-/// Planning and schema errors come from what the user wrote; execution
+/// Planning and schema errors come from what the user wrote (a SQL feature
+/// DataFusion does not implement included); execution
 /// errors (I/O, resources) are failures. Arrow cast, parse and CSV/JSON
 /// reader errors come from the data. The whole chain of causes is looked
 /// at: a reader's error reaches the plan wrapped (in a stream, an `Arc`, a
@@ -77,7 +78,10 @@ fn is_user_datafusion_error(e: &DataFusionError) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cause {
         if let Some(
-            DataFusionError::Plan(_) | DataFusionError::SchemaError(..) | DataFusionError::SQL(..),
+            DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::SQL(..)
+            | DataFusionError::NotImplemented(_),
         ) = err.downcast_ref::<DataFusionError>()
         {
             return true;

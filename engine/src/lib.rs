@@ -22,6 +22,7 @@ pub mod durable;
 pub mod error;
 pub mod explain;
 pub mod formula_tests;
+pub mod leftovers;
 pub mod load;
 pub mod materialise;
 pub mod period;

@@ -19,6 +19,8 @@ use crate::error::{Error, Result};
 pub struct Scratch {
     dir: PathBuf,
     next: AtomicUsize,
+    /// Held while the folder exists (see `leftovers`).
+    owner: Option<crate::leftovers::Owner>,
 }
 
 impl Scratch {
@@ -29,9 +31,13 @@ impl Scratch {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
+        // Claimed before the folder is made; a process killed meanwhile
+        // leaves both to `leftovers::clean_temp`.
+        let owner = crate::leftovers::claim(&dir).ok();
         Scratch {
             dir,
             next: AtomicUsize::new(0),
+            owner,
         }
     }
 }
@@ -39,6 +45,8 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        // The owner file goes after the folder.
+        self.owner.take();
     }
 }
 

@@ -95,6 +95,11 @@ pub async fn run_with_id(
     run_id: String,
     clock: &dyn Fn() -> DateTime<Utc>,
 ) -> Result<RunReport> {
+    // What killed runs left behind (their process is gone) goes first.
+    if !store::is_remote(&req.out) {
+        crate::leftovers::clean_store(&req.out);
+    }
+    crate::leftovers::clean_temp();
     let started = clock();
     let periods = resolve_periods(loaded, &req.periods, started.date_naive())?;
     let f = &loaded.formula.file;
@@ -211,18 +216,21 @@ pub async fn run_with_id(
 
 /// A local folder a run is committed to before it is copied into an
 /// object store; removed when dropped.
-struct Staging(PathBuf);
+struct Staging(PathBuf, Option<crate::leftovers::Owner>);
 
 impl Staging {
     fn new(run_id: &str) -> Result<Staging> {
         let dir = std::env::temp_dir().join(format!("croo-staging-{run_id}"));
+        let owner = crate::leftovers::claim(&dir)
+            .map_err(Error::io(format!("creating {}", dir.display())))?;
         std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
-        Ok(Staging(dir))
+        Ok(Staging(dir, Some(owner)))
     }
 }
 
 impl Drop for Staging {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        self.1.take();
     }
 }

@@ -236,6 +236,7 @@ async fn population_stats(
 }
 
 /// Formula syntax text of an expression.
+#[recursive::recursive]
 pub fn show(a: &Ast) -> String {
     match a {
         Ast::Num(n) => format!("{n}"),

@@ -182,6 +182,8 @@ fn check_columns(
     file: &SourceFile,
     schemas: &BTreeMap<String, SchemaRef>,
 ) -> Vec<Diagnostic> {
+    // One parser for every measure (a session registers every function).
+    let parser = SessionContext::new();
     let mut out = Vec::new();
     let need = |source: &Source, t: &Text, what: &str, out: &mut Vec<Diagnostic>| {
         let Some(schema) = schemas.get(&source.name.value) else {
@@ -228,7 +230,7 @@ fn check_columns(
             }
         }
         if out.len() == before {
-            out.extend(aggregate_types(m, schema));
+            out.extend(aggregate_types(&parser, m, schema));
         }
     }
     let _ = file;
@@ -238,14 +240,18 @@ fn check_columns(
 /// Reports each aggregate of a measure that cannot be computed over its
 /// source's column types (`sum` of a string, say), at the aggregate's place
 /// in the file.
-fn aggregate_types(m: &formulas::Measure, schema: &SchemaRef) -> Vec<Diagnostic> {
+fn aggregate_types(
+    parser: &SessionContext,
+    m: &formulas::Measure,
+    schema: &SchemaRef,
+) -> Vec<Diagnostic> {
     let Ok(sql) = formulas::measure::check_measure_expr(&m.expr.value) else {
         return Vec::new();
     };
     let Ok(df_schema) = datafusion::common::DFSchema::try_from(schema.as_ref().clone()) else {
         return Vec::new();
     };
-    let ctx = SessionContext::new();
+    let ctx = parser;
     let mut out = Vec::new();
     for (name, range) in &sql.aggregates {
         let text = &m.expr.value[range.clone()];
@@ -285,6 +291,62 @@ fn aggregate_types(m: &formulas::Measure, schema: &SchemaRef) -> Vec<Diagnostic>
             ));
         }
         out.push(d);
+    }
+    if !out.is_empty() {
+        return out;
+    }
+    // The whole measure is one number per customer and period (a boolean
+    // counts as 0/1), and DataFusion can plan it and its filter.
+    let planned = |text: &str| {
+        ctx.parse_sql_expr(text, &df_schema)
+            .and_then(|e| e.get_type(&df_schema))
+    };
+    let cannot_plan = |t: &formulas::Text, e: datafusion::error::DataFusionError| {
+        let message = e.to_string();
+        let message = message
+            .strip_prefix("This feature is not implemented: ")
+            .unwrap_or(&message);
+        Diagnostic::error(
+            "croo::measure-sql",
+            t.sub_span(0..t.value.len()),
+            format!(
+                "measure `{}`: DataFusion cannot run this SQL: {message}",
+                m.name.value
+            ),
+        )
+        .with_label("not supported")
+    };
+    if let Some(f) = &m.filter {
+        match planned(&f.value) {
+            Err(e) => out.push(cannot_plan(f, e)),
+            Ok(ty) if ty != DataType::Boolean && ty != DataType::Null => out.push(
+                Diagnostic::error(
+                    "croo::measure-filter",
+                    f.sub_span(0..f.value.len()),
+                    format!(
+                        "the filter of measure `{}` is {ty}, not a condition",
+                        m.name.value
+                    ),
+                )
+                .with_label("not true or false"),
+            ),
+            Ok(_) => {}
+        }
+    }
+    match planned(&m.expr.value) {
+        Err(e) => out.push(cannot_plan(&m.expr, e)),
+        Ok(ty) if !(ty.is_numeric() || ty == DataType::Boolean || ty == DataType::Null) => out.push(
+            Diagnostic::error(
+                "croo::measure-type",
+                m.expr.sub_span(0..m.expr.value.len()),
+                format!("measure `{}` is {ty}, not a number", m.name.value),
+            )
+            .with_label("not a number")
+            .with_help(
+                "a measure is one number per customer and period: count, sum or average the values, or map them to numbers with `CASE WHEN ... THEN 1 ELSE 0 END`",
+            ),
+        ),
+        Ok(_) => {}
     }
     out
 }

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::durable;
 use crate::error::{Error, Result};
+use crate::leftovers;
 use crate::rollup::ResultRow;
 
 /// Reference statistics of one population function argument in one period.
@@ -205,6 +206,9 @@ pub fn commit(
     let runs = out.join("runs");
     fs::create_dir_all(&runs).map_err(io(format!("creating {}", runs.display())))?;
     let tmp = runs.join(format!(".tmp-{}", manifest.run_id));
+    // Owned by this process until it is committed: a run killed meanwhile
+    // leaves it to `leftovers::clean_store`.
+    let owner = leftovers::claim(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
     fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
     write_parquet(&tmp.join("results.parquet"), &[results])?;
     if !detail.is_empty() {
@@ -217,6 +221,7 @@ pub fn commit(
     let _lock = lock(out)?;
     let dest = run_dir(out, &manifest.run_id);
     durable::rename(&tmp, &dest).map_err(io(format!("moving the run into {}", dest.display())))?;
+    drop(owner);
     let mut current = read_current(out)?;
     let entry = current
         .formulas

@@ -81,6 +81,7 @@ enum Place {
 
 impl Checker<'_> {
     fn run(&mut self) -> Option<Formula> {
+        self.sizes();
         self.unique_names();
         let measure_columns = self.measures();
         self.dimensions();
@@ -159,6 +160,48 @@ impl Checker<'_> {
         })
     }
 
+    /// At most `limits::MAX_DEFINITIONS` of each kind (see `limits`).
+    fn sizes(&mut self) {
+        let max = crate::limits::MAX_DEFINITIONS;
+        let kinds: [(&str, Vec<&Range<usize>>); 5] = [
+            (
+                "sources",
+                self.f.sources.iter().map(|s| &s.name.span).collect(),
+            ),
+            (
+                "dimensions",
+                self.f.dimensions.iter().map(|d| &d.name.span).collect(),
+            ),
+            (
+                "measures",
+                self.f.measures.iter().map(|m| &m.name.span).collect(),
+            ),
+            (
+                "derived values",
+                self.f.derived.iter().map(|d| &d.name.span).collect(),
+            ),
+            (
+                "components",
+                self.f.components.iter().map(|c| &c.name.span).collect(),
+            ),
+        ];
+        for (kind, spans) in kinds {
+            if let Some(span) = spans.get(max) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "croo::too-many",
+                        (*span).clone(),
+                        format!(
+                            "the formula has {} {kind}; a formula may have at most {max}",
+                            spans.len()
+                        ),
+                    )
+                    .with_label(format!("the {}th", max + 1)),
+                );
+            }
+        }
+    }
+
     fn unique_names(&mut self) {
         let mut seen: BTreeMap<&str, (&str, Range<usize>)> = BTreeMap::new();
         let all = self
@@ -216,7 +259,25 @@ impl Checker<'_> {
                 self.diags.push(d);
             }
             match measure::check_measure_expr(&m.expr.value) {
-                Ok(c) => cols.extend(c.columns.into_iter().map(|(n, r)| (n, m.expr.sub_span(r)))),
+                Ok(c) => {
+                    for (name, r) in &c.aggregates {
+                        if measure::is_never_a_number(name) {
+                            self.diags.push(
+                                Diagnostic::error(
+                                    "croo::measure-type",
+                                    m.expr.sub_span(r.clone()),
+                                    format!(
+                                        "measure `{}`: `{name}` gives a list or text, not a number",
+                                        m.name.value
+                                    ),
+                                )
+                                .with_label("not a number")
+                                .with_help("a measure is one number per customer and period: count, sum, average, min or max the values"),
+                            );
+                        }
+                    }
+                    cols.extend(c.columns.into_iter().map(|(n, r)| (n, m.expr.sub_span(r))))
+                }
                 Err(problems) => {
                     for p in problems {
                         self.diags.push(
@@ -348,6 +409,7 @@ impl Checker<'_> {
         ok.then_some(ast)
     }
 
+    #[recursive::recursive]
     fn population_functions(&mut self, ast: &Ast, t: &Text, place: Place, inside: bool) -> bool {
         let mut ok = true;
         match ast {
@@ -566,6 +628,7 @@ impl Checker<'_> {
 }
 
 /// The type of an expression, or why it has none.
+#[recursive::recursive]
 pub fn type_of(a: &Ast) -> Result<Ty, String> {
     let num = |a: &Ast, what: &str| -> Result<(), String> {
         match type_of(a)? {

@@ -105,6 +105,7 @@ pub fn window_population(f: Func, x: Expr, partition: Vec<Expr>) -> Result<Expr>
 }
 
 impl Compiler<'_> {
+    #[recursive::recursive]
     fn expr(&self, a: &Ast) -> Result<Expr> {
         Ok(match a {
             Ast::Num(n) => lit(*n),
@@ -123,7 +124,7 @@ impl Compiler<'_> {
                     BinOp::Mul => l * r,
                     BinOp::Div => safe_div(l, r, false)?,
                     BinOp::Mod => safe_div(l, r, true)?,
-                    BinOp::Pow => math::power(f64c(l), f64c(r)),
+                    BinOp::Pow => strict::pow(f64c(l), f64c(r)),
                     BinOp::Eq => l.eq(r),
                     BinOp::Neq => l.not_eq(r),
                     BinOp::Lt => l.lt(r),
@@ -151,8 +152,8 @@ impl Compiler<'_> {
             Func::Floor => math::floor(a[0].clone()),
             Func::Ceil => math::ceil(a[0].clone()),
             Func::Round => math::round(vec![a[0].clone()]),
-            Func::Sqrt => math::sqrt(a[0].clone()),
-            Func::Ln => math::ln(a[0].clone()),
+            Func::Sqrt => strict::sqrt(f64c(a[0].clone())),
+            Func::Ln => strict::ln(f64c(a[0].clone())),
             Func::Exp => math::exp(a[0].clone()),
             Func::Clamp => clamp(a[0].clone(), a[1].clone(), a[2].clone())?,
             Func::Goalpost => {

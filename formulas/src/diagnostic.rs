@@ -86,6 +86,15 @@ impl SourceFile {
         }
     }
 
+    /// Byte offset of the start of zero-based line `line` (the end of the
+    /// text past the last line).
+    pub fn line_start(&self, line: usize) -> usize {
+        self.line_starts
+            .get(line)
+            .copied()
+            .unwrap_or(self.text.len())
+    }
+
     /// One-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());

@@ -133,6 +133,7 @@ pub enum Ast {
 
 impl Ast {
     /// Calls `f` on this node and every node below it, parents first.
+    #[recursive::recursive]
     pub fn walk<'a>(&'a self, f: &mut impl FnMut(&'a Ast)) {
         f(self);
         match self {
@@ -258,6 +259,13 @@ pub fn parse(text: &str) -> Result<Ast, ParseError> {
             help: None,
         });
     }
+    if let Err(e) = crate::limits::check_formula(text) {
+        return Err(ParseError {
+            message: e.message,
+            span: e.span,
+            help: Some(e.help.into()),
+        });
+    }
     if let Some(span) = unbalanced(text) {
         return Err(ParseError {
             message: "unmatched parenthesis".into(),
@@ -316,6 +324,7 @@ impl Converter {
         })
     }
 
+    #[recursive::recursive]
     fn convert(&mut self, n: &Node) -> Result<Ast, ParseError> {
         let k = n.children();
         let bin = |op| Some(op);

@@ -12,6 +12,7 @@ pub mod check;
 pub mod compile;
 pub mod diagnostic;
 pub mod expr;
+pub mod limits;
 pub mod measure;
 pub mod model;
 pub mod reference;

@@ -24,6 +24,16 @@ pub fn is_aggregate(name: &str) -> bool {
     AGGREGATES.contains(&name.to_lowercase())
 }
 
+/// Aggregates whose result is never a number, whatever their argument
+/// (lists and text). Others (`min`, `max`, `first_value`, ...) are numbers
+/// when their argument is; that is checked against the source's schema.
+pub fn is_never_a_number(name: &str) -> bool {
+    matches!(
+        name.to_lowercase().as_str(),
+        "array_agg" | "string_agg" | "listagg" | "group_concat"
+    )
+}
+
 /// A problem in a measure's SQL, with a byte range inside the SQL text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SqlProblem {
@@ -70,6 +80,13 @@ fn range_of(text: &str, e: &SqlExpr) -> Range<usize> {
 }
 
 fn parse_sql(text: &str) -> Result<SqlExpr, SqlProblem> {
+    if let Err(e) = crate::limits::check_sql(text) {
+        return Err(SqlProblem {
+            message: format!("{} ({})", e.message, e.help),
+            span: e.span,
+            label: "over the limit".into(),
+        });
+    }
     Parser::new(&GenericDialect {})
         .try_with_sql(text)
         .and_then(|mut p| {

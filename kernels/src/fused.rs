@@ -465,6 +465,7 @@ impl Builder<'_> {
         Operand::Reg(self.code.len() - 1)
     }
 
+    #[recursive::recursive]
     fn build(&mut self, e: &Expr) -> Result<Operand> {
         let e = strip(e, self.schema);
         if let Some(o) = self.memo.get(e) {

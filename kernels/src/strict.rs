@@ -6,6 +6,12 @@
 //!   any argument is NULL (DataFusion's `least`/`greatest` skip NULLs);
 //!   values compared in IEEE total order, as `least`/`greatest` do.
 //! - `croo_div(a, b)`, `croo_mod(a, b)`: NULL when `b` is 0 or -0.
+//! - `croo_pow(a, b)`: `a` to the power `b` (`f64::powf`), NULL when `a` is
+//!   0 or -0 and `b` is negative (a division by zero; DataFusion's `power`
+//!   fails the whole query there).
+//! - `croo_sqrt(x)`: NULL when `x` < 0 (DataFusion's `sqrt` fails the
+//!   query); `croo_ln(x)`: NULL when `x` <= 0 (where `ln` gives NaN or
+//!   -inf). Undefined arithmetic is NULL, as division by zero is.
 //! - `croo_and(a, b)`, `croo_or(a, b)`: NULL when either side is NULL (SQL's
 //!   `AND`/`OR` are three-valued: `false AND NULL` is false).
 //! - `croo_if(c, a, b)`: `a` where `c` is true, else `b` (false or NULL).
@@ -37,6 +43,9 @@ enum Op {
     And,
     Or,
     If,
+    Pow,
+    Sqrt,
+    Ln,
 }
 
 impl Op {
@@ -49,6 +58,9 @@ impl Op {
             Op::And => "croo_and",
             Op::Or => "croo_or",
             Op::If => "croo_if",
+            Op::Pow => "croo_pow",
+            Op::Sqrt => "croo_sqrt",
+            Op::Ln => "croo_ln",
         }
     }
 }
@@ -65,7 +77,7 @@ impl Strict {
             Op::Least | Op::Greatest => {
                 Signature::variadic(vec![DataType::Float64], Volatility::Immutable)
             }
-            Op::Div | Op::Mod => Signature::exact(
+            Op::Div | Op::Mod | Op::Pow => Signature::exact(
                 vec![DataType::Float64, DataType::Float64],
                 Volatility::Immutable,
             ),
@@ -74,6 +86,7 @@ impl Strict {
                 Volatility::Immutable,
             ),
             Op::If => Signature::user_defined(Volatility::Immutable),
+            Op::Sqrt | Op::Ln => Signature::exact(vec![DataType::Float64], Volatility::Immutable),
         };
         Strict { op, signature }
     }
@@ -269,6 +282,31 @@ fn divide(arrays: &[ArrayRef], modulo: bool) -> Result<ArrayRef> {
     Ok(Arc::new(Float64Array::new(values.into(), nulls)))
 }
 
+fn power(arrays: &[ArrayRef]) -> Result<ArrayRef> {
+    let (a, b) = (f64s(&arrays[0])?, f64s(&arrays[1])?);
+    let (bases, exponents) = (a.values(), b.values());
+    let defined = NullBuffer::new(BooleanBuffer::collect_bool(bases.len(), |i| {
+        !(bases[i] == 0.0 && exponents[i] < 0.0)
+    }));
+    let nulls = NullBuffer::union(all_nulls(arrays).as_ref(), Some(&defined));
+    let values: Vec<f64> = bases
+        .iter()
+        .zip(exponents.iter())
+        .map(|(x, y)| x.powf(*y))
+        .collect();
+    Ok(Arc::new(Float64Array::new(values.into(), nulls)))
+}
+
+/// `f(x)` where `defined(x)`, NULL elsewhere.
+fn partial(arrays: &[ArrayRef], defined: fn(f64) -> bool, f: fn(f64) -> f64) -> Result<ArrayRef> {
+    let a = f64s(&arrays[0])?;
+    let xs = a.values();
+    let ok = NullBuffer::new(BooleanBuffer::collect_bool(xs.len(), |i| defined(xs[i])));
+    let nulls = NullBuffer::union(a.nulls(), Some(&ok));
+    let values: Vec<f64> = xs.iter().map(|x| f(*x)).collect();
+    Ok(Arc::new(Float64Array::new(values.into(), nulls)))
+}
+
 fn logic(arrays: &[ArrayRef], and: bool) -> Result<ArrayRef> {
     let (Some(a), Some(b)) = (arrays[0].as_boolean_opt(), arrays[1].as_boolean_opt()) else {
         return exec_err!("expected two booleans");
@@ -373,6 +411,9 @@ impl ScalarUDFImpl for Strict {
             Op::And => logic(&arrays, true)?,
             Op::Or => logic(&arrays, false)?,
             Op::If => choose(&arrays)?,
+            Op::Pow => power(&arrays)?,
+            Op::Sqrt => partial(&arrays, |x| x >= 0.0 || x.is_nan(), f64::sqrt)?,
+            Op::Ln => partial(&arrays, |x| x > 0.0 || x.is_nan(), f64::ln)?,
         };
         if scalar && n == 1 {
             return Ok(ColumnarValue::Scalar(
@@ -400,6 +441,9 @@ udf!(mod_udf, Op::Mod);
 udf!(and_udf, Op::And);
 udf!(or_udf, Op::Or);
 udf!(if_udf, Op::If);
+udf!(pow_udf, Op::Pow);
+udf!(sqrt_udf, Op::Sqrt);
+udf!(ln_udf, Op::Ln);
 
 /// Every scalar function of this module.
 pub fn all() -> Vec<Arc<ScalarUDF>> {
@@ -411,6 +455,9 @@ pub fn all() -> Vec<Arc<ScalarUDF>> {
         and_udf(),
         or_udf(),
         if_udf(),
+        pow_udf(),
+        sqrt_udf(),
+        ln_udf(),
     ]
 }
 
@@ -442,6 +489,21 @@ pub fn and(a: Expr, b: Expr) -> Expr {
 /// `a || b`, NULL when either is NULL.
 pub fn or(a: Expr, b: Expr) -> Expr {
     or_udf().call(vec![a, b])
+}
+
+/// `a ^ b`, NULL when `a` is zero and `b` negative.
+pub fn pow(a: Expr, b: Expr) -> Expr {
+    pow_udf().call(vec![a, b])
+}
+
+/// `sqrt(x)`, NULL when `x` is negative.
+pub fn sqrt(x: Expr) -> Expr {
+    sqrt_udf().call(vec![x])
+}
+
+/// `ln(x)`, NULL when `x` is zero or negative.
+pub fn ln(x: Expr) -> Expr {
+    ln_udf().call(vec![x])
 }
 
 /// `if(c, a, b)`: `a` where `c` is true, `b` where it is false or NULL.
@@ -601,6 +663,52 @@ mod tests {
             values(&divide(&[a, b], true).unwrap()),
             vec![Some(1.0), None, None, None, None]
         );
+    }
+
+    /// `0 ^ negative` is NULL (DataFusion's `power` would fail the
+    /// query); everything else is `powf`, IEEE included.
+    #[test]
+    fn zero_to_a_negative_power_is_null() {
+        let a = f(&[
+            Some(2.0),
+            Some(0.0),
+            Some(-0.0),
+            Some(0.0),
+            Some(-8.0),
+            None,
+            Some(4.0),
+        ]);
+        let b = f(&[
+            Some(3.0),
+            Some(-1.0),
+            Some(-0.5),
+            Some(0.0),
+            Some(0.5),
+            Some(1.0),
+            None,
+        ]);
+        let out = values(&power(&[a, b]).unwrap());
+        assert_eq!(out[..4], [Some(8.0), None, None, Some(1.0)]);
+        assert!(out[4].is_some_and(f64::is_nan));
+        assert_eq!(out[5..], [None, None]);
+    }
+
+    #[test]
+    fn square_roots_of_negatives_and_logarithms_of_non_positives_are_null() {
+        let x = f(&[
+            Some(4.0),
+            Some(-1.0),
+            Some(0.0),
+            Some(-0.0),
+            Some(1.0),
+            None,
+        ]);
+        let sqrt = values(&partial(std::slice::from_ref(&x), |x| x >= 0.0 || x.is_nan(), f64::sqrt).unwrap());
+        assert_eq!(sqrt[..2], [Some(2.0), None]);
+        assert_eq!(sqrt[2], Some(0.0));
+        assert_eq!(sqrt[5], None);
+        let ln = values(&partial(&[x], |x| x > 0.0 || x.is_nan(), f64::ln).unwrap());
+        assert_eq!(ln, vec![Some(4f64.ln()), None, None, None, Some(0.0), None]);
     }
 
     #[test]
