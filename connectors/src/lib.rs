@@ -22,7 +22,10 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
 use datafusion::prelude::{Expr, SessionContext, lit};
 
+mod diagnose;
 mod layout;
+
+pub use diagnose::diagnose;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod remote;
@@ -64,13 +67,22 @@ pub enum Error {
         #[source]
         error: datafusion::error::DataFusionError,
     },
+    /// A file of the source holds bad data: its whole path, the line when
+    /// it has lines, and what is wrong (a user error).
+    #[error("source `{source_name}`: {file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Data {
+        source_name: String,
+        file: String,
+        line: Option<u64>,
+        message: String,
+    },
 }
 
 impl Error {
     /// Whether the error is the user's to fix (exit code 1) rather than a
     /// failure of the system (exit code 2).
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Error::Source { .. })
+        matches!(self, Error::Source { .. } | Error::Data { .. })
     }
 }
 
@@ -134,7 +146,7 @@ pub fn is_local_and_present(uri: &str, base_dir: &Path) -> bool {
 }
 
 /// Files below `dir` (recursively), sorted, skipping hidden ones.
-fn files_below(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+pub(crate) fn files_below(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
@@ -232,9 +244,19 @@ pub async fn register(
                 ),
             ));
         };
-        local_layout(spec, &path)?
+        let layout = local_layout(spec, &path)?;
+        // DataFusion skips empty files without a word.
+        if let Some(e) = diagnose::empty_file(spec) {
+            return Err(e);
+        }
+        layout
     };
-    register_listing(ctx, table, spec, layout).await
+    let local = !remote::is_object_store_uri(spec.uri);
+    match register_listing(ctx, table, spec, layout).await {
+        // Which file, and where: DataFusion's errors name neither.
+        Err(e) if local => Err(diagnose(spec, None).unwrap_or(e)),
+        other => other,
+    }
 }
 
 /// Whether `uri` names a PostgreSQL source.

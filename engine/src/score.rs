@@ -66,7 +66,13 @@ pub async fn score(
         inline.push(name.clone());
     }
     let schemas = register_sources(&ctx, loaded, &inline).await?;
-    compute(&ctx, loaded, &schemas, periods, options.detail).await
+    match compute(&ctx, loaded, &schemas, periods, options.detail).await {
+        // A failure while reading: which file and line, if it is the data's.
+        Err(e @ Error::Engine { .. }) => {
+            Err(crate::sources::diagnose(loaded, &schemas, &inline).unwrap_or(e))
+        }
+        other => other,
+    }
 }
 
 /// Computes the results of a formula whose sources are registered in `ctx`.

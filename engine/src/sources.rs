@@ -100,6 +100,25 @@ pub(crate) async fn register_sources(
     Ok(schemas)
 }
 
+/// The first bad file of the formula's local file sources (except those in
+/// `skip`), read again one by one (`connectors::diagnose`): after a run
+/// failed while reading, this names the file and line.
+pub(crate) fn diagnose(
+    loaded: &Loaded,
+    schemas: &BTreeMap<String, SchemaRef>,
+    skip: &[String],
+) -> Option<Error> {
+    let base = loaded.base_dir();
+    loaded.formula.file.sources.iter().find_map(|s| {
+        if skip.contains(&s.name.value) || !connectors::is_local_and_present(&s.uri.value, &base) {
+            return None;
+        }
+        let instants = instants(s);
+        let schema = schemas.get(&s.name.value).map(|s| s.as_ref());
+        connectors::diagnose(&spec(s, &base, &instants), schema).map(Error::Connector)
+    })
+}
+
 /// Which sources [`check_sources`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reach {

@@ -703,7 +703,14 @@ mod tests {
             Some(1.0),
             None,
         ]);
-        let sqrt = values(&partial(std::slice::from_ref(&x), |x| x >= 0.0 || x.is_nan(), f64::sqrt).unwrap());
+        let sqrt = values(
+            &partial(
+                std::slice::from_ref(&x),
+                |x| x >= 0.0 || x.is_nan(),
+                f64::sqrt,
+            )
+            .unwrap(),
+        );
         assert_eq!(sqrt[..2], [Some(2.0), None]);
         assert_eq!(sqrt[2], Some(0.0));
         assert_eq!(sqrt[5], None);
