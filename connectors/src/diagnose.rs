@@ -338,13 +338,13 @@ fn csv_file(
         let batch = match ok {
             Some(b) => b,
             None => {
-                for row in start..end {
+                for (row, at) in records.iter().enumerate().take(end).skip(start) {
                     let one = read(row, row + 1, 1).ok().and_then(|mut r| r.next());
                     if let Some(Err(e)) = one {
                         let m = e.to_string();
                         let m = m.trim_start_matches("Parser error: ");
                         let m = m.split(" at line").next().unwrap_or(m);
-                        return Some((Some(line_of(records[row])), m.to_string()));
+                        return Some((Some(line_of(*at)), m.to_string()));
                     }
                 }
                 return None;
