@@ -53,6 +53,9 @@ pub struct ScoreRow {
     pub included: u64,
     pub excluded: u64,
     pub weight_total: f64,
+    /// False for a period published as incomplete (an event source had no
+    /// rows in it; see the run's manifest).
+    pub complete: bool,
     /// Component name -> rollup and contribution, in declaration order.
     #[schema(value_type = std::collections::HashMap<String, ComponentDoc>)]
     pub components: engine::Components,
@@ -69,6 +72,7 @@ impl From<ResultRow> for ScoreRow {
             included: r.included,
             excluded: r.excluded,
             weight_total: r.weight_total,
+            complete: r.complete,
             components: r.components,
         }
     }

@@ -155,6 +155,7 @@ mod tests {
 
     fn r(p: &str, value: Option<&str>, score: f64, weight: f64, contribution: f64) -> ResultRow {
         ResultRow {
+            complete: true,
             period: crate::period::parse_date(p).unwrap(),
             dimension: value.map(|_| "segment".to_string()),
             value: value.map(str::to_string),

@@ -17,6 +17,7 @@
 #[cfg(feature = "distributed")]
 pub mod cluster;
 pub mod columns;
+pub mod contracts;
 pub mod diff;
 pub mod durable;
 pub mod error;

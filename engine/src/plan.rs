@@ -38,7 +38,13 @@ fn dim_type() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
 }
 
-fn ts_lit(d: NaiveDate) -> Expr {
+/// Column of the per-customer table holding the customer's rows of
+/// `source` in the period (NULL: none).
+pub(crate) fn rows_column(source: &str) -> String {
+    format!("__rows_{source}")
+}
+
+pub(crate) fn ts_lit(d: NaiveDate) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(
         Some(period::micros(d)),
         Some("UTC".into()),
@@ -46,7 +52,7 @@ fn ts_lit(d: NaiveDate) -> Expr {
 }
 
 /// A column holding instants, as a UTC timestamp expression.
-fn as_instant(column: &str, ty: &DataType) -> Option<Expr> {
+pub(crate) fn as_instant(column: &str, ty: &DataType) -> Option<Expr> {
     let c = ident(column);
     match ty {
         DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => {
@@ -212,6 +218,7 @@ pub async fn plan(
     }
     let mut rows_read = Vec::new();
     let mut measure_cols: Vec<(String, Expr)> = Vec::new();
+    let mut row_cols: Vec<String> = Vec::new();
     let aggregations = file.sources.iter().filter_map(|s| {
         let idx: Vec<usize> = file
             .measures
@@ -265,8 +272,12 @@ pub async fn plan(
                 s.name.value
             )))?;
         measure_cols.extend(finals);
+        row_cols.push(rows_column(&s.name.value));
     }
-    // Final measure values (defaults applied), in declaration order.
+    // Final measure values (defaults applied), in declaration order, and
+    // each source's rows.
+    let mut keep = keep;
+    keep.extend(row_cols.iter().map(|c| col(c.as_str())));
     let mut sel = keep.clone();
     for (name, e) in &measure_cols {
         sel.push(e.clone().alias(name));
@@ -601,10 +612,9 @@ async fn measure_table(
         .map_err(Error::engine(format!("reading source `{name}`")))?;
     let rk = format!("__k_{name}");
     let rp = format!("__p_{name}");
-    let mut rows = raw
-        .clone()
-        .filter(ident(&s.key.value).is_not_null())
-        .map_err(Error::engine(format!("source `{name}`")))?;
+    // Rows with a NULL key are kept: they match no customer, and are
+    // counted with the orphans (rows read, less rows matched).
+    let mut rows = raw.clone();
     let mut group = vec![cast(ident(&s.key.value), key_ty.clone()).alias(&rk)];
     if let Some(t) = &s.time {
         let ty = schema
@@ -830,15 +840,27 @@ async fn measure_table(
     } else {
         crate::materialise::materialise(ctx, agg, &format!("aggregating source `{name}`")).await?
     };
+    // Rows read per period (one row, period NULL, for a source without
+    // time): empty periods and orphans are told from it.
+    let period_of = if packed {
+        kernels::period::key_period_expr(col(format!("__kp_{name}")))
+    } else if s.time.is_some() {
+        col(&rp)
+    } else {
+        lit(ScalarValue::Date32(None))
+    };
     let rows_df = agg
         .clone()
         .aggregate(
-            vec![],
+            vec![period_of.alias("period")],
             vec![datafusion::functions_aggregate::expr_fn::sum(col("__n_all")).alias("n")],
         )
         .map_err(Error::engine(format!("counting rows of source `{name}`")))?;
-    // Raw measure values, then the final expressions used after the join.
+    // Raw measure values, then the final expressions used after the join;
+    // the customer's rows of the source go along (orphans are the rows no
+    // customer took).
     let mut sel: Vec<Expr> = group_cols.iter().map(col).collect();
+    sel.push(col("__n_all").alias(rows_column(name)));
     let mut seen_counts = Vec::new();
     for (i, e, n) in &outer {
         let m = &f.file.measures[*i];

@@ -50,6 +50,9 @@ pub struct ResultRow {
     pub included: u64,
     pub excluded: u64,
     pub weight_total: f64,
+    /// False for a period published as incomplete: an event source whose
+    /// `empty_periods = "incomplete"` had no rows in it.
+    pub complete: bool,
     pub components: Components,
 }
 
@@ -187,6 +190,7 @@ pub async fn rollups(
                         included,
                         excluded: population - included,
                         weight_total,
+                        complete: true,
                         components: Components(comps),
                     },
                 );
@@ -204,6 +208,7 @@ pub async fn rollups(
             included: 0,
             excluded: 0,
             weight_total: 0.0,
+            complete: true,
             components: Components(
                 file.components
                     .iter()

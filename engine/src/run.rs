@@ -129,6 +129,7 @@ pub async fn run_with_id(
             name: s.name.value.clone(),
             uri: s.uri.value.clone(),
             rows_read: 0,
+            orphan_rows: 0,
             files,
         });
     }
@@ -146,6 +147,8 @@ pub async fn run_with_id(
         finished_at: String::new(),
         sources,
         population_stats: Vec::new(),
+        checks: Vec::new(),
+        incomplete_periods: BTreeMap::new(),
         warnings: loaded.warnings.iter().map(|d| d.message.clone()).collect(),
         outcome: "running".into(),
         error: None,
@@ -177,7 +180,17 @@ pub async fn run_with_id(
                     );
                 }
             }
+            for s in &mut manifest.sources {
+                s.orphan_rows = c.orphans.get(&s.name).copied().unwrap_or(0);
+            }
             manifest.population_stats = c.population_stats;
+            manifest.checks = c.checks;
+            manifest.incomplete_periods = c
+                .incomplete
+                .iter()
+                .map(|(p, s)| (p.to_string(), s.clone()))
+                .collect();
+            manifest.warnings.extend(c.warnings);
             manifest.outcome = "succeeded".into();
             let comps: Vec<String> = f.components.iter().map(|c| c.name.value.clone()).collect();
             let batch = store::results_batch(&manifest, &c.rows, &comps)?;

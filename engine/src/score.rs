@@ -18,6 +18,7 @@ use formulas::expr::Ast;
 use kernels::sum::{exact_sum, exact_var_pop};
 
 use crate::columns::{KEY, PERIOD};
+use crate::contracts::{self, CheckResult, RowsPerPeriod};
 use crate::error::{Error, Result};
 use crate::load::Loaded;
 use crate::plan;
@@ -30,9 +31,19 @@ use crate::store::PopulationStats;
 pub struct Computed {
     pub rows: Vec<ResultRow>,
     pub rows_read: BTreeMap<String, u64>,
+    /// Rows read per source and period (`None`: a source without time).
+    pub rows_per_period: RowsPerPeriod,
     pub population_stats: Vec<PopulationStats>,
     /// Per-customer rows, when asked for.
     pub detail: Vec<RecordBatch>,
+    /// The data checks and their outcomes (`contracts`).
+    pub checks: Vec<CheckResult>,
+    /// Rows of each source that matched no customer of their period.
+    pub orphans: BTreeMap<String, u64>,
+    /// Periods published as incomplete, with the sources that had no rows.
+    pub incomplete: BTreeMap<NaiveDate, Vec<String>>,
+    /// What the run should say (a warned check, many orphans, ...).
+    pub warnings: Vec<String>,
 }
 
 /// How to score: the session, whether to keep the per-customer rows, and
@@ -66,7 +77,30 @@ pub async fn score(
         inline.push(name.clone());
     }
     let schemas = register_sources(&ctx, loaded, &inline).await?;
-    match compute(&ctx, loaded, &schemas, periods, options.detail).await {
+    let result = async {
+        let checks = contracts::enforce(&ctx, loaded, periods).await?;
+        let mut c = compute(&ctx, loaded, &schemas, periods, options.detail, &inline).await?;
+        let mut all = checks;
+        all.append(&mut c.checks);
+        for w in all.iter().filter(|c| c.outcome != "passed") {
+            c.warnings.push(format!(
+                "source `{}`: check {} failed for {} rows ({}): {}",
+                w.source,
+                w.check,
+                w.failing,
+                w.policy,
+                if w.outcome == "dropped" {
+                    "they were left out"
+                } else {
+                    "the run went on"
+                }
+            ));
+        }
+        c.checks = all;
+        Ok(c)
+    }
+    .await;
+    match result {
         // A failure while reading: which file and line, if it is the data's.
         Err(e @ Error::Engine { .. }) => {
             Err(crate::sources::diagnose(loaded, &schemas, &inline).unwrap_or(e))
@@ -82,6 +116,7 @@ async fn compute(
     schemas: &BTreeMap<String, SchemaRef>,
     periods: &[NaiveDate],
     detail: bool,
+    inline: &[String],
 ) -> Result<Computed> {
     let f = &loaded.formula;
     let clock = std::time::Instant::now();
@@ -112,28 +147,47 @@ async fn compute(
         crate::materialise::materialise(ctx, scored.df, "scoring customers").await?
     };
     lap("customers scored");
-    // The rollups and the population statistics read the same table: at
-    // the same time.
-    let (rows, population_stats) =
-        futures::future::try_join(rollup::rollups(f, &df, periods), population_stats(f, &df))
-            .await?;
-    lap("rollups and population statistics computed");
-    let mut rows_read = BTreeMap::new();
+    // Rows read per source and period (from the materialised aggregates).
+    let mut rows_per_period: RowsPerPeriod = BTreeMap::new();
     for (name, frame) in scored.rows_read {
         let batches = frame
             .collect()
             .await
             .map_err(Error::engine(format!("counting rows of `{name}`")))?;
-        let n: i64 = batches
-            .iter()
-            .filter(|b| b.num_rows() > 0)
-            .filter_map(|b| b.column(0).as_primitive_opt::<Int64Type>())
-            .filter(|a| !a.is_null(0))
-            .map(|a| a.value(0))
-            .sum();
-        rows_read.insert(name, n.max(0) as u64);
+        let per = rows_per_period.entry(name).or_default();
+        for b in &batches {
+            let p = b.column(0).as_primitive::<Date32Type>();
+            let n = b.column(1).as_primitive::<Int64Type>();
+            for r in 0..b.num_rows() {
+                let day = (!p.is_null(r)).then(|| p.value_as_date(r)).flatten();
+                let v = if n.is_null(r) {
+                    0
+                } else {
+                    n.value(r).max(0) as u64
+                };
+                *per.entry(day).or_default() += v;
+            }
+        }
     }
-    lap("rows read counted");
+    // What the data looks like, now that it is aggregated: empty periods,
+    // orphans, NaN and infinities (an error before any rollup).
+    let after =
+        contracts::after_scoring(ctx, loaded, &df, periods, &rows_per_period, inline).await?;
+    lap("rows read and data checked");
+    // The rollups and the population statistics read the same table: at
+    // the same time.
+    let (mut rows, population_stats) =
+        futures::future::try_join(rollup::rollups(f, &df, periods), population_stats(f, &df))
+            .await?;
+    contracts::check_rollups(&rows)?;
+    for r in &mut rows {
+        r.complete = !after.incomplete.contains_key(&r.period);
+    }
+    lap("rollups and population statistics computed");
+    let rows_read = rows_per_period
+        .iter()
+        .map(|(s, per)| (s.clone(), per.values().sum()))
+        .collect();
     let detail = if detail {
         df.sort(vec![
             col(PERIOD).sort(true, false),
@@ -149,8 +203,13 @@ async fn compute(
     Ok(Computed {
         rows,
         rows_read,
+        rows_per_period,
         population_stats,
         detail,
+        checks: after.checks,
+        orphans: after.orphans,
+        incomplete: after.incomplete,
+        warnings: after.warnings,
     })
 }
 

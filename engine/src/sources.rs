@@ -158,7 +158,22 @@ pub async fn check_sources(loaded: &Loaded, reach: Reach) -> Result<Vec<Diagnost
             Err(e) => return Err(e),
         }
     }
-    out.extend(check_columns(&loaded.formula, &loaded.file, &schemas));
+    let columns = check_columns(&loaded.formula, &loaded.file, &schemas);
+    let columns_ok = columns.is_empty();
+    out.extend(columns);
+    // With every source read and every column there, the data checks too
+    // (over all rows).
+    if reach == Reach::All && columns_ok && out.is_empty() {
+        let read: Vec<String> = schemas.keys().cloned().collect();
+        for f in crate::contracts::check_all(&ctx, loaded, &read).await? {
+            let d = if f.policy == formulas::Policy::Error {
+                Diagnostic::error("croo::data-check", f.span, f.message)
+            } else {
+                Diagnostic::warning("croo::data-check", f.span, f.message)
+            };
+            out.push(d.with_label("this check fails on the data"));
+        }
+    }
     Ok(out)
 }
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{
-    ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray, UInt64Array,
+    ArrayRef, BooleanArray, Date32Array, Float64Array, RecordBatch, StringArray, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
@@ -54,6 +54,10 @@ pub struct SourceRecord {
     pub name: String,
     pub uri: String,
     pub rows_read: u64,
+    /// Rows whose key matched no customer of their period (NULL keys
+    /// included).
+    #[serde(default)]
+    pub orphan_rows: u64,
     pub files: Vec<connectors::FileFingerprint>,
 }
 
@@ -73,6 +77,13 @@ pub struct Manifest {
     pub sources: Vec<SourceRecord>,
     pub population_stats: Vec<PopulationStats>,
     pub warnings: Vec<String>,
+    /// The data checks of the sources and their outcomes.
+    #[serde(default)]
+    pub checks: Vec<crate::contracts::CheckResult>,
+    /// Periods published as incomplete, with the sources that had no rows
+    /// in them.
+    #[serde(default)]
+    pub incomplete_periods: BTreeMap<String, Vec<String>>,
     /// `succeeded` or `failed`.
     pub outcome: String,
     pub error: Option<String>,
@@ -116,6 +127,7 @@ pub fn results_batch(
         Field::new("included", DataType::UInt64, false),
         Field::new("excluded", DataType::UInt64, false),
         Field::new("weight_total", DataType::Float64, false),
+        Field::new("complete", DataType::Boolean, false),
     ];
     let mut cols: Vec<ArrayRef> = vec![
         s(&manifest.formula),
@@ -143,6 +155,9 @@ pub fn results_batch(
         )),
         Arc::new(Float64Array::from_iter_values(
             rows.iter().map(|r| r.weight_total),
+        )),
+        Arc::new(BooleanArray::from_iter(
+            rows.iter().map(|r| Some(r.complete)),
         )),
     ];
     for (k, name) in components.iter().enumerate() {
@@ -354,6 +369,10 @@ pub fn read_results(out: &Path, run_id: &str) -> Result<Vec<ResultRow>> {
                 .clone())
         };
         let (score, weight_total) = (float("score")?, float("weight_total")?);
+        let complete = b
+            .column_by_name("complete")
+            .and_then(|c| c.as_boolean_opt())
+            .cloned();
         let (population, included, excluded) =
             (count("population")?, count("included")?, count("excluded")?);
         let names: Vec<String> = b
@@ -383,6 +402,8 @@ pub fn read_results(out: &Path, run_id: &str) -> Result<Vec<ResultRow>> {
                 included: included.value(r),
                 excluded: excluded.value(r),
                 weight_total: weight_total.value(r),
+                // Stores written before the column existed: complete.
+                complete: complete.as_ref().is_none_or(|c| c.value(r)),
                 components: crate::rollup::Components(
                     names
                         .iter()

@@ -84,6 +84,110 @@ pub struct Source {
     pub time: Option<Text>,
     pub active_from: Option<Text>,
     pub active_to: Option<Text>,
+    /// Declared data checks (`checks = [...]`), in file order.
+    pub checks: Vec<SourceCheck>,
+    /// What a period in which this (event) source has no rows gets.
+    pub empty_periods: EmptyPeriods,
+}
+
+/// What a declared check of a source's rows tests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    /// No two rows share the column's value (NULLs aside).
+    Unique(Text),
+    /// No row has NULL in the column.
+    NotNull(Text),
+    /// Every non-NULL value of the column is one of these.
+    AcceptedValues(Text, Vec<String>),
+    /// Every non-NULL value of the (numeric) column is finite: no NaN, no
+    /// infinity.
+    Finite(Text),
+    /// At least this many rows in every period of the run (event sources).
+    MinRowsPerPeriod(u64),
+}
+
+impl CheckKind {
+    /// `unique(customer_id)`, as reports name the check.
+    pub fn describe(&self) -> String {
+        match self {
+            CheckKind::Unique(c) => format!("unique({})", c.value),
+            CheckKind::NotNull(c) => format!("not_null({})", c.value),
+            CheckKind::AcceptedValues(c, v) => {
+                format!("accepted_values({}: {})", c.value, v.join(", "))
+            }
+            CheckKind::Finite(c) => format!("finite({})", c.value),
+            CheckKind::MinRowsPerPeriod(n) => format!("min_rows_per_period({n})"),
+        }
+    }
+
+    /// The column the check reads, if one.
+    pub fn column(&self) -> Option<&Text> {
+        match self {
+            CheckKind::Unique(c)
+            | CheckKind::NotNull(c)
+            | CheckKind::AcceptedValues(c, _)
+            | CheckKind::Finite(c) => Some(c),
+            CheckKind::MinRowsPerPeriod(_) => None,
+        }
+    }
+}
+
+/// What a failed check does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// The run stops (exit code 1), naming the first offending values.
+    Error,
+    /// The run goes on; the manifest and the log say what failed.
+    Warn,
+    /// The offending rows are left out; the manifest and the log count them.
+    Drop,
+}
+
+impl Policy {
+    pub const ALL: [(&'static str, Policy); 3] = [
+        ("error", Policy::Error),
+        ("warn", Policy::Warn),
+        ("drop", Policy::Drop),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Error => "error",
+            Policy::Warn => "warn",
+            Policy::Drop => "drop",
+        }
+    }
+}
+
+/// One declared check of a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceCheck {
+    pub kind: CheckKind,
+    pub policy: Policy,
+    /// The check's table in the file.
+    pub span: Range<usize>,
+}
+
+/// What a period in which an event source has no rows at all gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmptyPeriods {
+    /// The run stops (exit code 1): most likely the data has not arrived.
+    #[default]
+    Error,
+    /// The period is published, marked incomplete (`complete: false`).
+    Incomplete,
+    /// No rows is normal for this source (a rare kind of event).
+    Allow,
+}
+
+impl EmptyPeriods {
+    pub const ALL: [(&'static str, EmptyPeriods); 3] = [
+        ("error", EmptyPeriods::Error),
+        ("incomplete", EmptyPeriods::Incomplete),
+        ("allow", EmptyPeriods::Allow),
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -70,6 +70,18 @@ pub mod keys {
         "time",
         "active_from",
         "active_to",
+        "checks",
+        "empty_periods",
+    ];
+    /// A `checks` entry: one kind, and a policy.
+    pub const CHECK: &[&str] = &[
+        "unique",
+        "not_null",
+        "accepted_values",
+        "values",
+        "finite",
+        "min_rows_per_period",
+        "policy",
     ];
     pub const MEASURE: &[&str] = &[
         "source",
@@ -466,6 +478,26 @@ impl Parser<'_> {
             let time = self.string(&keys, "time", false);
             let active_from = self.string(&keys, "active_from", false);
             let active_to = self.string(&keys, "active_to", false);
+            let checks = self.checks(&keys);
+            for c in &checks {
+                if entity && matches!(c.kind, CheckKind::MinRowsPerPeriod(_)) {
+                    self.err(
+                        "croo::invalid-check",
+                        c.span.clone(),
+                        "`min_rows_per_period` belongs to event sources (the entity source has no periods)",
+                    );
+                }
+            }
+            let empty_periods = self
+                .choice(&keys, "empty_periods", false, &EmptyPeriods::ALL)
+                .unwrap_or_default();
+            if entity && let Some(v) = keys.get("empty_periods") {
+                self.err(
+                    "croo::invalid-key",
+                    v.span(),
+                    "`empty_periods` belongs to event sources (the entity source has no periods)",
+                );
+            }
             if !entity && time.is_none() {
                 self.missing(&keys, "time");
             }
@@ -504,6 +536,8 @@ impl Parser<'_> {
                     time,
                     active_from,
                     active_to,
+                    checks,
+                    empty_periods,
                 });
             }
         }
@@ -527,6 +561,141 @@ impl Parser<'_> {
                 )
                 .with_label("only one source may have role = \"entity\""),
             );
+        }
+        out
+    }
+
+    /// A source's `checks = [ { unique = "col" }, { not_null = "col",
+    /// policy = "warn" }, ... ]`.
+    fn checks(&mut self, source: &Keys<'_, '_>) -> Vec<SourceCheck> {
+        let mut out = Vec::new();
+        let Some(v) = source.get("checks") else {
+            return out;
+        };
+        let DeValue::Array(items) = v.get_ref() else {
+            self.err(
+                "croo::wrong-type",
+                v.span(),
+                format!(
+                    "`checks` must be an array of tables, found {}",
+                    type_name(v.get_ref())
+                ),
+            );
+            return out;
+        };
+        const KINDS: [&str; 5] = [
+            "unique",
+            "not_null",
+            "accepted_values",
+            "finite",
+            "min_rows_per_period",
+        ];
+        for item in items.iter() {
+            let Some(keys) = self.as_table(item, "a `checks` entry", keys::CHECK) else {
+                continue;
+            };
+            let given: Vec<&str> = KINDS
+                .iter()
+                .copied()
+                .filter(|k| keys.get(k).is_some())
+                .collect();
+            let kind = match given.as_slice() {
+                [one] => *one,
+                _ => {
+                    self.err(
+                        "croo::invalid-check",
+                        item.span(),
+                        format!(
+                            "a check names exactly one of {}; this one names {}",
+                            KINDS.join(", "),
+                            if given.is_empty() {
+                                "none".to_string()
+                            } else {
+                                given.join(" and ")
+                            }
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let policy = self
+                .choice(&keys, "policy", false, &Policy::ALL)
+                .unwrap_or(Policy::Error);
+            let kind = match kind {
+                "unique" => self.string(&keys, "unique", true).map(CheckKind::Unique),
+                "not_null" => self.string(&keys, "not_null", true).map(CheckKind::NotNull),
+                "finite" => self.string(&keys, "finite", true).map(CheckKind::Finite),
+                "accepted_values" => {
+                    let column = self.string(&keys, "accepted_values", true);
+                    let values = match keys.get("values").map(|v| (v.get_ref(), v.span())) {
+                        Some((DeValue::Array(a), _)) => {
+                            let mut values = Vec::new();
+                            for e in a.iter() {
+                                match e.get_ref() {
+                                    DeValue::String(s) => values.push(s.to_string()),
+                                    DeValue::Integer(_) | DeValue::Float(_) | DeValue::Boolean(_) => {
+                                        values.push(self.text[e.span()].to_string())
+                                    }
+                                    other => self.err(
+                                        "croo::wrong-type",
+                                        e.span(),
+                                        format!("an accepted value must be a string or a number, found {}", type_name(other)),
+                                    ),
+                                }
+                            }
+                            Some(values)
+                        }
+                        Some((other, span)) => {
+                            self.err(
+                                "croo::wrong-type",
+                                span,
+                                format!("`values` must be an array, found {}", type_name(other)),
+                            );
+                            None
+                        }
+                        None => {
+                            self.missing(&keys, "values");
+                            None
+                        }
+                    };
+                    column
+                        .zip(values)
+                        .map(|(c, v)| CheckKind::AcceptedValues(c, v))
+                }
+                _ => match self.num(&keys, "min_rows_per_period") {
+                    Some((n, span)) if !(n >= 0.0 && n.fract() == 0.0 && n < 1e15) => {
+                        self.err(
+                            "croo::invalid-value",
+                            span,
+                            "`min_rows_per_period` must be a whole number of rows",
+                        );
+                        None
+                    }
+                    Some((n, _)) => Some(CheckKind::MinRowsPerPeriod(n as u64)),
+                    None => None,
+                },
+            };
+            let Some(kind) = kind else { continue };
+            if let (CheckKind::MinRowsPerPeriod(_), Policy::Drop) = (&kind, policy) {
+                self.err(
+                    "croo::invalid-check",
+                    keys.get("policy").map_or(item.span(), |p| p.span()),
+                    "`min_rows_per_period` cannot drop rows: its policy is `error` or `warn`",
+                );
+                continue;
+            }
+            if keys.get("values").is_some() && !matches!(kind, CheckKind::AcceptedValues(..)) {
+                self.err(
+                    "croo::invalid-check",
+                    item.span(),
+                    "`values` goes with `accepted_values`",
+                );
+            }
+            out.push(SourceCheck {
+                kind,
+                policy,
+                span: item.span(),
+            });
         }
         out
     }

@@ -46,6 +46,7 @@ pub fn scalars() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
     all.push(fused::udf());
     all.push(period::udf());
     all.push(period::key_udf());
+    all.push(period::key_period_udf());
     all.push(instant::udf());
     all
 }

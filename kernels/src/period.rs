@@ -294,6 +294,62 @@ impl ScalarUDFImpl for PeriodStart {
     }
 }
 
+/// The period (first day) packed in a [`period_key`]: `croo_key_period(kp)`.
+pub fn key_period_udf() -> Arc<ScalarUDF> {
+    static F: LazyLock<Arc<ScalarUDF>> =
+        LazyLock::new(|| Arc::new(ScalarUDF::from(KeyPeriod::new())));
+    Arc::clone(&F)
+}
+
+/// `croo_key_period(kp)`: the period of a packed (key, period).
+pub fn key_period_expr(kp: Expr) -> Expr {
+    key_period_udf().call(vec![kp])
+}
+
+/// The day of a packed key (its low 32 bits).
+pub fn period_of_key(kp: i128) -> i32 {
+    (kp & 0xFFFF_FFFF) as u32 as i32
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct KeyPeriod {
+    signature: Signature,
+}
+
+impl KeyPeriod {
+    fn new() -> Self {
+        Self {
+            signature: Signature::exact(vec![PERIOD_KEY_TYPE], Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for KeyPeriod {
+    fn name(&self) -> &str {
+        "croo_key_period"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Date32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [kp] = args.args.as_slice() else {
+            return plan_err!("croo_key_period takes (packed key)");
+        };
+        let kp = kp.to_array(args.number_rows)?;
+        let Some(kp) = kp.as_primitive_opt::<datafusion::arrow::datatypes::Decimal128Type>() else {
+            return exec_err!("croo_key_period: expected Decimal128(38, 0)");
+        };
+        let days: Date32Array = kp.unary(period_of_key);
+        Ok(ColumnarValue::Array(Arc::new(days)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,7 +455,7 @@ mod tests {
                 let v = period_key(k, d);
                 assert!(seen.insert(v), "({k}, {d}) collides");
                 assert_eq!((v >> 32) as i64, k);
-                assert_eq!(v as u32 as i32, d);
+                assert_eq!(period_of_key(v), d);
             }
         }
         assert!(seen.iter().all(|v| v.unsigned_abs() < 10u128.pow(38)));

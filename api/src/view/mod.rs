@@ -72,6 +72,8 @@ pub struct ScopedManifest {
     pub finished_at: String,
     /// Source names only.
     pub sources: Vec<String>,
+    /// Periods published as incomplete, with the sources that had no rows.
+    pub incomplete_periods: BTreeMap<String, Vec<String>>,
     pub outcome: String,
 }
 
@@ -87,6 +89,7 @@ pub const MANIFEST_FOR_SCOPED: &[&str] = &[
     "started_at",
     "finished_at",
     "sources",
+    "incomplete_periods",
     "outcome",
 ];
 
@@ -97,6 +100,7 @@ pub const MANIFEST_HIDDEN: &[&str] = &[
     "population_stats",
     "warnings",
     "error",
+    "checks",
 ];
 
 impl From<&Manifest> for ScopedManifest {
@@ -112,6 +116,7 @@ impl From<&Manifest> for ScopedManifest {
             started_at: m.started_at.clone(),
             finished_at: m.finished_at.clone(),
             sources: m.sources.iter().map(|s| s.name.clone()).collect(),
+            incomplete_periods: m.incomplete_periods.clone(),
             outcome: m.outcome.clone(),
         }
     }
@@ -191,9 +196,12 @@ mod tests {
                 name: "s".into(),
                 uri: "s.parquet".into(),
                 rows_read: 7,
+                orphan_rows: 1,
                 files: Vec::new(),
             }],
             population_stats: Vec::new(),
+            checks: Vec::new(),
+            incomplete_periods: BTreeMap::new(),
             warnings: vec!["w".into()],
             outcome: "succeeded".into(),
             error: Some("e".into()),

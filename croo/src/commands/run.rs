@@ -49,6 +49,16 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
         pb.finish_and_clear();
     }
     let report = report?;
+    // What the run found on the way (data checks that warned or dropped
+    // rows, orphans, incomplete periods), after the formula's own warnings.
+    let found = report
+        .manifest
+        .warnings
+        .get(loaded.warnings.len()..)
+        .unwrap_or_default();
+    for w in found {
+        eprintln!("warning: {w}");
+    }
     let mut stdout = std::io::stdout().lock();
     match args.format {
         OutputFormat::Json => {
@@ -57,6 +67,7 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
                 "version": report.manifest.version,
                 "formula_hash": report.manifest.formula_hash,
                 "run_id": report.manifest.run_id,
+                "warnings": found,
                 "results": report.rows,
             });
             let _ = writeln!(

@@ -810,3 +810,36 @@ fn warnings_are_reported_at_their_line_and_do_not_fail_the_check() {
         "{doc}"
     );
 }
+
+/// `croo check --schemas` runs the data checks over all rows: an implicit
+/// one (the entity key) that fails is an error at the key's line; a
+/// declared `warn` one is a warning at its own line.
+#[test]
+fn check_with_schemas_runs_the_data_checks() {
+    let dir = good_dir();
+    std::fs::write(dir.path().join("customers.csv"), "customer_id\n1\n1\n2\n").unwrap();
+    let o = croo(dir.path(), &["check", "--schemas", "formula.toml"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("error[croo::data-check]: source `customers`: check unique(customer_id) failed: 1 values of `customer_id` appear more than once, e.g. 1 (2 rows)"),
+        "{out}"
+    );
+    assert!(out.contains("formula.toml:9:"), "{out}");
+
+    std::fs::write(dir.path().join("customers.csv"), "customer_id\n1\n2\n").unwrap();
+    let formula = GOOD.replacen(
+        "time = \"at\"",
+        "time = \"at\"\nchecks = [{ accepted_values = \"amount\", values = [\"10\", \"30\"], policy = \"warn\" }]",
+        1,
+    );
+    std::fs::write(dir.path().join("formula.toml"), &formula).unwrap();
+    let o = croo(dir.path(), &["check", "--schemas", "formula.toml"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("warning[croo::data-check]: source `ev`: check accepted_values(amount: 10, 30) failed: 1 rows have a value of `amount` that is not accepted, e.g. `5` (1 rows); a run goes on (policy warn)"),
+        "{out}"
+    );
+    assert!(out.contains("formula.toml:15:"), "{out}");
+}

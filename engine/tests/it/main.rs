@@ -2,6 +2,7 @@
 //! were worked out by hand (the arithmetic is in the comments), one test
 //! per numbered rule of FORMULA.md and per data shape.
 
+mod contracts;
 mod fuzz;
 mod rules;
 mod shapes;

@@ -128,6 +128,22 @@ async fn population_measures_and_rollup_by_hand() {
 #[tokio::test]
 async fn empty_period_and_no_active_columns() {
     let dir = basic();
+    // No transaction in November 2024: by default a run stops there (the
+    // data has not arrived, see `contracts`).
+    let e = run(dir.path(), "2024-11-01", "2024-11-01")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("source `tx` has no rows in period 2024-11-01"),
+        "{e}"
+    );
+    // Declared normal for the source, the period is scored.
+    let allow = BASIC.replace(
+        "time = \"ts\"\n",
+        "time = \"ts\"\nempty_periods = \"allow\"\n",
+    );
+    write(dir.path(), "formula.toml", &allow);
     // customer 4, the earliest, joined on 2025-01-01
     let rows = run(dir.path(), "2024-11-01", "2024-11-01").await.unwrap();
     let nov = row(&rows, "2024-11-01", None);
@@ -135,7 +151,7 @@ async fn empty_period_and_no_active_columns() {
     assert_eq!(nov.score, None);
     assert_eq!(rows.len(), 1, "no dimension rows for an empty period");
 
-    let f = BASIC.replace("active_from = \"joined_at\"\nactive_to = \"left_at\"\n", "");
+    let f = allow.replace("active_from = \"joined_at\"\nactive_to = \"left_at\"\n", "");
     write(dir.path(), "formula.toml", &f);
     let rows = run(dir.path(), "2024-11-01", "2024-11-01").await.unwrap();
     assert_eq!(row(&rows, "2024-11-01", None).population, 4);
