@@ -557,7 +557,10 @@ pub async fn after_scoring(
         .collect();
     let mut aggs: Vec<Expr> = sources
         .iter()
-        .map(|s| sum(col(rows_column(s))).alias(format!("m{}", aggs_index(s, &sources))))
+        .map(|s| {
+            sum(cast(col(rows_column(s)), DataType::Int64))
+                .alias(format!("m{}", aggs_index(s, &sources)))
+        })
         .collect();
     for (i, c) in numbers.iter().enumerate() {
         let x = ident(c);

@@ -860,7 +860,9 @@ async fn measure_table(
     // the customer's rows of the source go along (orphans are the rows no
     // customer took).
     let mut sel: Vec<Expr> = group_cols.iter().map(col).collect();
-    sel.push(col("__n_all").alias(rows_column(name)));
+    // 32 bits: the column rides through every join and the materialised
+    // per-customer table, and no customer has 2^31 rows in a period.
+    sel.push(cast(col("__n_all"), DataType::Int32).alias(rows_column(name)));
     let mut seen_counts = Vec::new();
     for (i, e, n) in &outer {
         let m = &f.file.measures[*i];
