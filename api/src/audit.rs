@@ -18,7 +18,9 @@ pub struct AuditEvent {
     /// RFC 3339 time.
     pub time: String,
     /// `run.started`, `run.finished`, `run.failed`, `key.created`,
-    /// `key.revoked`, `auth.unauthorized` (401) or `auth.forbidden` (403).
+    /// `key.revoked`, or `auth.denied`: the denied requests (401, 403, 429,
+    /// a key in a URL) of one address (and key) in one minute, `count` of
+    /// them.
     pub event: String,
     /// Name of the key that acted, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,6 +36,13 @@ pub struct AuditEvent {
     pub run_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The client's address, for denials (counted per address and minute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// How many requests the line stands for (denials are counted, not
+    /// written one by one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 impl AuditEvent {

@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use engine::ResultRow;
 
 use crate::AppState;
-use crate::audit::AuditEvent;
 use crate::error::ApiError;
 use crate::keys::{KeysFile, Role, Scope};
 
@@ -101,11 +100,41 @@ impl Principal {
     }
 }
 
+/// What tells that a file changed: its size, modification time and, on
+/// Unix, inode and status-change time (which no tool can set back, so a
+/// rewrite that restores the modification time is still noticed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+    changed: (i64, i64),
+}
+
+impl FileStamp {
+    pub fn of(path: &std::path::Path) -> Option<FileStamp> {
+        let m = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let (inode, changed) = {
+            use std::os::unix::fs::MetadataExt;
+            (m.ino(), (m.ctime(), m.ctime_nsec()))
+        };
+        #[cfg(not(unix))]
+        let (inode, changed) = (0, (0, 0));
+        Some(FileStamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+            inode,
+            changed,
+        })
+    }
+}
+
 /// The keys file, re-read when it changes (so a revoked key stops working
 /// without a restart).
 pub struct Keys {
     path: Option<PathBuf>,
-    cache: Mutex<Option<(Option<SystemTime>, Arc<KeysFile>)>>,
+    cache: Mutex<Option<(Option<FileStamp>, Arc<KeysFile>)>>,
 }
 
 impl Keys {
@@ -125,7 +154,7 @@ impl Keys {
         let Some(path) = &self.path else {
             return Ok(Arc::new(KeysFile::default()));
         };
-        let m = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let m = FileStamp::of(path);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((seen, f)) = &*cache
             && *seen == m
@@ -150,14 +179,38 @@ fn route_of(req: &Request) -> String {
     format!("{} {path}", req.method())
 }
 
-/// Middleware on every data route: a valid bearer key or 401. Denials
-/// (401 and 403) are written to the audit log.
+/// The client's address (from the connection; unknown in-process).
+fn address_of(req: &Request) -> std::net::IpAddr {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(crate::guard::UNKNOWN_ADDRESS, |c| c.0.ip())
+}
+
+/// A 429 answer that says when to come back.
+fn too_many(wait: std::time::Duration, message: &str) -> Response {
+    let mut r = ApiError::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        message,
+    )
+    .into_response();
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// Middleware on every data route: a valid bearer key or 401, within the
+/// key's quota or 429. Denials are counted per address and minute in the
+/// audit log (`guard`); an address denied too often is slowed, then 429.
 pub async fn require_key(
     State(state): State<Arc<AppState>>,
     mut req: Request,
     next: Next,
 ) -> Response {
     let route = route_of(&req);
+    let address = address_of(&req);
     let principal = if state.keys.is_open() {
         Ok(Principal {
             name: "insecure".into(),
@@ -194,22 +247,32 @@ pub async fn require_key(
     let principal = match principal {
         Ok(p) => p,
         Err(e) => {
-            let mut ev = AuditEvent::new("auth.unauthorized", "denied");
-            ev.route = Some(route);
-            ev.status = Some(401);
-            ev.detail = Some(e.message.clone());
-            state.audit.record(&ev);
+            if let Some(wait) = state.guard.denied_over(address) {
+                // Slow down a client that keeps being denied: it waits (no
+                // thread does), then hears 429.
+                tokio::time::sleep(wait.min(std::time::Duration::from_secs(1))).await;
+                state.guard.deny(address, None, 429, &route, &state.audit);
+                return too_many(
+                    wait,
+                    "too many requests without a valid key from this address",
+                );
+            }
+            state.guard.deny(address, None, 401, &route, &state.audit);
             return e.into_response();
         }
     };
+    if let Some(wait) = state.guard.key_over(&principal.name) {
+        state
+            .guard
+            .deny(address, Some(&principal.name), 429, &route, &state.audit);
+        return too_many(wait, "this key made too many requests; slow down");
+    }
     req.extensions_mut().insert(principal.clone());
     let response = next.run(req).await;
     if response.status() == axum::http::StatusCode::FORBIDDEN {
-        let mut ev = AuditEvent::new("auth.forbidden", "denied");
-        ev.key = Some(principal.name);
-        ev.route = Some(route);
-        ev.status = Some(403);
-        state.audit.record(&ev);
+        state
+            .guard
+            .deny(address, Some(&principal.name), 403, &route, &state.audit);
     }
     response
 }

@@ -117,6 +117,11 @@ pub fn for_status(status: StatusCode) -> ApiError {
         }
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body too large"),
         StatusCode::URI_TOO_LONG => ("uri_too_long", "request URI too long"),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            "headers_too_large",
+            "request headers too large (at most 16 KiB and 100 fields)",
+        ),
+        StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests; slow down"),
         StatusCode::REQUEST_TIMEOUT => ("timeout", "request timed out"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             ("unsupported_media_type", "expected application/json")

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod dashboard;
 pub mod error;
+pub mod guard;
 pub mod keys;
 pub mod metrics;
 pub mod routes;
@@ -34,7 +35,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub max_run_periods: usize,
     /// A request that takes longer gets 408.
     pub request_timeout: Duration,
+    /// Quotas, and the counts of denied requests (`guard`).
+    pub guard: guard::Guard,
 }
 
 /// How `croo serve` was asked to run.
@@ -66,12 +69,18 @@ pub struct Config {
     pub insecure: bool,
     pub session: engine::SessionOptions,
     pub request_timeout: Duration,
+    pub limits: guard::Limits,
 }
 
 /// Largest request body accepted (the only body is a run request).
 pub const MAX_BODY: usize = 64 * 1024;
 /// Longest request URI (path and query) accepted.
 pub const MAX_URI: usize = 4096;
+/// Most bytes of request headers (names and values) accepted, and most
+/// header fields: past them, 431. (The HTTP library itself refuses past
+/// 1 MiB of headers or 1000 fields, before croo sees the request.)
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+pub const MAX_HEADERS: usize = 100;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -101,6 +110,7 @@ impl Modify for BearerAuth {
 /// The application: every route with its layers, and the OpenAPI document.
 pub fn app(state: Arc<AppState>) -> Router {
     let timeout = state.request_timeout;
+    let guarded = Arc::clone(&state);
     let (data, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::list_formulas))
         .routes(routes!(routes::get_formula))
@@ -146,14 +156,18 @@ pub fn app(state: Arc<AppState>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
-        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn_with_state(guarded, json_errors))
         .layer(CatchPanicLayer::custom(|_| {
             error::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
         }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                // The method and the path, never the query string (a key
+                // put in a URL must not reach a log) nor any header.
+                .make_span_with(|req: &Request| {
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                })
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -163,10 +177,36 @@ pub fn app(state: Arc<AppState>) -> Router {
 }
 
 /// Bare error statuses from layers (timeout, body limit) become JSON
-/// errors; over-long URIs are refused.
-async fn json_errors(req: Request, next: Next) -> Response {
+/// errors; over-long URIs and headers are refused, and so is a key put in
+/// a URL (on every route, before anything reads or logs it).
+async fn json_errors(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if req.uri().to_string().len() > MAX_URI {
         return error::for_status(StatusCode::URI_TOO_LONG).into_response();
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES || req.headers().len() > MAX_HEADERS {
+        return error::for_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).into_response();
+    }
+    if guard::key_in_query(req.uri().query()) {
+        let address = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map_or(guard::UNKNOWN_ADDRESS, |c| c.0.ip());
+        state.guard.deny(
+            address,
+            None,
+            400,
+            &format!("{} {}", req.method(), req.uri().path()),
+            &state.audit,
+        );
+        return error::ApiError::bad_request(
+            "a key goes in the Authorization header (Authorization: Bearer <key>), never in a URL: URLs end up in logs; revoke this key and make a new one",
+        )
+        .into_response();
     }
     let response = next.run(req).await;
     let status = response.status();
@@ -262,12 +302,22 @@ pub fn state(config: &Config) -> Result<Arc<AppState>, Error> {
         session: config.session.clone(),
         max_run_periods: 120,
         request_timeout: config.request_timeout,
+        guard: guard::Guard::new(config.limits),
     }))
 }
 
 /// Serves until SIGTERM or Ctrl-C, then finishes in-flight requests.
 /// `ready` is told the bound address (useful with port 0).
+///
+/// The connections are served by hyper directly (not `axum::serve`) so
+/// that its limits sit above croo's: headers up to 1 MiB and 1000 fields
+/// reach the application, which answers past its own limits with a JSON
+/// 431 like every other error; a client that sends its headers slower
+/// than 10 s is dropped.
 pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), Error> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
     let state = state(&config)?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
@@ -281,13 +331,76 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
     })?;
     ready(addr);
     tracing::info!(%addr, results = %config.results.display(), "serving");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|source| Error::Io {
-            context: "serving".into(),
-            source,
+    let app = app(Arc::clone(&state));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(1 << 20)
+        .max_headers(1000);
+    builder.http2().max_header_list_size(1 << 20);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    // Denials of the minute that is over go to the audit log even when no
+    // new one comes to flush them.
+    let flusher = {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(15));
+            loop {
+                tick.tick().await;
+                let minute = chrono::Utc::now().timestamp().div_euclid(60);
+                state.guard.flush(&state.audit, Some(minute));
+            }
         })
+    };
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, go on.
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let svc = tower::ServiceExt::map_request(
+                    app.clone(),
+                    move |mut r: axum::http::Request<hyper::body::Incoming>| {
+                        r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                        r
+                    },
+                );
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc))
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    // In-flight requests finish (bounded: a run started over HTTP goes on
+    // in its own thread and is not waited for here).
+    if tokio::time::timeout(
+        config.request_timeout + Duration::from_secs(5),
+        graceful.shutdown(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("some connections were still open at shutdown");
+    }
+    flusher.abort();
+    state.guard.flush(&state.audit, None);
+    Ok(())
 }
 
 async fn shutdown_signal() {

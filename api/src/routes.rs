@@ -650,10 +650,13 @@ pub async fn audit(
     let (state, who) = (view.state(), view.who());
     who.require(Role::Admin)?;
     let limit = q.limit.unwrap_or(1000).min(100_000);
-    let events = state.audit.read(limit).map_err(|e| {
+    let mut events = state.audit.read(limit).map_err(|e| {
         tracing::error!(error = %e, "cannot read the audit log");
         ApiError::internal("the audit log cannot be read; see the server log")
     })?;
+    // Denials of the minute still running are counted in memory, not yet
+    // written: shown too, marked as such.
+    events.extend(state.guard.pending());
     Ok(Json(AuditDoc { events }))
 }
 

@@ -28,6 +28,13 @@ pub struct Args {
     /// Memory limit of runs started over HTTP, e.g. 2GiB.
     #[arg(long)]
     pub memory_limit: Option<String>,
+    /// Requests a second one key may make (bursts of twice that); past it, 429.
+    #[arg(long, default_value_t = 1000, value_name = "PER_SECOND")]
+    pub key_rate: u32,
+    /// Denied requests (no key, a wrong one) a second one address may make
+    /// (bursts of 50) before it is slowed and answered 429.
+    #[arg(long, default_value_t = 10, value_name = "PER_SECOND")]
+    pub denied_rate: u32,
 }
 
 pub async fn run(a: Args) -> Result<u8, Failure> {
@@ -40,6 +47,12 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
         insecure: a.insecure,
         session,
         request_timeout: std::time::Duration::from_secs(30),
+        limits: api::guard::Limits {
+            key_per_second: a.key_rate.max(1),
+            key_burst: a.key_rate.saturating_mul(2).max(1),
+            denied_per_second: a.denied_rate.max(1),
+            denied_burst: 50,
+        },
     };
     api::serve(config, |addr| {
         eprintln!("croo serve: listening on http://{addr}");
