@@ -248,9 +248,10 @@ pub async fn require_key(
         Ok(p) => p,
         Err(e) => {
             if let Some(wait) = state.guard.denied_over(address) {
-                // Slow down a client that keeps being denied: it waits (no
-                // thread does), then hears 429.
-                tokio::time::sleep(wait.min(std::time::Duration::from_secs(1))).await;
+                // Slow down a client that keeps being denied: it waits a
+                // second (no thread does), then hears 429; a client that
+                // retries at once makes one request a second.
+                tokio::time::sleep(crate::guard::TARPIT).await;
                 state.guard.deny(address, None, 429, &route, &state.audit);
                 return too_many(
                     wait,

@@ -7,9 +7,9 @@
 //!   minute is over), not one synced line per request: writing and syncing
 //!   a line per 401 under a lock was what slowed authorised clients.
 //! - An address that keeps being denied (more than `denied_per_second`,
-//!   with a burst of `denied_burst`) is answered 429, after a pause of up
-//!   to a second: a client that retries at once is slowed to the quota
-//!   without a thread of the server waiting on it.
+//!   with a burst of `denied_burst`) is answered 429 after a pause of a
+//!   second ([`TARPIT`]): a client that retries at once makes one request
+//!   a second, and no thread of the server waits on it.
 //! - Each key may make `key_per_second` requests a second (a burst of
 //!   `key_burst`); past that, 429 with `Retry-After`.
 //!
@@ -43,8 +43,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            key_per_second: 1000,
-            key_burst: 2000,
+            key_per_second: 10_000,
+            key_burst: 20_000,
             denied_per_second: 10,
             denied_burst: 50,
         }
@@ -78,6 +78,10 @@ fn quota(per_second: u32, burst: u32) -> Quota {
 fn minute_now() -> i64 {
     chrono::Utc::now().timestamp().div_euclid(60)
 }
+
+/// How long a request over its address's denial quota waits before its
+/// 429.
+pub const TARPIT: Duration = Duration::from_secs(1);
 
 /// What stands for the address of a request without one (in-process
 /// tests).

@@ -287,6 +287,19 @@ pub fn state(config: &Config) -> Result<Arc<AppState>, Error> {
             dir.display()
         )));
     }
+    // One name, one formula: a folder where two files claim one name is
+    // refused at start (and, if it comes to that later, both are left out).
+    if let Some(dir) = &config.formulas {
+        let files = engine::folder::formula_files(dir).unwrap_or_default();
+        let loaded: Vec<engine::Loaded> =
+            files.iter().filter_map(|p| engine::load(p).ok()).collect();
+        if let Some(clash) = engine::folder::clashes(&loaded).first() {
+            return Err(Error::Invalid(format!(
+                "--formulas {}: {clash}",
+                dir.display()
+            )));
+        }
+    }
     engine::leftovers::clean_store(&config.results);
     engine::leftovers::clean_temp();
     std::fs::create_dir_all(&config.results).map_err(|source| Error::Io {

@@ -306,23 +306,33 @@ async fn a_revoked_key_stops_working_even_when_the_time_is_set_back() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// The sample formula with the `service` component's expression replaced
+/// and another name.
+fn variant(name: &str, expr: &str) -> String {
+    let text = engine::sample::EXAMPLE_FORMULA;
+    assert!(text.contains("expr = \"service_quality\""));
+    text.replace("name = \"retail-croo\"", &format!("name = \"{name}\""))
+        .replace("expr = \"service_quality\"", &format!("expr = \"{expr}\""))
+}
+
 #[tokio::test]
 async fn a_hostile_formula_in_the_folder_is_left_out_and_the_server_lives() {
-    let deep_minus = format!(
-        "name = \"deep\"\nversion = 1\n\n[sources.customers]\npath = \"customers\"\nformat = \"parquet\"\nentity = true\n\n[score]\nexpression = \"{}1\"\n",
-        "-".repeat(10_000)
+    // Each of these overflowed the stack of the thread that read it (a
+    // Tokio worker, whose stack is small) and took the server down.
+    let minus = variant("deep-minus", &format!("{}1", "-".repeat(10_000)));
+    let abs = variant(
+        "deep-abs",
+        &format!("{}1{}", "abs(".repeat(5_000), ")".repeat(5_000)),
     );
-    let deep_abs = format!(
-        "name = \"deep-abs\"\nversion = 1\n\n[score]\nexpression = \"{}1{}\"\n",
-        "abs(".repeat(5_000),
-        ")".repeat(5_000)
-    );
+    let chain = variant("long-chain", &format!("1{}", " + 1".repeat(10_000)));
     let s = start(
         roomy(),
         &[
-            ("deep.toml", deep_minus),
-            ("deep-abs.toml", deep_abs),
+            ("deep-minus.toml", minus),
+            ("deep-abs.toml", abs),
+            ("long-chain.toml", chain),
             ("garbage.toml", "\u{0}\u{1}[[[".into()),
+            ("fine.toml", variant("fine", "service_quality * 1")),
         ],
     );
     for _ in 0..2 {
@@ -334,7 +344,7 @@ async fn a_hostile_formula_in_the_folder_is_left_out_and_the_server_lives() {
             .iter()
             .filter_map(|f| f["name"].as_str())
             .collect();
-        assert_eq!(names, ["retail-croo"], "{body}");
+        assert_eq!(names, ["fine", "retail-croo"], "{body}");
     }
     let (status, _) = get(&s, "/healthz", None).await;
     assert_eq!(status, StatusCode::OK);

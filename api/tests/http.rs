@@ -525,3 +525,37 @@ async fn the_server_refuses_to_start_without_keys() {
     config.keys = Some(f.dir.join("missing-keys.json"));
     assert!(matches!(api::state(&config), Err(api::Error::Invalid(_))));
 }
+
+/// One name, one formula: two files of the formulas folder claiming one
+/// name stop the server from starting, naming both.
+#[tokio::test]
+async fn two_files_claiming_one_name_are_refused() {
+    let f = fixture();
+    let dir = f.dir.join("clash");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = engine::sample::EXAMPLE_FORMULA;
+    std::fs::write(dir.join("a.toml"), text).unwrap();
+    std::fs::write(
+        dir.join("b.toml"),
+        text.replace("version = \"2026.11.1\"", "version = \"2\""),
+    )
+    .unwrap();
+    let config = api::Config {
+        results: f.dir.join("clash-results"),
+        formulas: Some(dir.clone()),
+        keys: Some(f.keys_file.clone()),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        insecure: false,
+        session: engine::SessionOptions::default(),
+        limits: api::guard::Limits::default(),
+        request_timeout: Duration::from_secs(5),
+    };
+    let Err(api::Error::Invalid(message)) = api::state(&config) else {
+        panic!("a folder with two `retail-croo` files was accepted");
+    };
+    for want in ["a.toml", "b.toml", "`retail-croo`", "version 2"] {
+        assert!(message.contains(want), "{want}: {message}");
+    }
+    std::fs::remove_file(dir.join("b.toml")).unwrap();
+    assert!(api::state(&config).is_ok());
+}

@@ -17,13 +17,15 @@ pub enum OutputFormat {
 
 #[derive(clap::Args)]
 pub struct PeriodArgs {
-    /// One period: any date inside it (ISO, e.g. 2026-10-01).
+    /// The periods of a date or a label: 2026-10-01 (the period holding
+    /// that day), 2026-10, 2026-Q4, 2026-W45, 2026 (every period that
+    /// overlaps the month, quarter, ISO week or year).
     #[arg(long, conflicts_with_all = ["from", "to", "last_complete"])]
     pub period: Option<String>,
-    /// First period of a range (inclusive).
+    /// First period of a range (inclusive): a date or a label, as --period.
     #[arg(long, requires = "to")]
     pub from: Option<String>,
-    /// Last period of a range (inclusive).
+    /// Last period of a range (inclusive): a date or a label, as --period.
     #[arg(long, requires = "from")]
     pub to: Option<String>,
     /// The last period that has ended.
@@ -36,9 +38,12 @@ impl PeriodArgs {
     pub fn choice(&self) -> Result<PeriodChoice, Failure> {
         Ok(
             match (&self.period, &self.from, &self.to, self.last_complete) {
-                (Some(d), None, None, false) => PeriodChoice::One(date("--period", d)?),
+                (Some(d), None, None, false) => match span("--period", d)? {
+                    (first, last) if first == last => PeriodChoice::One(first),
+                    (first, last) => PeriodChoice::Range(first, last),
+                },
                 (None, Some(f), Some(t), false) => {
-                    PeriodChoice::Range(date("--from", f)?, date("--to", t)?)
+                    PeriodChoice::Range(span("--from", f)?.0, span("--to", t)?.1)
                 }
                 (None, None, None, true) => PeriodChoice::LastComplete,
                 _ => {
@@ -84,10 +89,30 @@ impl RunArgs {
     }
 }
 
-/// A date argument (`--period 2026-10-01`).
-pub fn date(flag: &str, s: &str) -> Result<NaiveDate, Failure> {
-    engine::period::parse_date(s)
-        .ok_or_else(|| user(format!("{flag} `{s}` is not a date (expected YYYY-MM-DD)")))
+/// A period argument's first and last day (`engine::period::parse_span`).
+pub fn span(flag: &str, s: &str) -> Result<(NaiveDate, NaiveDate), Failure> {
+    engine::period::parse_span(s).ok_or_else(|| {
+        user(format!(
+            "{flag} `{s}` is not a date or a period (expected 2026-10-01, 2026-10, 2026-Q4, 2026-W45 or 2026)"
+        ))
+    })
+}
+
+/// The one period of `grain` a date or label names (`--period 2026-11` of
+/// a monthly formula); a label spanning several periods is an error.
+pub fn one_period(flag: &str, s: &str, grain: formulas::Grain) -> Result<NaiveDate, Failure> {
+    let (first, last) = span(flag, s)?;
+    let (a, b) = (
+        engine::period::floor(grain, first),
+        engine::period::floor(grain, last),
+    );
+    if a != b {
+        return Err(user(format!(
+            "{flag} `{s}` spans several {} periods ({a} to {b}); name one",
+            grain.as_str()
+        )));
+    }
+    Ok(a)
 }
 
 /// Session options from `--threads` and `--memory-limit`.

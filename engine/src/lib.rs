@@ -22,6 +22,7 @@ pub mod diff;
 pub mod durable;
 pub mod error;
 pub mod explain;
+pub mod folder;
 pub mod formula_tests;
 pub mod leftovers;
 pub mod load;

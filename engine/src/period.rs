@@ -65,9 +65,88 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d").ok()
 }
 
+/// The days a period label names, first and last: a date (`2026-10-01`,
+/// or a datetime's date part), a month (`2026-10`), a quarter
+/// (`2026-Q4`), an ISO week (`2026-W45`) or a year (`2026`). Case of `Q`
+/// and `W` does not matter.
+pub fn parse_span(s: &str) -> Option<(NaiveDate, NaiveDate)> {
+    let s = s.trim();
+    if let Some(d) = parse_date(s) {
+        return Some((d, d));
+    }
+    let last_before = |next: NaiveDate| next - Duration::days(1);
+    let year = |y: &str| -> Option<i32> {
+        (y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| y.parse().ok())
+            .flatten()
+    };
+    if let Some(y) = year(s) {
+        let first = NaiveDate::from_ymd_opt(y, 1, 1)?;
+        return Some((first, last_before(next(Grain::Year, first))));
+    }
+    let (y, rest) = s.split_once('-')?;
+    let y = year(y)?;
+    let number = |t: &str| -> Option<u32> {
+        (!t.is_empty() && t.len() <= 2 && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let (grain, first) = if let Some(q) = rest.strip_prefix(['Q', 'q']) {
+        let q = number(q).filter(|q| (1..=4).contains(q))?;
+        (
+            Grain::Quarter,
+            NaiveDate::from_ymd_opt(y, (q - 1) * 3 + 1, 1)?,
+        )
+    } else if let Some(w) = rest.strip_prefix(['W', 'w']) {
+        let w = number(w)?;
+        (
+            Grain::Week,
+            NaiveDate::from_isoywd_opt(y, w, chrono::Weekday::Mon)?,
+        )
+    } else {
+        let m = number(rest).filter(|_| rest.len() == 2)?;
+        (Grain::Month, NaiveDate::from_ymd_opt(y, m, 1)?)
+    };
+    Some((first, last_before(next(grain, first))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_name_their_days() {
+        let span = |s: &str| parse_span(s).map(|(a, b)| (a.to_string(), b.to_string()));
+        let days = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+        assert_eq!(span("2026-10-07"), days("2026-10-07", "2026-10-07"));
+        assert_eq!(
+            span("2026-10-07T12:00:00Z"),
+            days("2026-10-07", "2026-10-07")
+        );
+        assert_eq!(span("2026-11"), days("2026-11-01", "2026-11-30"));
+        assert_eq!(span("2024-02"), days("2024-02-01", "2024-02-29"));
+        assert_eq!(span("2026-Q4"), days("2026-10-01", "2026-12-31"));
+        assert_eq!(span("2026-q1"), days("2026-01-01", "2026-03-31"));
+        // ISO week 1 of 2026 starts on Monday 29 December 2025.
+        assert_eq!(span("2026-W01"), days("2025-12-29", "2026-01-04"));
+        assert_eq!(span("2026-W45"), days("2026-11-02", "2026-11-08"));
+        assert_eq!(span("2026"), days("2026-01-01", "2026-12-31"));
+        for bad in [
+            "2026-13",
+            "2026-Q5",
+            "2026-Q0",
+            "2026-W54",
+            "2026-1x",
+            "26-10",
+            "2026-",
+            "",
+            "Q4",
+            "2026-10-32",
+            "2026-001",
+        ] {
+            assert_eq!(span(bad), None, "{bad}");
+        }
+    }
 
     fn d(s: &str) -> NaiveDate {
         parse_date(s).unwrap()

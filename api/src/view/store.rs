@@ -114,14 +114,7 @@ impl Store {
         let Some(dir) = &self.formulas_dir else {
             return Arc::new(BTreeMap::new());
         };
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
+        let files = engine::folder::formula_files(dir).unwrap_or_default();
         let sig: Signature = files
             .iter()
             .map(|p| {
@@ -138,21 +131,37 @@ impl Store {
         {
             return Arc::clone(f);
         }
-        let mut out = BTreeMap::new();
+        let mut loaded = Vec::new();
         let mut broken = BTreeMap::new();
         for p in files {
             match engine::load(&p) {
-                Ok(l) => {
-                    let name = l.formula.file.name.value.clone();
-                    out.entry(name).or_insert(FormulaEntry {
-                        path: p,
-                        loaded: Arc::new(l),
-                    });
-                }
+                Ok(l) => loaded.push(l),
                 Err(e) => {
                     broken.insert(p, e.to_string());
                 }
             }
+        }
+        // One name, one formula: files that claim the same name are all
+        // left out (serving one would describe or run another's numbers).
+        let clashes = engine::folder::clashes(&loaded);
+        for clash in &clashes {
+            for (p, _, _) in &clash.files {
+                broken.insert(p.clone(), clash.to_string());
+            }
+        }
+        let mut out = BTreeMap::new();
+        for l in loaded {
+            let name = l.formula.file.name.value.clone();
+            if clashes.iter().any(|c| c.name == name) {
+                continue;
+            }
+            out.insert(
+                name,
+                FormulaEntry {
+                    path: l.path.clone(),
+                    loaded: Arc::new(l),
+                },
+            );
         }
         let mut cache = self.cache();
         for (p, why) in &broken {

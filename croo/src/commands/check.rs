@@ -11,6 +11,8 @@ use crate::render;
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Formula files, or folders of them (their `*.toml` files, as
+    /// `croo serve --formulas` reads them).
     #[arg(required = true)]
     pub formulas: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
@@ -34,9 +36,28 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
     let mut errors = 0usize;
     let mut records = Vec::new();
     let mut text = String::new();
+    let mut paths = Vec::new();
     for path in &a.formulas {
+        if path.is_dir() {
+            let files = engine::folder::formula_files(path).map_err(|e| {
+                crate::exit::user(format!("cannot read the folder {}: {e}", path.display()))
+            })?;
+            if files.is_empty() {
+                return Err(crate::exit::user(format!(
+                    "the folder {} has no formula files (*.toml)",
+                    path.display()
+                )));
+            }
+            paths.extend(files);
+        } else {
+            paths.push(path.clone());
+        }
+    }
+    let mut all_loaded = Vec::new();
+    for path in &paths {
         let result = match engine::load(path) {
             Ok(loaded) => {
+                all_loaded.push(loaded.clone());
                 let mut diags = loaded.warnings.clone();
                 let mut err = None;
                 if let Some(reach) = reach {
@@ -74,6 +95,13 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
             }
         }
     }
+    // One name, one formula (as `croo serve` requires of its folder).
+    for clash in engine::folder::clashes(&all_loaded) {
+        errors += 1;
+        let (first, line, _) = &clash.files[0];
+        records.push(serde_json::json!({"file": first.display().to_string(), "line": line, "severity": "error", "code": "croo::name-clash", "message": clash.to_string()}));
+        text.push_str(&format!("error[croo::name-clash]: {clash}\n"));
+    }
     match a.format {
         OutputFormat::Json => {
             let doc = serde_json::json!({"errors": errors, "diagnostics": records});
@@ -82,7 +110,7 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
         OutputFormat::Table => {
             eprint!("{text}");
             if errors == 0 {
-                println!("{} formula file(s) OK", a.formulas.len());
+                println!("{} formula file(s) OK", paths.len());
             } else {
                 eprintln!("{errors} error(s)");
             }

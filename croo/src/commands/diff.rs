@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use engine::ScoreOptions;
 
-use crate::args::{OutputFormat, date};
+use crate::args::{OutputFormat, one_period};
 use crate::exit::Failure;
 use crate::render;
 
@@ -14,7 +14,7 @@ use crate::render;
 pub struct Args {
     pub old: PathBuf,
     pub new: PathBuf,
-    /// The period to score (any date inside it).
+    /// The period to score: any date inside it, or its label (2026-11).
     #[arg(long)]
     pub period: String,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
@@ -33,8 +33,8 @@ async fn score_period(
 }
 
 pub async fn run(a: Args) -> Result<u8, Failure> {
-    let day = date("--period", &a.period)?;
     let (old, new) = (engine::load(&a.old)?, engine::load(&a.new)?);
+    let day = one_period("--period", &a.period, old.formula.file.grain)?;
     let definitions = engine::diff::definitions(&old.formula, &new.formula);
     let results = engine::diff::results(
         &score_period(&old, day).await?,

@@ -8,14 +8,15 @@ use std::path::PathBuf;
 
 use engine::ScoreOptions;
 
-use crate::args::{OutputFormat, date};
+use crate::args::{OutputFormat, one_period};
 use crate::exit::{Failure, user};
 use crate::render;
 
 #[derive(clap::Args)]
 pub struct Args {
     pub formula: PathBuf,
-    /// The period to explain (any date inside it).
+    /// The period to explain: any date inside it, or its label (2026-11,
+    /// 2026-Q4, 2026-W45, 2026).
     #[arg(long)]
     pub period: String,
     /// The period to compare with.
@@ -55,9 +56,9 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
     }
     let loaded = engine::load(path)?;
     let grain = loaded.formula.file.grain;
-    let p = engine::period::floor(grain, date("--period", period)?);
+    let p = one_period("--period", period, grain)?;
     let c = match compare {
-        Some(c) => Some(engine::period::floor(grain, date("--compare", c)?)),
+        Some(c) => Some(one_period("--compare", c, grain)?),
         None => None,
     };
     if let Some(d) = by

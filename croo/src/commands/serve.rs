@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long)]
     pub memory_limit: Option<String>,
     /// Requests a second one key may make (bursts of twice that); past it, 429.
-    #[arg(long, default_value_t = 1000, value_name = "PER_SECOND")]
+    #[arg(long, default_value_t = 10_000, value_name = "PER_SECOND")]
     pub key_rate: u32,
     /// Denied requests (no key, a wrong one) a second one address may make
     /// (bursts of 50) before it is slowed and answered 429.

@@ -843,3 +843,72 @@ fn check_with_schemas_runs_the_data_checks() {
     );
     assert!(out.contains("formula.toml:15:"), "{out}");
 }
+
+/// `--period` takes a label of any grain: the periods that overlap it.
+#[test]
+fn periods_by_label() {
+    let dir = good_dir();
+    let score = |args: &[&str]| {
+        let mut a = vec!["run", "formula.toml", "--format", "json"];
+        a.extend_from_slice(args);
+        let o = croo(dir.path(), &a);
+        (o.status.code(), text(&o), o.stdout)
+    };
+    // The month, by its label or a day inside it: the same rows (score 70,
+    // worked out at `run_prints_json_results`).
+    let (code, t, stdout) = score(&["--period", "2026-03"]);
+    assert_eq!(code, Some(0), "{t}");
+    let v: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(v["results"][0]["period"], "2026-03-01");
+    assert!((v["results"][0]["score"].as_f64().unwrap() - 70.0).abs() < 1e-9);
+    // A quarter is its three months: January has no events, which stops
+    // the run naming it.
+    let (code, t, _) = score(&["--period", "2026-Q1"]);
+    assert_eq!(code, Some(1), "{t}");
+    assert!(t.contains("2026-01-01"), "{t}");
+    // --from and --to: from the first day of one label to the last of the
+    // other.
+    let (code, t, _) = score(&["--from", "2026-03", "--to", "2026-03"]);
+    assert_eq!(code, Some(0), "{t}");
+    for bad in ["2026-13", "2026-Q5", "March"] {
+        let (code, t, _) = score(&["--period", bad]);
+        assert_eq!(code, Some(1), "{t}");
+        assert!(t.contains("is not a date or a period"), "{t}");
+    }
+    // explain needs one period of the formula's grain.
+    let o = croo(
+        dir.path(),
+        &["explain", "formula.toml", "--period", "2026-Q1"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("spans several month periods"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// `croo check DIR` checks the folder's formula files, and refuses two
+/// that claim one name, naming both with their lines and versions.
+#[test]
+fn check_a_folder_refuses_one_name_twice() {
+    let dir = good_dir();
+    let o = croo(dir.path(), &["check", "."]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("1 formula file(s) OK"), "{}", text(&o));
+    std::fs::write(
+        dir.path().join("newer.toml"),
+        GOOD.replace("version = \"1\"", "version = \"2\""),
+    )
+    .unwrap();
+    let o = croo(dir.path(), &["check", "."]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    for want in [
+        "2 files claim the formula name `cli`",
+        "formula.toml:2 (version 1)",
+        "newer.toml:2 (version 2)",
+    ] {
+        assert!(t.contains(want), "{want}: {t}");
+    }
+}

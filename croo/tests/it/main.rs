@@ -6,6 +6,7 @@
     reason = "tests report skipped services"
 )]
 
+mod bad_data;
 mod cli;
 mod cluster;
 mod services;
