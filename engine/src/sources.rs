@@ -90,7 +90,7 @@ pub(crate) async fn register_sources(
         };
         schemas.insert(s.name.value.clone(), schema);
     }
-    let diagnostics = check_columns(&loaded.formula, &loaded.file, &schemas);
+    let diagnostics = check_columns_with_data(ctx, loaded, &schemas).await;
     if !diagnostics.is_empty() {
         return Err(Error::Formula {
             file: Box::new(loaded.file.clone()),
@@ -158,7 +158,7 @@ pub async fn check_sources(loaded: &Loaded, reach: Reach) -> Result<Vec<Diagnost
             Err(e) => return Err(e),
         }
     }
-    let columns = check_columns(&loaded.formula, &loaded.file, &schemas);
+    let columns = check_columns_with_data(&ctx, loaded, &schemas).await;
     let columns_ok = columns.is_empty();
     out.extend(columns);
     // With every source read and every column there, the data checks too
@@ -211,10 +211,87 @@ async fn retype_null_columns(ctx: &SessionContext, table: &str) -> Result<Schema
 
 /// Checks that every column a formula names exists in its source's schema,
 /// reporting each missing one at its place in the file.
+/// (source, column) -> a value of that text column that is not a number.
+type TextExamples = BTreeMap<(String, String), String>;
+
+/// [`check_columns`]; when a measure cannot aggregate a column read as
+/// text, the data is read for the first value of that column that is not
+/// a number, so the message says why the column is text (a CSV column
+/// with one `12.5.3` among numbers is inferred as text).
+async fn check_columns_with_data(
+    ctx: &SessionContext,
+    loaded: &Loaded,
+    schemas: &BTreeMap<String, SchemaRef>,
+) -> Vec<Diagnostic> {
+    let none = TextExamples::new();
+    let out = check_columns(&loaded.formula, &loaded.file, schemas, &none);
+    if !out
+        .iter()
+        .any(|d| matches!(d.code, "croo::type-not-aggregable" | "croo::measure-type"))
+    {
+        return out;
+    }
+    let mut examples = TextExamples::new();
+    let f = &loaded.formula;
+    for (m, cols) in f.file.measures.iter().zip(&f.measure_columns) {
+        let Some(schema) = schemas.get(&m.source.value) else {
+            continue;
+        };
+        for (c, _) in cols {
+            let key = (m.source.value.clone(), c.clone());
+            let is_text = schema.field_with_name(c).is_ok_and(|f| {
+                matches!(
+                    f.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                )
+            });
+            if !is_text || examples.contains_key(&key) {
+                continue;
+            }
+            if let Some(v) = first_non_number(ctx, &m.source.value, c).await {
+                examples.insert(key, v);
+            }
+        }
+    }
+    check_columns(&loaded.formula, &loaded.file, schemas, &examples)
+}
+
+/// The first value of text column `column` of source `source` that is not
+/// NULL and does not read as a number.
+async fn first_non_number(ctx: &SessionContext, source: &str, column: &str) -> Option<String> {
+    use datafusion::arrow::array::AsArray as _;
+    use datafusion::logical_expr::{Expr, ident};
+    let c = ident(column);
+    let not_a_number = c.clone().is_not_null().and(
+        Expr::TryCast(datafusion::logical_expr::TryCast::new(
+            Box::new(c.clone()),
+            DataType::Float64,
+        ))
+        .is_null(),
+    );
+    let batches = ctx
+        .table(table_name(source).as_str())
+        .await
+        .ok()?
+        .filter(not_a_number)
+        .ok()?
+        .select(vec![cast(c, DataType::Utf8).alias("v")])
+        .ok()?
+        .limit(0, Some(1))
+        .ok()?
+        .collect()
+        .await
+        .ok()?;
+    let b = batches.iter().find(|b| b.num_rows() > 0)?;
+    let v = b.column(0).as_string_opt::<i32>()?;
+    Some(v.value(0).to_string())
+}
+
 fn check_columns(
     f: &Formula,
     file: &SourceFile,
     schemas: &BTreeMap<String, SchemaRef>,
+    examples: &TextExamples,
 ) -> Vec<Diagnostic> {
     // One parser for every measure (a session registers every function).
     let parser = SessionContext::new();
@@ -264,7 +341,7 @@ fn check_columns(
             }
         }
         if out.len() == before {
-            out.extend(aggregate_types(&parser, m, schema));
+            out.extend(aggregate_types(&parser, m, schema, examples));
         }
     }
     let _ = file;
@@ -278,6 +355,7 @@ fn aggregate_types(
     parser: &SessionContext,
     m: &formulas::Measure,
     schema: &SchemaRef,
+    examples: &TextExamples,
 ) -> Vec<Diagnostic> {
     let Ok(sql) = formulas::measure::check_measure_expr(&m.expr.value) else {
         return Vec::new();
@@ -300,10 +378,15 @@ fn aggregate_types(
             .iter()
             .filter(|(_, r)| range.start <= r.start && r.end <= range.end)
             .filter_map(|(c, _)| {
-                schema
-                    .field_with_name(c)
-                    .ok()
-                    .map(|f| format!("`{c}` is {}", f.data_type()))
+                schema.field_with_name(c).ok().map(|f| {
+                    match examples.get(&(m.source.value.clone(), c.clone())) {
+                        Some(v) => format!(
+                            "`{c}` is {} (read as text: it holds `{v}`, which is not a number)",
+                            f.data_type()
+                        ),
+                        None => format!("`{c}` is {}", f.data_type()),
+                    }
+                })
             })
             .collect();
         let mut d = Diagnostic::error(

@@ -133,7 +133,7 @@ fn cases() -> Vec<Case> {
                 f[at] = "12.5.3".into();
                 set_line(&p, 650, &f.join(","));
             }),
-            vec!["amount", "12.5.3"],
+            vec!["`amount` is Utf8 (read as text: it holds `12.5.3`, which is not a number)"],
         ),
         (
             "non-UTF-8 bytes in a CSV file",
