@@ -9,7 +9,7 @@
 //!
 //! Its modules depend on each other one way, from the bottom up: `error`,
 //! `columns`, `period`, `materialise` and `cluster` depend on nothing else
-//! here; `session` on those; `load`; `sources` on `session` and `load`;
+//! here; `session` on those; `load`, `folder`; `sources` on `session` and `load`;
 //! `plan` and `rollup`; `store`; `score` on all of those; `run`,
 //! `formula_tests`, `explain`, `diff` and `uncertainty` on `score`'s
 //! results. `croo/tests/it/tidy.rs` checks it.
