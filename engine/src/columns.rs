@@ -23,3 +23,48 @@ pub fn dim_col(i: usize) -> String {
 pub fn table_name(source: &str) -> String {
     format!("croo_src_{source}")
 }
+
+/// The names the per-customer detail file (`detail.parquet`) gives the
+/// columns of the per-customer table: the entity key under its source
+/// column's name, `period`, each dimension under its name, `score`,
+/// `rollup_weight`, `included`, `rows_<source>`; measures, derived values
+/// and components keep their names. A name that a definition of the
+/// formula already uses keeps its internal one (`docs/results-store.md`).
+pub fn detail_names(f: &formulas::Formula, names: &[String]) -> Vec<String> {
+    let key = f
+        .file
+        .entity()
+        .map_or_else(|| "customer".to_string(), |e| e.key.value.clone());
+    let public = |n: &str| -> Option<String> {
+        Some(match n {
+            KEY => key.clone(),
+            PERIOD => "period".into(),
+            SCORE => "score".into(),
+            WEIGHT => "rollup_weight".into(),
+            INCLUDED => "included".into(),
+            _ => {
+                if let Some(i) = n
+                    .strip_prefix("__dim_")
+                    .and_then(|i| i.parse::<usize>().ok())
+                {
+                    f.file.dimensions.get(i)?.name.value.clone()
+                } else {
+                    n.strip_prefix("__")?.to_string()
+                }
+            }
+        })
+    };
+    let mut taken: std::collections::BTreeSet<String> = names
+        .iter()
+        .filter(|n| !n.starts_with("__"))
+        .cloned()
+        .collect();
+    names
+        .iter()
+        .map(|n| match public(n) {
+            Some(p) if !n.starts_with("__") => p,
+            Some(p) if taken.insert(p.clone()) => p,
+            _ => n.clone(),
+        })
+        .collect()
+}

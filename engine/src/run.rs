@@ -194,12 +194,13 @@ pub async fn run_with_id(
             manifest.outcome = "succeeded".into();
             let comps: Vec<String> = f.components.iter().map(|c| c.name.value.clone()).collect();
             let batch = store::results_batch(&manifest, &c.rows, &comps)?;
+            let detail = detail_for_users(&loaded.formula, c.detail)?;
             let dir = if store::is_remote(&req.out) {
                 let staging = Staging::new(&manifest.run_id)?;
-                store::commit(&staging.0, &manifest, batch, c.detail)?;
+                store::commit(&staging.0, &manifest, batch, detail)?;
                 store::publish(&staging.0, &req.out, &manifest, true).await?
             } else {
-                store::commit(&req.out, &manifest, batch, c.detail)?
+                store::commit(&req.out, &manifest, batch, detail)?
             };
             Ok(RunReport {
                 manifest,
@@ -246,4 +247,44 @@ impl Drop for Staging {
         let _ = std::fs::remove_dir_all(&self.0);
         self.1.take();
     }
+}
+
+/// The per-customer rows under the names of `columns::detail_names`.
+fn detail_for_users(
+    f: &formulas::Formula,
+    detail: Vec<datafusion::arrow::record_batch::RecordBatch>,
+) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let Some(first) = detail.first() else {
+        return Ok(detail);
+    };
+    let names: Vec<String> = first
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let public = crate::columns::detail_names(f, &names);
+    let schema = std::sync::Arc::new(Schema::new(
+        first
+            .schema()
+            .fields()
+            .iter()
+            .zip(&public)
+            .map(|(field, name)| Field::new(name, field.data_type().clone(), field.is_nullable()))
+            .collect::<Vec<_>>(),
+    ));
+    detail
+        .into_iter()
+        .map(|b| {
+            datafusion::arrow::record_batch::RecordBatch::try_new(
+                std::sync::Arc::clone(&schema),
+                b.columns().to_vec(),
+            )
+            .map_err(|e| Error::Engine {
+                context: "renaming the per-customer columns".into(),
+                error: Box::new(e.into()),
+            })
+        })
+        .collect()
 }

@@ -227,6 +227,36 @@ impl Parser<'_> {
         }
     }
 
+    /// A formula-syntax expression: a string, or a bare number
+    /// (`weight = 1` means `weight = "1"`).
+    fn expression(&mut self, keys: &Keys<'_, '_>, key: &str, required: bool) -> Option<Text> {
+        if let Some(v) = keys.get(key)
+            && let Some(t) = self.number_as_expression(v.get_ref(), v.span())
+        {
+            return Some(t);
+        }
+        self.string(keys, key, required)
+    }
+
+    /// A finite TOML number as the text of an expression, spanning the
+    /// number in the file.
+    fn number_as_expression(&self, v: &DeValue<'_>, span: Range<usize>) -> Option<Text> {
+        if !matches!(v, DeValue::Integer(_) | DeValue::Float(_)) {
+            return None;
+        }
+        let n = number(v).filter(|n| n.is_finite())?;
+        let value = if n.fract() == 0.0 && n.abs() < 1e15 {
+            format!("{}", n as i64)
+        } else {
+            format!("{n:?}")
+        };
+        Some(Text {
+            value,
+            inner: span.start,
+            span,
+        })
+    }
+
     fn missing(&mut self, keys: &Keys<'_, '_>, key: &str) {
         let start = keys.span.start;
         let end = self.text[start..]
@@ -408,7 +438,7 @@ impl Parser<'_> {
         let (components, score_expr) = self.score(root, &span);
         let rollup_weight = self
             .subtable(root, "rollup", "[rollup]", keys::ROLLUP)
-            .and_then(|k| self.string(&k, "weight", false));
+            .and_then(|k| self.expression(&k, "weight", false));
         let tests = self.tests(root);
 
         // A missing or invalid `name`, `version` or `grain` has been
@@ -776,6 +806,10 @@ impl Parser<'_> {
         };
         for (k, v) in all.table.iter() {
             let name = self.name(k, "derived value");
+            if let Some(expr) = self.number_as_expression(v.get_ref(), v.span()) {
+                out.push(Derived { name, expr });
+                continue;
+            }
             match v.get_ref() {
                 DeValue::String(s) => out.push(Derived {
                     name,
@@ -811,7 +845,7 @@ impl Parser<'_> {
             );
             return (out, None);
         };
-        let expr = self.string(&score, "expr", false);
+        let expr = self.expression(&score, "expr", false);
         let comps = self.subtable(score.table, "components", "[score.components]", &[]);
         if let Some(all) = &comps {
             for (k, v) in all.table.iter() {
@@ -853,7 +887,7 @@ impl Parser<'_> {
                         None
                     }
                 };
-                let expr = self.string(&keys, "expr", true);
+                let expr = self.expression(&keys, "expr", true);
                 let description = self.string(&keys, "description", false).map(|t| t.value);
                 if weight.is_none() || expr.is_none() {
                     self.broken.push(name.value.clone());

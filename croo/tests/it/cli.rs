@@ -912,3 +912,118 @@ fn check_a_folder_refuses_one_name_twice() {
         assert!(t.contains(want), "{want}: {t}");
     }
 }
+
+/// A bare number where an expression goes (`weight = 1`) is that
+/// expression. Scores 1 and 0.25 (see `run_prints_json_results`), equal
+/// weights: 100 * (1 + 0.25) / 2 = 62.5.
+#[test]
+fn numbers_are_expressions() {
+    let dir = good_dir();
+    let formula = GOOD
+        .replace("weight = \"visits + 1\"", "weight = 1")
+        .replace("[derived]\n", "[derived]\nhalf = 0.5\n")
+        .replace(
+            "expr = \"min(visits, 2) / 2\"",
+            "expr = \"min(visits, 2) * half\"",
+        );
+    assert!(formula.contains("weight = 1\n") && formula.contains("half = 0.5"));
+    std::fs::write(dir.path().join("formula.toml"), formula).unwrap();
+    let o = croo(
+        dir.path(),
+        &[
+            "run",
+            "formula.toml",
+            "--period",
+            "2026-03-01",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let score = doc["results"][0]["score"].as_f64().unwrap();
+    assert!((score - 62.5).abs() < 1e-9, "{score}");
+}
+
+/// `--detail` keeps the per-customer rows under the names of
+/// docs/results-store.md; the values are those worked out at
+/// `run_prints_json_results` (customer 1: spend 40, visits 2, score 1,
+/// weight 3; customer 2: spend 5, visits 1, score 0.25, weight 2).
+#[test]
+fn the_detail_file_speaks_the_formulas_names() {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let dir = good_dir();
+    let formula = GOOD.replace(
+        "[measures.spend]",
+        "[dimensions]\ntier = \"customer_id\"\n\n[measures.spend]",
+    );
+    std::fs::write(dir.path().join("formula.toml"), formula).unwrap();
+    let o = croo(
+        dir.path(),
+        &[
+            "run",
+            "formula.toml",
+            "--period",
+            "2026-03",
+            "--detail",
+            "--out",
+            "r",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let runs = dir.path().join("r/runs");
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let file = std::fs::File::open(run.join("detail.parquet")).unwrap();
+    let batch = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let schema = batch.schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    for want in [
+        "customer_id",
+        "period",
+        "tier",
+        "spend",
+        "visits",
+        "avg_spend",
+        "value",
+        "habit",
+        "score",
+        "rollup_weight",
+        "included",
+    ] {
+        assert!(names.contains(&want), "{want} not in {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.starts_with("__")), "{names:?}");
+    let f64s = |name: &str| -> Vec<f64> {
+        let c = batch.column_by_name(name).unwrap();
+        let c =
+            datafusion::arrow::compute::cast(c, &datafusion::arrow::datatypes::DataType::Float64)
+                .unwrap();
+        let a = c.as_primitive::<Float64Type>();
+        (0..a.len()).map(|i| a.value(i)).collect()
+    };
+    let key = datafusion::arrow::compute::cast(
+        batch.column_by_name("customer_id").unwrap(),
+        &datafusion::arrow::datatypes::DataType::Int64,
+    )
+    .unwrap();
+    let keys: Vec<i64> = key.as_primitive::<Int64Type>().values().to_vec();
+    assert_eq!(keys, [1, 2]);
+    assert_eq!(f64s("spend"), [40.0, 5.0]);
+    assert_eq!(f64s("score"), [1.0, 0.25]);
+    assert_eq!(f64s("rollup_weight"), [3.0, 2.0]);
+    let included = batch.column_by_name("included").unwrap().as_boolean();
+    assert!(included.value(0) && included.value(1));
+}
