@@ -21,6 +21,7 @@ pub mod contracts;
 pub mod diff;
 pub mod durable;
 pub mod error;
+pub mod exclusions;
 pub mod explain;
 pub mod folder;
 pub mod formula_tests;

@@ -149,6 +149,7 @@ pub async fn run_with_id(
         population_stats: Vec::new(),
         checks: Vec::new(),
         incomplete_periods: BTreeMap::new(),
+        exclusions: BTreeMap::new(),
         warnings: loaded.warnings.iter().map(|d| d.message.clone()).collect(),
         outcome: "running".into(),
         error: None,
@@ -189,6 +190,11 @@ pub async fn run_with_id(
                 .incomplete
                 .iter()
                 .map(|(p, s)| (p.to_string(), s.clone()))
+                .collect();
+            manifest.exclusions = c
+                .exclusions
+                .iter()
+                .map(|(p, causes)| (p.to_string(), causes.clone()))
                 .collect();
             manifest.warnings.extend(c.warnings);
             manifest.outcome = "succeeded".into();

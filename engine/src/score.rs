@@ -44,6 +44,9 @@ pub struct Computed {
     pub incomplete: BTreeMap<NaiveDate, Vec<String>>,
     /// What the run should say (a warned check, many orphans, ...).
     pub warnings: Vec<String>,
+    /// Per period, the excluded customers counted per cause
+    /// (`exclusions`).
+    pub exclusions: crate::exclusions::Exclusions,
 }
 
 /// How to score: the session, whether to keep the per-customer rows, and
@@ -183,6 +186,28 @@ async fn compute(
     for r in &mut rows {
         r.complete = !after.incomplete.contains_key(&r.period);
     }
+    let exclusions = crate::exclusions::causes(f, &df).await?;
+    let mut warnings = after.warnings;
+    // A period whose score is NULL because nobody counts says so.
+    for r in rows.iter().filter(|r| r.dimension.is_none()) {
+        if r.population == 0 {
+            warnings.push(format!(
+                "{}: no customer is active in this period (score NULL)",
+                r.period
+            ));
+        } else if r.included == 0 {
+            let why = exclusions
+                .get(&r.period)
+                .map(|c| crate::exclusions::describe(r.period, c))
+                .unwrap_or_default();
+            warnings.push(format!(
+                "{}: every one of the {} active customers is excluded (score NULL); why: {}",
+                r.period,
+                r.population,
+                why.split_once(": ").map_or("", |(_, w)| w)
+            ));
+        }
+    }
     lap("rollups and population statistics computed");
     let rows_read = rows_per_period
         .iter()
@@ -209,7 +234,8 @@ async fn compute(
         checks: after.checks,
         orphans: after.orphans,
         incomplete: after.incomplete,
-        warnings: after.warnings,
+        warnings,
+        exclusions,
     })
 }
 

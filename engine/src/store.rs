@@ -84,6 +84,10 @@ pub struct Manifest {
     /// in them.
     #[serde(default)]
     pub incomplete_periods: BTreeMap<String, Vec<String>>,
+    /// Per period, the customers excluded from the rollups counted per
+    /// cause (`engine::exclusions`); periods without exclusions are absent.
+    #[serde(default)]
+    pub exclusions: BTreeMap<String, BTreeMap<String, u64>>,
     /// `succeeded` or `failed`.
     pub outcome: String,
     pub error: Option<String>,

@@ -101,6 +101,7 @@ pub const MANIFEST_HIDDEN: &[&str] = &[
     "warnings",
     "error",
     "checks",
+    "exclusions",
 ];
 
 impl From<&Manifest> for ScopedManifest {
@@ -202,6 +203,7 @@ mod tests {
             population_stats: Vec::new(),
             checks: Vec::new(),
             incomplete_periods: BTreeMap::new(),
+            exclusions: BTreeMap::new(),
             warnings: vec!["w".into()],
             outcome: "succeeded".into(),
             error: Some("e".into()),

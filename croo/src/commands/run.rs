@@ -68,6 +68,7 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
                 "formula_hash": report.manifest.formula_hash,
                 "run_id": report.manifest.run_id,
                 "warnings": found,
+                "exclusions": report.manifest.exclusions,
                 "results": report.rows,
             });
             let _ = writeln!(
@@ -129,6 +130,16 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
                 report.manifest.run_id,
                 report.dir.display()
             );
+            // Why the excluded customers are excluded, per period.
+            for (period, causes) in &report.manifest.exclusions {
+                if let Ok(day) = period.parse() {
+                    let _ = writeln!(
+                        stdout,
+                        "excluded in {}",
+                        engine::exclusions::describe(day, causes)
+                    );
+                }
+            }
         }
     }
     Ok(0)

@@ -1027,3 +1027,77 @@ fn the_detail_file_speaks_the_formulas_names() {
     let included = batch.column_by_name("included").unwrap().as_boolean();
     assert!(included.value(0) && included.value(1));
 }
+
+/// Why customers are excluded, counted per cause. Customers 1 and 2 have
+/// events, customer 3 none: `top = max(amount)` has no default, so it is
+/// NULL for 3, and so are the component `value = minmax(top)` and the
+/// score; 3's rollup weight `visits` is 0. So one customer is excluded,
+/// under each of those four causes, and nobody under any other.
+#[test]
+fn exclusions_are_counted_by_cause() {
+    let dir = good_dir();
+    std::fs::write(dir.path().join("customers.csv"), "customer_id\n1\n2\n3\n").unwrap();
+    let formula = GOOD
+        .replace(
+            "[measures.visits]",
+            "[measures.top]\nsource = \"ev\"\nexpr = \"max(amount)\"\n\n[measures.visits]",
+        )
+        .replace("expr = \"minmax(spend)\"", "expr = \"minmax(top)\"")
+        .replace("weight = \"visits + 1\"", "weight = \"visits\"");
+    std::fs::write(dir.path().join("formula.toml"), &formula).unwrap();
+    let o = croo(
+        dir.path(),
+        &[
+            "run",
+            "formula.toml",
+            "--period",
+            "2026-03",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let whole = &doc["results"][0];
+    assert_eq!(whole["excluded"], 1);
+    assert_eq!(
+        doc["exclusions"]["2026-03-01"],
+        serde_json::json!({
+            "measure `top` is NULL": 1,
+            "component `value` is NULL": 1,
+            "score is NULL": 1,
+            "rollup weight is <= 0": 1,
+        })
+    );
+    // The table says it too.
+    let o = croo(dir.path(), &["run", "formula.toml", "--period", "2026-03"]);
+    assert!(
+        text(&o).contains("excluded in 2026-03-01: "),
+        "{}",
+        text(&o)
+    );
+
+    // Every customer excluded: a warning naming the causes.
+    let all_out = formula.replace("weight = \"visits\"", "weight = \"visits - 5\"");
+    std::fs::write(dir.path().join("formula.toml"), all_out).unwrap();
+    let o = croo(
+        dir.path(),
+        &[
+            "run",
+            "formula.toml",
+            "--period",
+            "2026-03",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["exclusions"]["2026-03-01"]["rollup weight is <= 0"], 3);
+    let warned = doc["warnings"].as_array().unwrap().iter().any(|w| {
+        let w = w.as_str().unwrap();
+        w.contains("every one of the 3 active customers is excluded")
+            && w.contains("rollup weight is <= 0 (3)")
+    });
+    assert!(warned, "{doc}");
+}
