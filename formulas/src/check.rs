@@ -680,6 +680,22 @@ pub fn type_of(a: &Ast) -> Result<Ty, String> {
         }
         Ast::Call(f, args, _) => {
             let what = format!("`{}`", f.name());
+            if *f == Func::IsNull {
+                type_of(&args[0])?;
+                return Ok(Ty::Bool);
+            }
+            if *f == Func::Coalesce {
+                let first = type_of(&args[0])?;
+                for x in &args[1..] {
+                    if type_of(x)? != first {
+                        return Err(
+                            "the arguments of `coalesce` must all be numbers or all conditions"
+                                .into(),
+                        );
+                    }
+                }
+                return Ok(first);
+            }
             if *f == Func::If {
                 boolean(&args[0], "the condition of `if`")?;
                 let (ta, tb) = (type_of(&args[1])?, type_of(&args[2])?);

@@ -162,6 +162,8 @@ impl Compiler<'_> {
                 clamp(ratio, lit(0.0), lit(1.0))?
             }
             Func::If => strict::if_then(a[0].clone(), a[1].clone(), a[2].clone()),
+            Func::Coalesce => datafusion::functions::core::expr_fn::coalesce(a),
+            Func::IsNull => a[0].clone().is_null(),
             Func::MinMax | Func::ZScore | Func::PctRank => unreachable_population()?,
         })
     }

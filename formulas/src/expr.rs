@@ -60,6 +60,8 @@ pub enum Func {
     Exp,
     Clamp,
     If,
+    Coalesce,
+    IsNull,
     Goalpost,
     MinMax,
     ZScore,
@@ -74,7 +76,7 @@ pub enum Arity {
 }
 
 impl Func {
-    pub const ALL: [(&'static str, Func); 15] = [
+    pub const ALL: [(&'static str, Func); 17] = [
         ("min", Func::Min),
         ("max", Func::Max),
         ("abs", Func::Abs),
@@ -86,6 +88,8 @@ impl Func {
         ("exp", Func::Exp),
         ("clamp", Func::Clamp),
         ("if", Func::If),
+        ("coalesce", Func::Coalesce),
+        ("is_null", Func::IsNull),
         ("goalpost", Func::Goalpost),
         ("minmax", Func::MinMax),
         ("zscore", Func::ZScore),
@@ -106,7 +110,7 @@ impl Func {
 
     pub fn arity(self) -> Arity {
         match self {
-            Func::Min | Func::Max => Arity::AtLeast(2),
+            Func::Min | Func::Max | Func::Coalesce => Arity::AtLeast(2),
             Func::Clamp | Func::If | Func::Goalpost => Arity::Exactly(3),
             _ => Arity::Exactly(1),
         }

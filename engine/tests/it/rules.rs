@@ -255,6 +255,37 @@ expr = "if(ratio > 0.8, 1, 0)"
     approx(component(all, "c_pr").contribution, 10.625);
 }
 
+/// `coalesce` and `is_null`.
+///
+/// x = 1, 2, 3, 4; y = 0, 2, 4, NULL. ratio = x / y = NULL, 1, 0.75, NULL.
+/// c_co = coalesce(ratio, y, 9): customer 1's ratio is NULL and y is 0,
+/// so 0; then 1, 0.75; customer 4's ratio and y are NULL, so 9 -> mean
+/// (0 + 1 + 0.75 + 9) / 4 = 2.6875.
+/// c_nul = if(is_null(ratio), 1, 0) = 1, 0, 0, 1 -> mean 0.5.
+/// score = 100 * 0.5 * (2.6875 + 0.5) = 159.375.
+#[tokio::test]
+async fn coalesce_and_is_null_by_hand() {
+    let f = values_formula(
+        "ratio = \"x / y\"",
+        r#"
+[score.components.c_co]
+weight = 0.5
+expr = "coalesce(ratio, y, 9)"
+[score.components.c_nul]
+weight = 0.5
+expr = "if(is_null(ratio), 1, 0)"
+"#,
+        "",
+    );
+    let dir = values_dir(&f);
+    let rows = run(dir.path(), "2026-03-01", "2026-03-01").await.unwrap();
+    let all = row(&rows, "2026-03-01", None);
+    assert_eq!((all.population, all.included), (4, 4));
+    approx(component(all, "c_co").rollup, 2.6875);
+    approx(component(all, "c_nul").rollup, 0.5);
+    approx(all.score, 159.375);
+}
+
 /// Rule 4: minmax gives 0.5 when max = min, zscore 0 when the deviation is
 /// 0, pct_rank 0 when one customer has a value; ties take the lowest rank.
 #[tokio::test]
