@@ -9,7 +9,7 @@ use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use formulas::{TestCase, TestValue};
+use formulas::{ExpectKey, ExpectWhat, TestCase, TestValue};
 
 use crate::error::{Error, Result};
 use crate::load::Loaded;
@@ -19,9 +19,10 @@ use crate::score::{ScoreOptions, score};
 /// One expectation's outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
-    /// `score` or `dimension=value`.
+    /// The expectation's key (`score`, `"segment=smb value.rollup"`, ...).
     pub key: String,
-    pub expected: f64,
+    /// `None`: NULL expected.
+    pub expected: Option<f64>,
     pub actual: Option<f64>,
     pub passed: bool,
 }
@@ -205,19 +206,51 @@ async fn run_one(loaded: &Loaded, t: &TestCase) -> Result<Vec<Check>> {
     };
     let mut checks = Vec::new();
     for e in &t.expect {
-        let key = e.key.value.as_str();
-        let actual = if key == "score" {
-            find(None).and_then(|r| r.score)
-        } else if let Some((d, v)) = key.split_once('=') {
-            find(Some((d.trim(), v.trim()))).and_then(|r| r.score)
-        } else {
+        let key = ExpectKey::parse(&e.key.value).map_err(Error::User)?;
+        let group = key.group.as_ref().map(|(d, v)| (d.as_str(), v.as_str()));
+        let Some(row) = find(group) else {
+            // A group with no row: say which values the dimension has.
+            let (d, v) = group.unwrap_or(("", ""));
+            let known: Vec<String> = rows
+                .iter()
+                .filter(|r| r.period == first && r.dimension.as_deref() == Some(d))
+                .map(|r| r.value.clone().unwrap_or_else(|| "NULL".into()))
+                .collect();
             return Err(Error::User(format!(
-                "unknown expectation `{key}`: use `score` or \"dimension=value\""
+                "no group `{d}={v}` in {first}: the values of `{d}` there are {}",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
             )));
         };
-        let passed = actual.is_some_and(|a| (a - e.value).abs() <= tolerance);
+        let component = |c: &str| {
+            row.components
+                .0
+                .iter()
+                .find(|(n, _)| n == c)
+                .map(|(_, r)| r)
+        };
+        let actual = match &key.what {
+            ExpectWhat::Score => row.score,
+            ExpectWhat::Population => Some(row.population as f64),
+            ExpectWhat::Included => Some(row.included as f64),
+            ExpectWhat::Excluded => Some(row.excluded as f64),
+            ExpectWhat::Rollup(c) => component(c).and_then(|r| r.rollup),
+            ExpectWhat::Contribution(c) => component(c).and_then(|r| r.contribution),
+        };
+        let passed = match (e.value, actual) {
+            (None, None) => true,
+            (Some(x), Some(a)) => (a - x).abs() <= tolerance,
+            _ => false,
+        };
         checks.push(Check {
-            key: key.to_string(),
+            key: e.key.value.clone(),
             expected: e.value,
             actual,
             passed,

@@ -85,6 +85,7 @@ impl Checker<'_> {
         self.unique_names();
         let measure_columns = self.measures();
         self.dimensions();
+        self.test_expectations();
 
         let measures: BTreeSet<&str> = self
             .f
@@ -313,6 +314,76 @@ impl Checker<'_> {
             out.push(cols);
         }
         out
+    }
+
+    /// Every `[tests.expect]` key names a known dimension and component
+    /// (each unknown one reported, with the known names).
+    fn test_expectations(&mut self) {
+        let dims: Vec<&str> = self
+            .f
+            .dimensions
+            .iter()
+            .map(|d| d.name.value.as_str())
+            .collect();
+        let comps: Vec<&str> = self
+            .f
+            .components
+            .iter()
+            .map(|c| c.name.value.as_str())
+            .collect();
+        let list = |names: &[&str]| {
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        for t in &self.f.tests {
+            for e in &t.expect {
+                let key = match crate::ExpectKey::parse(&e.key.value) {
+                    Ok(k) => k,
+                    Err(why) => {
+                        self.diags.push(
+                            Diagnostic::error("croo::test-expect", e.key.span.clone(), why)
+                                .with_label("unknown expectation"),
+                        );
+                        continue;
+                    }
+                };
+                if let Some((d, _)) = &key.group
+                    && !dims.contains(&d.as_str())
+                {
+                    let mut diag = Diagnostic::error(
+                        "croo::test-expect",
+                        e.key.span.clone(),
+                        format!("unknown dimension `{d}` in an expectation"),
+                    )
+                    .with_label(format!("the dimensions are: {}", list(&dims)));
+                    if let Some(n) = nearest(d, dims.iter().copied()) {
+                        diag = diag.with_help(format!("did you mean `{n}`?"));
+                    }
+                    self.diags.push(diag);
+                }
+                if let crate::ExpectWhat::Rollup(c) | crate::ExpectWhat::Contribution(c) = &key.what
+                    && !comps.contains(&c.as_str())
+                {
+                    let mut diag = Diagnostic::error(
+                        "croo::test-expect",
+                        e.key.span.clone(),
+                        format!("unknown component `{c}` in an expectation"),
+                    )
+                    .with_label(format!("the components are: {}", list(&comps)));
+                    if let Some(n) = nearest(c, comps.iter().copied()) {
+                        diag = diag.with_help(format!("did you mean `{n}`?"));
+                    }
+                    self.diags.push(diag);
+                }
+            }
+        }
     }
 
     fn dimensions(&mut self) {

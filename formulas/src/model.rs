@@ -244,9 +244,69 @@ pub struct TestData {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TestExpect {
-    /// `score` or `dimension=value`.
+    /// `[dimension=value] [what]` (see [`ExpectKey::parse`]).
     pub key: Name,
-    pub value: f64,
+    /// The expected number; `None` expects NULL (`"null"` in the file).
+    pub value: Option<f64>,
+}
+
+/// What an expectation of a test compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpectWhat {
+    Score,
+    Population,
+    Included,
+    Excluded,
+    /// A component's rollup (`value.rollup`).
+    Rollup(String),
+    /// A component's contribution (`value.contribution`).
+    Contribution(String),
+}
+
+/// An expectation's key: an optional group, then what to compare
+/// (`score` when left out): `score`, `"segment=smb"`,
+/// `"value.rollup"`, `"segment=smb value.contribution"`, `excluded`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectKey {
+    /// `(dimension, value)`; `None` is the whole population.
+    pub group: Option<(String, String)>,
+    pub what: ExpectWhat,
+}
+
+impl ExpectKey {
+    /// Reads a key; the error says what is wrong in words.
+    pub fn parse(key: &str) -> Result<ExpectKey, String> {
+        let key = key.trim();
+        let (group, what) = match key.split_once('=') {
+            Some((d, rest)) => {
+                let rest = rest.trim();
+                let (v, what) = match rest.rsplit_once(char::is_whitespace) {
+                    Some((v, w)) if !w.contains('=') => (v.trim(), w.trim()),
+                    _ => (rest, "score"),
+                };
+                (Some((d.trim().to_string(), v.to_string())), what)
+            }
+            None => (None, key),
+        };
+        let what = match what {
+            "score" => ExpectWhat::Score,
+            "population" => ExpectWhat::Population,
+            "included" => ExpectWhat::Included,
+            "excluded" => ExpectWhat::Excluded,
+            w => match w.rsplit_once('.') {
+                Some((c, "rollup")) if !c.is_empty() => ExpectWhat::Rollup(c.to_string()),
+                Some((c, "contribution")) if !c.is_empty() => {
+                    ExpectWhat::Contribution(c.to_string())
+                }
+                _ => {
+                    return Err(format!(
+                        "`{w}` is not something a test can expect: use `score`, `population`, `included`, `excluded`, `<component>.rollup` or `<component>.contribution`, after an optional `dimension=value` group"
+                    ));
+                }
+            },
+        };
+        Ok(ExpectKey { group, what })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -990,20 +990,30 @@ impl Parser<'_> {
             match self.subtable(keys.table, "expect", "[tests.expect]", &[]) {
                 Some(e) => {
                     for (k, v) in e.table.iter() {
-                        let Some(n) = number(v.get_ref()) else {
-                            self.err(
-                                "croo::wrong-type",
-                                v.span(),
-                                format!(
-                                    "expected value `{}` must be a number, found {}",
-                                    k.get_ref(),
-                                    type_name(v.get_ref())
-                                ),
-                            );
-                            continue;
+                        let n = match v.get_ref() {
+                            DeValue::String(t)
+                                if t.eq_ignore_ascii_case("null") && k.get_ref() != "tolerance" =>
+                            {
+                                None
+                            }
+                            other => match number(other) {
+                                Some(n) => Some(n),
+                                None => {
+                                    self.err(
+                                        "croo::wrong-type",
+                                        v.span(),
+                                        format!(
+                                            "expected value `{}` must be a number or \"null\", found {}",
+                                            k.get_ref(),
+                                            type_name(other)
+                                        ),
+                                    );
+                                    continue;
+                                }
+                            },
                         };
                         if k.get_ref() == "tolerance" {
-                            tolerance = Some(n);
+                            tolerance = n;
                         } else {
                             expect.push(TestExpect {
                                 key: Name {

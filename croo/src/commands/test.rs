@@ -38,7 +38,11 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
                     .actual
                     .map(|a| a.to_string())
                     .unwrap_or_else(|| "NULL".into());
-                let _ = writeln!(out, "     {}: expected {}, got {actual}", c.key, c.expected);
+                let expected = c
+                    .expected
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "NULL".into());
+                let _ = writeln!(out, "     {}: expected {expected}, got {actual}", c.key);
             }
         }
     }

@@ -576,6 +576,118 @@ score = 0.0
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
+/// `croo test` expects NULL, component rollups and contributions, counts,
+/// per group; an unknown group is an error listing the dimension's values,
+/// and `croo check` reports every unknown expectation key.
+///
+/// The test of `test_command_passes_and_fails`: service = 0 (smb), 1 (ent);
+/// whole population: rollup 0.5, contribution 100 * 1 * 0.5 = 50; smb's
+/// contribution 0 (weights `w` = 1 interaction each). A customer `3` in
+/// segment `mid` with a NULL weight (`w = count(*)` has no default and 3
+/// has no interaction) is excluded: the mid
+/// group's score is NULL, and the whole population counts 1 excluded.
+#[test]
+fn test_expectations_of_every_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = r#"[formula]
+name = "tested"
+version = "1"
+grain = "month"
+
+[sources.customers]
+role = "entity"
+uri = "customers.parquet"
+key = "customer_id"
+
+[sources.interactions]
+uri = "interactions/"
+key = "customer_id"
+time = "started_at"
+
+[dimensions]
+segment = "segment"
+
+[measures.cost]
+source = "interactions"
+expr = "sum(handle_seconds * cost_per_second)"
+default = 0
+
+[measures.w]
+source = "interactions"
+expr = "count(*)"
+
+[score.components.service]
+weight = 1
+expr = "if(cost > 5, 0, 1)"
+
+[rollup]
+weight = "w"
+
+[[tests]]
+name = "every kind"
+periods = ["2026-01-01"]
+[tests.data.customers]
+rows = [ { customer_id = 1, segment = "smb" }, { customer_id = 2, segment = "ent" }, { customer_id = 3, segment = "mid" } ]
+[tests.data.interactions]
+rows = [ { customer_id = 1, started_at = 2026-01-03T10:00:00Z, handle_seconds = 300, cost_per_second = 0.02 }, { customer_id = 2, started_at = 2026-01-04T10:00:00Z, handle_seconds = 1, cost_per_second = 0.0 } ]
+[tests.expect]
+score = 50.0
+"service.rollup" = 0.5
+"service.contribution" = 50
+"segment=smb service.contribution" = 0
+"segment=mid" = "null"
+"segment=mid included" = 0
+excluded = 1
+population = 3
+"#;
+    std::fs::write(dir.path().join("f.toml"), base).unwrap();
+    let o = croo(dir.path(), &["test", "f.toml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("PASS f.toml: every kind"), "{}", text(&o));
+
+    // NULL expected where there is a number: a failure saying both.
+    let wrong = base.replace("\"segment=mid\" = \"null\"", "\"segment=smb\" = \"null\"");
+    std::fs::write(dir.path().join("g.toml"), &wrong).unwrap();
+    let o = croo(dir.path(), &["test", "g.toml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("segment=smb: expected NULL, got 0"),
+        "{}",
+        text(&o)
+    );
+
+    // A group that is not in the results: the values there are.
+    let unknown = base.replace("\"segment=mid\" = \"null\"", "\"segment=PAYG\" = 1");
+    std::fs::write(dir.path().join("h.toml"), &unknown).unwrap();
+    let o = croo(dir.path(), &["test", "h.toml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("no group `segment=PAYG` in 2026-01-01: the values of `segment` there are `ent`, `mid`, `smb`"),
+        "{}",
+        text(&o)
+    );
+
+    // Unknown dimension, component and kind: each reported by check.
+    let bad = base.replace(
+        "excluded = 1\n",
+        "excluded = 1\n\"Plan=PAYG\" = 1\n\"servise.rollup\" = 1\n\"segment=smb median\" = 1\n",
+    );
+    std::fs::write(dir.path().join("i.toml"), &bad).unwrap();
+    let o = croo(dir.path(), &["check", "--offline", "i.toml"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    for want in [
+        "unknown dimension `Plan` in an expectation",
+        "the dimensions are: `segment`",
+        "unknown component `servise` in an expectation",
+        "did you mean `service`?",
+        "`median` is not something a test can expect",
+        "3 error(s)",
+    ] {
+        assert!(t.contains(want), "{want}: {t}");
+    }
+}
+
 /// `croo explain` on the worked example of docs/formula-reference.md:
 /// March 2026 contributions are 30 (value) and 40 (habit).
 #[test]
