@@ -59,11 +59,26 @@ pub struct ScoreRow {
     /// Component name -> rollup and contribution, in declaration order.
     #[schema(value_type = std::collections::HashMap<String, ComponentDoc>)]
     pub components: engine::Components,
+    /// The run the row comes from, and the formula version and hash
+    /// (`sha256:` of the file) that produced it.
+    pub run_id: String,
+    pub version: String,
+    pub formula_hash: String,
 }
 
-impl From<ResultRow> for ScoreRow {
-    fn from(r: ResultRow) -> Self {
+/// Period -> (run id, formula version, formula hash).
+type Provenance = BTreeMap<String, (String, String, String)>;
+
+impl ScoreRow {
+    fn new(r: ResultRow, provenance: &Provenance) -> Self {
+        let (run_id, version, formula_hash) = provenance
+            .get(&r.period.to_string())
+            .cloned()
+            .unwrap_or_default();
         Self {
+            run_id,
+            version,
+            formula_hash,
             period: r.period,
             dimension: r.dimension,
             value: r.value,
@@ -188,6 +203,11 @@ pub struct RunAccepted {
     pub status: String,
     /// Where to follow it.
     pub href: String,
+    /// Set when the formula file differs (another hash) from the one that
+    /// produced the current results: the periods this run computes become
+    /// current with the new version, the others stay as they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -363,10 +383,11 @@ pub async fn scores(
             .map(|s| parse_period("to", s, grain))
             .transpose()?;
     let (rows, runs) = view.rows(&name, from, to)?;
+    let provenance = view.provenance(&runs);
     let results = rows
         .into_iter()
         .filter(|r| r.dimension.as_deref() == q.by.as_deref())
-        .map(ScoreRow::from)
+        .map(|r| ScoreRow::new(r, &provenance))
         .collect();
     Ok(Json(ScoresDoc {
         formula: name,
@@ -401,10 +422,11 @@ pub async fn period_scores(
             "no results of `{name}` for the period {p}"
         )));
     }
+    let provenance = view.provenance(&runs);
     let results = rows
         .into_iter()
         .filter(|r| r.dimension.is_none() || r.dimension.as_deref() == q.by.as_deref())
-        .map(ScoreRow::from)
+        .map(|r| ScoreRow::new(r, &provenance))
         .collect();
     Ok(Json(ScoresDoc {
         formula: name,
@@ -628,13 +650,37 @@ pub async fn start_run(
             ));
         }
     };
-    let id = crate::runs::start(state, f.path.clone(), name, choice, who.name.clone());
+    // Another version of the formula than the one behind the current
+    // results: said in the answer and the audit log.
+    let current = state.store.current()?;
+    let note = current
+        .formulas
+        .get(&name)
+        .and_then(|runs| runs.iter().next_back())
+        .map(|(p, r)| BTreeMap::from([(p.clone(), r.clone())]))
+        .and_then(|latest| view.provenance(&latest).into_values().next())
+        .filter(|(_, _, hash)| *hash != f.loaded.hash)
+        .map(|(run, version, hash)| {
+            format!(
+                "this run uses `{name}` version {} ({}); the current results come from version {version} ({hash}, run {run}): the periods this run computes become current with the new version, the others stay as they are",
+                f.loaded.formula.file.version.value, f.loaded.hash
+            )
+        });
+    let id = crate::runs::start(
+        state,
+        f.path.clone(),
+        name,
+        choice,
+        who.name.clone(),
+        note.clone(),
+    );
     Ok((
         StatusCode::ACCEPTED,
         Json(RunAccepted {
             href: format!("/v1/runs/{id}"),
             run_id: id,
             status: "queued".into(),
+            note,
         }),
     ))
 }

@@ -83,6 +83,7 @@ pub fn start(
     formula: String,
     periods: engine::PeriodChoice,
     started_by: String,
+    note: Option<String>,
 ) -> String {
     let run_id = engine::new_run_id(chrono::Utc::now());
     let status = RunStatus {
@@ -104,7 +105,10 @@ pub fn start(
     let mut ev = AuditEvent::new("run.started", "queued");
     ev.key = Some(started_by.clone());
     ev.run_id = Some(run_id.clone());
-    ev.detail = Some(format!("formula {formula}"));
+    ev.detail = Some(match &note {
+        Some(n) => format!("formula {formula}; {n}"),
+        None => format!("formula {formula}"),
+    });
     state.audit.record(&ev);
 
     let state = Arc::clone(state);

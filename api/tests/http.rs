@@ -57,8 +57,19 @@ fn make_fixture() -> Fixture {
             .unwrap();
         // Through text, as a client sees it (serde_json's float parsing is
         // not always correctly rounded, so both sides parse the same text).
-        let rows: Value =
+        let mut rows: Value =
             serde_json::from_str(&serde_json::to_string(&report.rows).unwrap()).unwrap();
+        // Each row also says what produced it (`croo run --format json`
+        // adds the same).
+        for r in rows.as_array_mut().unwrap() {
+            let o = r.as_object_mut().unwrap();
+            o.insert("run_id".into(), report.manifest.run_id.clone().into());
+            o.insert("version".into(), report.manifest.version.clone().into());
+            o.insert(
+                "formula_hash".into(),
+                report.manifest.formula_hash.clone().into(),
+            );
+        }
 
         let keys_file = dir.join("keys.json");
         let mut keys = KeysFile::default();

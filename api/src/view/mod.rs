@@ -148,6 +148,20 @@ impl View {
         Ok((rows, runs))
     }
 
+    /// For each period of `runs` (period -> run id): the run id, and the
+    /// formula version and hash that produced its rows.
+    pub fn provenance(
+        &self,
+        runs: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, (String, String, String)> {
+        runs.iter()
+            .filter_map(|(period, run)| {
+                let (version, hash) = self.state.store.provenance(run)?;
+                Some((period.clone(), (run.clone(), version, hash)))
+            })
+            .collect()
+    }
+
     /// A run's manifest (as JSON): whole for an unscoped key, the
     /// allow-listed fields for a scoped one.
     pub fn manifest(&self, run_id: &str) -> Result<serde_json::Value, ApiError> {

@@ -31,6 +31,8 @@ type Signature = Vec<(PathBuf, Option<SystemTime>, u64)>;
 struct Cache {
     current: Option<(Option<SystemTime>, Arc<Current>)>,
     rows: HashMap<String, Arc<Vec<ResultRow>>>,
+    /// Run id -> the formula version and hash that produced it.
+    provenance: HashMap<String, (String, String)>,
     formulas: Option<(Signature, Arc<BTreeMap<String, FormulaEntry>>)>,
     /// Files that failed to load, with why (reported in the server log once).
     broken: BTreeMap<PathBuf, String>,
@@ -87,6 +89,20 @@ impl Store {
             .rows
             .insert(run_id.to_string(), Arc::clone(&rows));
         Ok(rows)
+    }
+
+    /// The formula version and hash of a committed run (runs are
+    /// immutable: read once).
+    pub(super) fn provenance(&self, run_id: &str) -> Option<(String, String)> {
+        if let Some(p) = self.cache().provenance.get(run_id) {
+            return Some(p.clone());
+        }
+        let m = self.manifest(run_id).ok()?;
+        let p = (m.version, m.formula_hash);
+        self.cache()
+            .provenance
+            .insert(run_id.to_string(), p.clone());
+        Some(p)
     }
 
     pub(super) fn manifest(&self, run_id: &str) -> Result<Manifest, ApiError> {

@@ -62,6 +62,21 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
     let mut stdout = std::io::stdout().lock();
     match args.format {
         OutputFormat::Json => {
+            // Each row says what produced it, as the API's rows do.
+            let m = &report.manifest;
+            let rows: Vec<serde_json::Value> = report
+                .rows
+                .iter()
+                .map(|r| {
+                    let mut v = serde_json::to_value(r).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("run_id".into(), m.run_id.clone().into());
+                        o.insert("version".into(), m.version.clone().into());
+                        o.insert("formula_hash".into(), m.formula_hash.clone().into());
+                    }
+                    v
+                })
+                .collect();
             let doc = serde_json::json!({
                 "formula": report.manifest.formula,
                 "version": report.manifest.version,
@@ -69,7 +84,7 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
                 "run_id": report.manifest.run_id,
                 "warnings": found,
                 "exclusions": report.manifest.exclusions,
-                "results": report.rows,
+                "results": rows,
             });
             let _ = writeln!(
                 stdout,
