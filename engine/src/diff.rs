@@ -87,11 +87,14 @@ pub fn definitions(old: &Formula, new: &Formula) -> Vec<DefinitionChange> {
             .collect()
     };
     compare("measure", measures(old), measures(new), &mut out);
+    // Expressions are printed from their trees, with the parentheses
+    // their precedence needs (`formulas::expr::Ast`'s Display): the same
+    // expression written with other spacing or redundant parentheses is no
+    // change.
     let derived = |f: &Formula| {
-        f.file
-            .derived
+        f.derived
             .iter()
-            .map(|d| (d.name.value.clone(), d.expr.value.clone()))
+            .map(|(i, a)| (f.file.derived[*i].name.value.clone(), a.to_string()))
             .collect()
     };
     compare("derived", derived(old), derived(new), &mut out);
@@ -99,30 +102,33 @@ pub fn definitions(old: &Formula, new: &Formula) -> Vec<DefinitionChange> {
         f.file
             .components
             .iter()
-            .map(|c| {
-                (
-                    c.name.value.clone(),
-                    format!("{} x {}", c.weight, c.expr.value),
-                )
+            .zip(&f.components)
+            .map(|(c, a)| {
+                let expr = if a.is_atom() {
+                    a.to_string()
+                } else {
+                    format!("({a})")
+                };
+                (c.name.value.clone(), format!("{} x {expr}", c.weight))
             })
             .collect()
     };
     compare("component", components(old), components(new), &mut out);
-    let single = |t: &Option<formulas::Text>| {
-        t.iter()
-            .map(|t| (String::new(), t.value.clone()))
+    let single = |a: &Option<formulas::expr::Ast>| {
+        a.iter()
+            .map(|a| (String::new(), a.to_string()))
             .collect::<Vec<_>>()
     };
     compare(
         "score.expr",
-        single(&old.file.score_expr),
-        single(&new.file.score_expr),
+        single(&old.score),
+        single(&new.score),
         &mut out,
     );
     compare(
         "rollup.weight",
-        single(&old.file.rollup_weight),
-        single(&new.file.rollup_weight),
+        single(&old.weight),
+        single(&new.weight),
         &mut out,
     );
     out

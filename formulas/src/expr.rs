@@ -460,6 +460,106 @@ impl Converter {
     }
 }
 
+impl BinOp {
+    /// Binding strength, as the parser (evalexpr) reads it: `||` < `&&` <
+    /// comparisons < `+ -` < `* / %` < `^`; every level left-associative.
+    fn precedence(self) -> u8 {
+        match self {
+            BinOp::Or => 1,
+            BinOp::And => 2,
+            BinOp::Eq | BinOp::Neq | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 3,
+            BinOp::Add | BinOp::Sub => 4,
+            BinOp::Mul | BinOp::Div | BinOp::Mod => 5,
+            BinOp::Pow => 7,
+        }
+    }
+}
+
+impl Ast {
+    /// Whether the expression prints as one token or call (no operator at
+    /// its top): what needs no parentheses anywhere.
+    pub fn is_atom(&self) -> bool {
+        match self {
+            Ast::Num(n) => *n >= 0.0,
+            Ast::Bool(_) | Ast::Ident(..) | Ast::Call(..) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Prints formula syntax with the parentheses its precedence needs (and
+/// around every operand of a unary operator or of `^` that is not an atom,
+/// so that the text reads the same to a person and to the parser): parsing
+/// the output gives the same tree.
+impl std::fmt::Display for Ast {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let wrapped = |a: &Ast, f: &mut std::fmt::Formatter<'_>| {
+            if a.is_atom() {
+                write!(f, "{a}")
+            } else {
+                write!(f, "({a})")
+            }
+        };
+        match self {
+            Ast::Num(n) if *n < 0.0 => write!(f, "(-{})", Ast::Num(-n)),
+            Ast::Num(n) => {
+                if n.fract() == 0.0 && n.abs() < 1e15 {
+                    write!(f, "{}", *n as i64)
+                } else if n.abs() >= 1e-4 && n.abs() < 1e15 {
+                    write!(f, "{n}")
+                } else {
+                    write!(f, "{n:e}")
+                }
+            }
+            Ast::Bool(b) => write!(f, "{b}"),
+            Ast::Ident(name, _) => f.write_str(name),
+            Ast::Neg(a) => {
+                f.write_str("-")?;
+                wrapped(a, f)
+            }
+            Ast::Not(a) => {
+                f.write_str("!")?;
+                wrapped(a, f)
+            }
+            Ast::Call(func, args, _) => {
+                write!(f, "{}(", func.name())?;
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                f.write_str(")")
+            }
+            Ast::Bin(op, l, r) => {
+                let p = op.precedence();
+                let needs = |a: &Ast, right: bool| match a {
+                    Ast::Bin(o, ..) => {
+                        let q = o.precedence();
+                        // Left-associative: a right operand of the same
+                        // strength needs them; `^` takes atoms only.
+                        q < p || (right && q == p) || *op == BinOp::Pow
+                    }
+                    Ast::Neg(_) | Ast::Not(_) => true,
+                    Ast::Num(n) => *n < 0.0,
+                    _ => false,
+                };
+                if needs(l, false) {
+                    write!(f, "({l})")?;
+                } else {
+                    write!(f, "{l}")?;
+                }
+                write!(f, " {} ", op.symbol())?;
+                if needs(r, true) {
+                    write!(f, "({r})")
+                } else {
+                    write!(f, "{r}")
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,6 +582,88 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The tree without spans.
+    fn bare(a: &Ast) -> Ast {
+        match a {
+            Ast::Ident(n, _) => Ast::Ident(n.clone(), 0..0),
+            Ast::Call(f, args, _) => Ast::Call(*f, args.iter().map(bare).collect(), 0..0),
+            Ast::Neg(x) => Ast::Neg(Box::new(bare(x))),
+            Ast::Not(x) => Ast::Not(Box::new(bare(x))),
+            Ast::Bin(o, l, r) => Ast::Bin(*o, Box::new(bare(l)), Box::new(bare(r))),
+            other => other.clone(),
+        }
+    }
+
+    /// A random expression over a few names, numbers, every operator and
+    /// some functions (types are not checked: the printer does not care).
+    fn random(rng: &mut u64, depth: u32) -> Ast {
+        let mut next = |n: u64| {
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            *rng % n
+        };
+        if depth == 0 || next(4) == 0 {
+            return match next(4) {
+                0 => Ast::Num([0.5, 2.0, 3.25, 10.0, 0.0][next(5) as usize]),
+                1 => Ast::Bool(next(2) == 0),
+                _ => Ast::Ident(["a", "b", "cost", "x_1"][next(4) as usize].into(), 0..0),
+            };
+        }
+        const OPS: [BinOp; 14] = [
+            BinOp::Add,
+            BinOp::Sub,
+            BinOp::Mul,
+            BinOp::Div,
+            BinOp::Mod,
+            BinOp::Pow,
+            BinOp::Eq,
+            BinOp::Neq,
+            BinOp::Lt,
+            BinOp::Le,
+            BinOp::Gt,
+            BinOp::Ge,
+            BinOp::And,
+            BinOp::Or,
+        ];
+        match next(6) {
+            0 => Ast::Neg(Box::new(random(rng, depth - 1))),
+            1 => Ast::Not(Box::new(random(rng, depth - 1))),
+            2 => {
+                let f = [Func::Min, Func::Abs, Func::If, Func::Coalesce][next(4) as usize];
+                let n = match f.arity() {
+                    Arity::Exactly(n) | Arity::AtLeast(n) => n,
+                };
+                Ast::Call(f, (0..n).map(|_| random(rng, depth - 1)).collect(), 0..0)
+            }
+            _ => {
+                let op = OPS[next(OPS.len() as u64) as usize];
+                Ast::Bin(
+                    op,
+                    Box::new(random(rng, depth - 1)),
+                    Box::new(random(rng, depth - 1)),
+                )
+            }
+        }
+    }
+
+    #[test]
+    fn printed_expressions_parse_to_the_same_tree() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..3000 {
+            let a = random(&mut rng, 4);
+            let text = a.to_string();
+            let back = parse(&text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+            assert_eq!(bare(&back), bare(&a), "{text}");
+        }
+        // The case a reader was misled by.
+        let a = p("0.25 * (1 - goalpost(x, 0, 1))");
+        assert_eq!(a.to_string(), "0.25 * (1 - goalpost(x, 0, 1))");
+        assert_eq!(p("(a - b) - c").to_string(), "a - b - c");
+        assert_eq!(p("a - (b - c)").to_string(), "a - (b - c)");
+        assert_eq!(p("(-a) ^ 2").to_string(), "(-a) ^ 2");
     }
 
     #[test]

@@ -743,7 +743,14 @@ fn diff_shows_definitions_and_scores() {
             "weight = 0.75\nexpr = \"min(",
             1,
         )
-        .replacen("version = \"1\"", "version = \"2\"", 1);
+        .replacen("version = \"1\"", "version = \"2\"", 1)
+        // Other spacing and redundant parentheses: no change.
+        .replacen(
+            "avg_spend = \"spend / visits\"",
+            "avg_spend = \"(spend)/visits\"",
+            1,
+        );
+    assert!(new.contains("(spend)/visits"));
     std::fs::write(dir.path().join("new.toml"), new).unwrap();
     let o = croo(
         dir.path(),
@@ -773,7 +780,7 @@ fn diff_shows_definitions_and_scores() {
     );
     assert!(
         text(&o).contains(
-            "~ component `habit`: 0.5 x min(visits, 2) / 2  ->  0.75 x min(visits, 2) / 2"
+            "~ component `habit`: 0.5 x (min(visits, 2) / 2)  ->  0.75 x (min(visits, 2) / 2)"
         ),
         "{}",
         text(&o)
