@@ -19,7 +19,8 @@ pub struct Args {
     /// 2026-Q4, 2026-W45, 2026).
     #[arg(long)]
     pub period: String,
-    /// The period to compare with.
+    /// The period to compare with (default: the one before --period, as
+    /// the API).
     #[arg(long)]
     pub compare: Option<String>,
     /// Split the change into within-group and mix effects over this dimension.
@@ -57,9 +58,14 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
     let loaded = engine::load(path)?;
     let grain = loaded.formula.file.grain;
     let p = one_period("--period", period, grain)?;
-    let c = match compare {
+    // The period before, unless another is named (as the API does).
+    let explicit = compare.is_some();
+    let mut c = match compare {
         Some(c) => Some(one_period("--compare", c, grain)?),
-        None => None,
+        None => p
+            .pred_opt()
+            .map(|d| engine::period::floor(grain, d))
+            .filter(|d| *d != p),
     };
     if let Some(d) = by
         && !loaded
@@ -89,7 +95,18 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
         detail: uncertainty.is_some(),
         ..ScoreOptions::default()
     };
-    let computed = engine::score(&loaded, &periods, &options).await?;
+    let computed = match engine::score(&loaded, &periods, &options).await {
+        Ok(computed) => computed,
+        // The default comparison cannot be scored (no data before, say):
+        // the period alone, and a note saying why.
+        Err(e) if !explicit && c.is_some() => {
+            if let Some(before) = c.take() {
+                eprintln!("note: no comparison with {before}: {e}");
+            }
+            engine::score(&loaded, &[p], &options).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
     let e = engine::explain::explain(&computed.rows, p, c, by);
     let by_index = by.and_then(|d| {
         loaded
@@ -154,7 +171,8 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
         })
         .collect();
     let _ = write!(out, "\n{}", render::table(&headers, &rows));
-    if let Some(d) = &e.by {
+    // Shift-share needs a comparison.
+    if let (Some(d), Some(_)) = (&e.by, c) {
         let headers = render::headers(&[
             d.as_str(),
             "share before",

@@ -1220,3 +1220,69 @@ fn exclusions_are_counted_by_cause() {
     });
     assert!(warned, "{doc}");
 }
+
+/// `croo explain` compares with the period before by default, as the API
+/// does (`explain_is_the_clis_explanation` in api/tests/http.rs); when that
+/// period cannot be scored (no data before March here) it explains the
+/// period alone, says why, and prints no shift-share table.
+#[test]
+fn explain_compares_with_the_period_before_by_default() {
+    let dir = good_dir();
+    // Customer 1 also spends 8 in February: spend 8, 0; visits 1, 0
+    // (customer 2 has no event: defaults). value = minmax = 1, 0; habit =
+    // 0.5, 0; score 1 * ... = 0.75, 0; weights 2, 1: 100 * 1.5 / 3 = 50.
+    std::fs::write(
+        dir.path().join("ev.csv"),
+        "customer_id,at,amount\n1,2026-02-10T00:00:00Z,8\n1,2026-03-01T00:00:00Z,10\n1,2026-03-02T00:00:00Z,30\n2,2026-03-03T00:00:00Z,5\n",
+    )
+    .unwrap();
+    let json = |extra: &[&str]| {
+        let mut a = vec![
+            "explain",
+            "formula.toml",
+            "--period",
+            "2026-03",
+            "--format",
+            "json",
+        ];
+        a.extend_from_slice(extra);
+        let o = croo(dir.path(), &a);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let by_default = json(&[]);
+    assert_eq!(by_default, json(&["--compare", "2026-02"]));
+    assert_eq!(by_default["compare"], "2026-02-01");
+    assert!((by_default["score_before"].as_f64().unwrap() - 50.0).abs() < 1e-9);
+    assert!((by_default["score"].as_f64().unwrap() - 70.0).abs() < 1e-9);
+
+    // March alone: February has no events now.
+    std::fs::write(
+        dir.path().join("ev.csv"),
+        "customer_id,at,amount\n1,2026-03-01T00:00:00Z,10\n2,2026-03-03T00:00:00Z,5\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("formula.toml"),
+        GOOD.replace(
+            "[measures.spend]",
+            "[dimensions]\ntier = \"customer_id\"\n\n[measures.spend]",
+        ),
+    )
+    .unwrap();
+    let o = croo(
+        dir.path(),
+        &[
+            "explain",
+            "formula.toml",
+            "--period",
+            "2026-03",
+            "--by",
+            "tier",
+        ],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(t.contains("note: no comparison with 2026-02-01"), "{t}");
+    assert!(!t.contains("share before"), "{t}");
+}
