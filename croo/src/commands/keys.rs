@@ -27,6 +27,11 @@ pub enum Command {
         /// Results store whose audit log records the change.
         #[arg(long, default_value = "croo-results")]
         results: PathBuf,
+        /// The formulas folder `croo serve` will read: a warning when no
+        /// formula there has a dimension the scope names (such a key would
+        /// see no numbers).
+        #[arg(long)]
+        formulas: Option<PathBuf>,
     },
     /// List keys (names, roles, scopes; never the keys).
     List {
@@ -69,9 +74,15 @@ pub fn run(cmd: Command) -> Result<u8, Failure> {
             role,
             scope,
             results,
+            formulas,
         } => {
             let role = role.parse().map_err(fail)?;
             let scope = parse_scope(&scope).map_err(fail)?;
+            if let Some(dir) = &formulas {
+                for w in scope_warnings(dir, &scope) {
+                    eprintln!("warning: {w}");
+                }
+            }
             let mut f = KeysFile::read(&file).map_err(fail)?;
             let (key, record) = f.add(&name, role, scope, &now).map_err(fail)?;
             f.write(&file).map_err(fail)?;
@@ -142,4 +153,36 @@ pub fn run(cmd: Command) -> Result<u8, Failure> {
             Ok(0)
         }
     }
+}
+
+/// Dimensions of `scope` that no formula of the folder `dir` has.
+fn scope_warnings(dir: &Path, scope: &api::keys::Scope) -> Vec<String> {
+    let files = engine::folder::formula_files(dir).unwrap_or_default();
+    let mut dims = std::collections::BTreeSet::new();
+    for f in &files {
+        if let Ok(l) = engine::load(f) {
+            dims.extend(
+                l.formula
+                    .file
+                    .dimensions
+                    .iter()
+                    .map(|d| d.name.value.clone()),
+            );
+        }
+    }
+    scope
+        .keys()
+        .filter(|d| !dims.contains(*d))
+        .map(|d| {
+            format!(
+                "no formula in {} has a dimension `{d}` (dimensions there: {}): this key would see no numbers",
+                dir.display(),
+                if dims.is_empty() {
+                    "none".to_string()
+                } else {
+                    dims.iter().cloned().collect::<Vec<_>>().join(", ")
+                }
+            )
+        })
+        .collect()
 }

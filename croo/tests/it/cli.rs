@@ -1286,3 +1286,46 @@ fn explain_compares_with_the_period_before_by_default() {
     assert!(t.contains("note: no comparison with 2026-02-01"), "{t}");
     assert!(!t.contains("share before"), "{t}");
 }
+
+/// `croo keys add --scope` warns when no formula of `--formulas` has the
+/// scope's dimension; the key is made all the same.
+#[test]
+fn a_scope_on_an_unknown_dimension_is_warned() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = croo(
+        dir.path(),
+        &["sample", "--out", "s", "--customers", "20", "--months", "1"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let add = |name: &str, scope: &str| {
+        croo(
+            dir.path(),
+            &[
+                "keys",
+                "add",
+                "--file",
+                "keys.json",
+                "--name",
+                name,
+                "--role",
+                "viewer",
+                "--scope",
+                scope,
+                "--formulas",
+                "s",
+                "--results",
+                "r",
+            ],
+        )
+    };
+    let o = add("lead", "Plan=PAYG");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let t = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        t.contains("warning: no formula in s has a dimension `Plan` (dimensions there: plan, region, segment)"),
+        "{t}"
+    );
+    let o = add("smb", "segment=smb");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("warning"));
+}

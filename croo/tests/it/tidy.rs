@@ -325,3 +325,87 @@ fn a_circle_of_modules_is_found() {
     let diamond = graph(&[("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]);
     assert_eq!(find_cycle(&diamond), None);
 }
+
+/// The keys of the formula files' JSON Schema (`croo schema`), as
+/// `(table, key)`; a table of named entries is `sources.NAME`, a map of
+/// names (`[derived]`) or an array of tables (`[[tests]]`) is `(table, *)`.
+fn schema_keys() -> std::collections::BTreeSet<(String, String)> {
+    let s: serde_json::Value = serde_json::from_str(formulas::schema::JSON).unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        v["properties"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    for (table, v) in s["properties"].as_object().unwrap() {
+        let named = &v["additionalProperties"];
+        match table.as_str() {
+            "formula" | "rollup" => {
+                for k in keys(v) {
+                    out.insert((table.clone(), k));
+                }
+            }
+            "sources" | "measures" => {
+                for k in keys(named) {
+                    out.insert((format!("{table}.NAME"), k));
+                }
+            }
+            "score" => {
+                for k in keys(v).into_iter().filter(|k| k != "components") {
+                    out.insert(("score".into(), k));
+                }
+                for k in keys(&v["properties"]["components"]["additionalProperties"]) {
+                    out.insert(("score.components.NAME".into(), k));
+                }
+            }
+            _ => {
+                out.insert((table.clone(), "*".into()));
+            }
+        }
+    }
+    out
+}
+
+/// The same from the first column of docs/formula-reference.md's key
+/// table (`` `[sources.NAME] active_from`, `active_to` ``).
+fn documented_keys() -> std::collections::BTreeSet<(String, String)> {
+    let text = std::fs::read_to_string(root().join("docs/formula-reference.md")).unwrap();
+    let table = text
+        .split("\n## Keys\n")
+        .nth(1)
+        .and_then(|t| t.trim_start().split("\n\n").next())
+        .unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    for line in table.lines().skip(2) {
+        let first = line.split('|').nth(1).unwrap_or_default();
+        let ticks: Vec<&str> = first.split('`').skip(1).step_by(2).collect();
+        let Some(head) = ticks.first() else { continue };
+        let head = head.trim_start_matches('[');
+        let (table, rest) = head.split_once(']').unwrap();
+        let rest = rest.trim_start_matches(']').trim();
+        for k in std::iter::once(rest).chain(ticks[1..].iter().copied()) {
+            let k = k.trim();
+            let k = if k.is_empty() || k.starts_with("NAME") {
+                "*"
+            } else {
+                k
+            };
+            out.insert((table.to_string(), k.to_string()));
+        }
+    }
+    out
+}
+
+/// `croo schema` and the docs' key table list the same keys.
+#[test]
+fn the_docs_and_the_schema_list_the_same_keys() {
+    let (schema, docs) = (schema_keys(), documented_keys());
+    assert!(schema.len() > 20, "{schema:?}");
+    let only_schema: Vec<_> = schema.difference(&docs).collect();
+    let only_docs: Vec<_> = docs.difference(&schema).collect();
+    assert!(
+        only_schema.is_empty() && only_docs.is_empty(),
+        "in the schema only: {only_schema:?}; in docs/formula-reference.md only: {only_docs:?}"
+    );
+}
