@@ -88,6 +88,33 @@ pub(crate) fn empty_file(spec: &SourceSpec<'_>) -> Option<Error> {
 /// registered (its columns' types, instants as text); without it the
 /// files are compared with each other.
 pub fn diagnose(spec: &SourceSpec<'_>, schema: Option<&Schema>) -> Option<Error> {
+    // Time columns read with a format or a unit are read here as they are
+    // in the file (text, numbers): their parsing is the table's, which
+    // names the value it cannot read.
+    let as_read: Option<Schema> = schema.map(|s| {
+        Schema::new(
+            s.fields()
+                .iter()
+                .map(|f| {
+                    let time = spec
+                        .columns
+                        .iter()
+                        .find(|c| c.name == f.name())
+                        .and_then(|c| c.time.as_ref());
+                    match time {
+                        Some(crate::TimeRead::Format(_)) => {
+                            Field::new(f.name(), DataType::Utf8, true)
+                        }
+                        Some(crate::TimeRead::Epoch(_)) => {
+                            Field::new(f.name(), DataType::Float64, true)
+                        }
+                        None => f.as_ref().clone(),
+                    }
+                })
+                .collect::<Vec<_>>(),
+        )
+    });
+    let schema = as_read.as_ref();
     let files = local_files(spec);
     let mut first: Option<(PathBuf, SchemaRef)> = None;
     for (file, size) in &files {
@@ -97,7 +124,13 @@ pub fn diagnose(spec: &SourceSpec<'_>, schema: Option<&Schema>) -> Option<Error>
         let format = format_of(spec, &file.to_string_lossy()).ok()?;
         let found = match format {
             FileFormat::Parquet => parquet_file(file, schema, &mut first),
-            FileFormat::Csv => csv_file(file, schema, spec.instants, &mut first),
+            FileFormat::Csv => csv_file(
+                file,
+                schema,
+                spec.instants,
+                (spec.delimiter.unwrap_or(b','), spec.quote.unwrap_or(b'"')),
+                &mut first,
+            ),
             FileFormat::Ndjson => ndjson_file(file, schema, spec.instants, &mut first),
         };
         if let Some((line, message)) = found {
@@ -201,13 +234,13 @@ fn line_starts(text: &[u8]) -> Vec<usize> {
 /// The fields of one CSV record starting at `at`, and where the next record
 /// starts (RFC 4180: a quoted field may hold commas, quotes doubled, and
 /// line breaks).
-fn csv_record(text: &[u8], mut at: usize) -> (usize, usize) {
+fn csv_record(text: &[u8], mut at: usize, (delimiter, quote): (u8, u8)) -> (usize, usize) {
     let mut fields = 1;
     let mut quoted = false;
     while at < text.len() {
         match text[at] {
-            b'"' => quoted = !quoted,
-            b',' if !quoted => fields += 1,
+            b if b == quote => quoted = !quoted,
+            b if b == delimiter && !quoted => fields += 1,
             b'\n' if !quoted => return (fields, at + 1),
             _ => {}
         }
@@ -264,8 +297,10 @@ fn csv_file(
     file: &Path,
     schema: Option<&Schema>,
     instants: &[&str],
+    dialect: (u8, u8),
     first: &mut Option<(PathBuf, SchemaRef)>,
 ) -> Option<(Option<u64>, String)> {
+    let (delimiter, quote) = dialect;
     let bytes = match std::fs::read(file) {
         Ok(b) => b,
         Err(e) => return Some((None, format!("cannot be read: {e}"))),
@@ -276,12 +311,12 @@ fn csv_file(
     let starts = line_starts(&bytes);
     let line_of = |offset: usize| starts.partition_point(|s| *s <= offset) as u64;
     // The header: names, each once.
-    let (_, body) = csv_record(&bytes, 0);
+    let (_, body) = csv_record(&bytes, 0, dialect);
     let header = String::from_utf8_lossy(&bytes[..body]);
     let names: Vec<String> = header
         .trim_end_matches(['\r', '\n'])
-        .split(',')
-        .map(|s| s.trim_matches('"').to_string())
+        .split(delimiter as char)
+        .map(|s| s.trim_matches(quote as char).to_string())
         .collect();
     for (i, n) in names.iter().enumerate() {
         if names[..i].contains(n) {
@@ -292,7 +327,7 @@ fn csv_file(
     let mut at = body;
     let mut records = Vec::new();
     while at < bytes.len() {
-        let (fields, next) = csv_record(&bytes, at);
+        let (fields, next) = csv_record(&bytes, at, dialect);
         let blank = bytes[at..next].iter().all(|b| b.is_ascii_whitespace());
         if !blank && fields != names.len() {
             return Some((
@@ -311,6 +346,8 @@ fn csv_file(
     if schema.is_none() {
         let inferred = datafusion::arrow::csv::reader::Format::default()
             .with_header(true)
+            .with_delimiter(delimiter)
+            .with_quote(quote)
             .infer_schema(std::io::Cursor::new(&bytes), Some(20_480))
             .ok()
             .map(|(s, _)| Arc::new(s));
@@ -323,6 +360,8 @@ fn csv_file(
     let read = |from: usize, to: usize, batch: usize| {
         datafusion::arrow::csv::ReaderBuilder::new(Arc::clone(&read_schema))
             .with_header(true)
+            .with_delimiter(delimiter)
+            .with_quote(quote)
             .with_bounds(from, to)
             .with_batch_size(batch)
             .build(std::io::Cursor::new(&bytes))
@@ -462,6 +501,9 @@ mod tests {
             format: None,
             base_dir: dir,
             instants,
+            columns: &[],
+            delimiter: None,
+            quote: None,
         }
     }
 

@@ -103,6 +103,65 @@ pub struct SourceSpec<'a> {
     /// `Timestamp(µs, UTC)` by the file reader (each value parsed once, as
     /// it is read, instead of wherever the plan uses it).
     pub instants: &'a [&'a str],
+    /// Columns read another way than the file or inference says.
+    pub columns: &'a [ColumnRead<'a>],
+    /// CSV field delimiter and quote (default `,` and `"`).
+    pub delimiter: Option<u8>,
+    pub quote: Option<u8>,
+}
+
+/// How to read one column of a source (the table is a view over the file
+/// that applies it; Ballista runs it, built-in functions only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnRead<'a> {
+    pub name: &'a str,
+    /// Read as this type: in text files the reader parses the column as
+    /// this type (`Utf8` keeps `07700900000` as text); in Parquet, a cast.
+    pub read_as: Option<DataType>,
+    /// A time column read another way than as an ISO 8601 instant.
+    pub time: Option<TimeRead<'a>>,
+}
+
+/// How a time column's values are read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimeRead<'a> {
+    /// Text in this chrono format (`%d/%m/%Y`); a date alone is midnight UTC.
+    Format(&'a str),
+    /// Numbers since the Unix epoch in this unit.
+    Epoch(datafusion::arrow::datatypes::TimeUnit),
+}
+
+impl TimeRead<'_> {
+    /// The expression reading `c` as a `Timestamp(µs, UTC)`.
+    fn read(&self, c: Expr) -> Expr {
+        use datafusion::arrow::datatypes::TimeUnit;
+        use datafusion::prelude::cast;
+        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let micros = match self {
+            TimeRead::Format(f) => {
+                let t = datafusion::functions::datetime::expr_fn::to_timestamp_micros(vec![
+                    cast(c, DataType::Utf8),
+                    lit(*f),
+                ]);
+                cast(t, DataType::Int64)
+            }
+            TimeRead::Epoch(TimeUnit::Nanosecond) => cast(c, DataType::Int64) / lit(1000i64),
+            TimeRead::Epoch(unit) => {
+                let per = match unit {
+                    TimeUnit::Second => 1e6,
+                    TimeUnit::Millisecond => 1e3,
+                    _ => 1.0,
+                };
+                cast(
+                    datafusion::functions::math::expr_fn::round(vec![
+                        cast(c, DataType::Float64) * lit(per),
+                    ]),
+                    DataType::Int64,
+                )
+            }
+        };
+        cast(micros, utc)
+    }
 }
 
 pub(crate) fn source_err(spec: &SourceSpec<'_>, message: impl Into<String>) -> Error {
@@ -276,11 +335,18 @@ async fn register_listing(
     const INFER_ROWS: usize = 20_480;
     let options = match layout.format {
         FileFormat::Parquet => ListingOptions::new(Arc::new(ParquetFormat::default())),
-        FileFormat::Csv => ListingOptions::new(Arc::new(
-            CsvFormat::default()
+        FileFormat::Csv => {
+            let mut csv = CsvFormat::default()
                 .with_has_header(true)
-                .with_schema_infer_max_rec(INFER_ROWS),
-        )),
+                .with_schema_infer_max_rec(INFER_ROWS);
+            if let Some(d) = spec.delimiter {
+                csv = csv.with_delimiter(d);
+            }
+            if let Some(q) = spec.quote {
+                csv = csv.with_quote(q);
+            }
+            ListingOptions::new(Arc::new(csv))
+        }
         FileFormat::Ndjson => ListingOptions::new(Arc::new(
             JsonFormat::default().with_schema_infer_max_rec(INFER_ROWS),
         )),
@@ -320,7 +386,13 @@ async fn register_listing(
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Timestamp(..)
             )
     };
-    if !text_format || !schema.fields().iter().any(|f| is_text_instant(f)) {
+    let custom = |f: &Field| {
+        spec.columns
+            .iter()
+            .find(|c| c.name == f.name() && !partitions.contains(f.name()))
+    };
+    let any_custom = schema.fields().iter().any(|f| custom(f).is_some());
+    if !any_custom && (!text_format || !schema.fields().iter().any(|f| is_text_instant(f))) {
         return Ok(schema);
     }
     // The file is read with its instants as text, and the table is a view
@@ -334,32 +406,53 @@ async fn register_listing(
         .fields()
         .iter()
         .filter(|f| !partitions.contains(f.name()))
-        .map(|f| {
-            if is_text_instant(f) {
-                Field::new(f.name(), read_as.clone(), true)
-            } else {
-                f.as_ref().clone()
-            }
+        .map(|f| match custom(f) {
+            Some(ColumnRead {
+                read_as: Some(t), ..
+            }) => Field::new(f.name(), t.clone(), true),
+            Some(ColumnRead {
+                time: Some(TimeRead::Format(_)),
+                ..
+            }) => Field::new(f.name(), DataType::Utf8, true),
+            Some(_) => f.as_ref().clone(),
+            None if is_text_instant(f) => Field::new(f.name(), read_as.clone(), true),
+            None => f.as_ref().clone(),
         })
         .collect();
-    ctx.deregister_table(table).map_err(read_err)?;
-    ctx.register_listing_table(
-        table,
-        &layout.table_path,
-        options,
-        Some(Arc::new(Schema::new(file_fields))),
-        None,
-    )
-    .await
-    .map_err(read_err)?;
-    let provider = ctx.table_provider(table).await.map_err(read_err)?;
+    // Text files are read again with these types (a type given to the
+    // reader, which reports a value it cannot parse); Parquet keeps its
+    // own, and the view casts.
+    let provider = if text_format {
+        ctx.deregister_table(table).map_err(read_err)?;
+        ctx.register_listing_table(
+            table,
+            &layout.table_path,
+            options,
+            Some(Arc::new(Schema::new(file_fields))),
+            None,
+        )
+        .await
+        .map_err(read_err)?;
+        ctx.table_provider(table).await.map_err(read_err)?
+    } else {
+        provider
+    };
     let exprs: Vec<Expr> = provider
         .schema()
         .fields()
         .iter()
         .map(|f| {
             let c = Expr::Column(Column::from_name(f.name()));
-            if is_text_instant(f) {
+            if let Some(r) = custom(f) {
+                return match (&r.time, &r.read_as) {
+                    (Some(t), _) => t.read(c).alias(f.name()),
+                    (None, Some(ty)) if !text_format && f.data_type() != ty => {
+                        datafusion::prelude::cast(c, ty.clone()).alias(f.name())
+                    }
+                    _ => c,
+                };
+            }
+            if text_format && is_text_instant(f) {
                 instant
                     .call(vec![c, lit(f.name().as_str())])
                     .alias(f.name())

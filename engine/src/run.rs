@@ -123,6 +123,9 @@ pub async fn run_with_id(
             format: None,
             base_dir: &base,
             instants: &[],
+            columns: &[],
+            delimiter: None,
+            quote: None,
         })
         .await;
         sources.push(SourceRecord {

@@ -106,7 +106,20 @@ pub async fn score(
     match result {
         // A failure while reading: which file and line, if it is the data's.
         Err(e @ Error::Engine { .. }) => {
-            Err(crate::sources::diagnose(loaded, &schemas, &inline).unwrap_or(e))
+            if let Some(d) = crate::sources::diagnose(loaded, &schemas, &inline) {
+                return Err(d);
+            }
+            // A value a column's reading cannot parse (a date not in its
+            // `format`): which source and column.
+            for s in &loaded.formula.file.sources {
+                if inline.contains(&s.name.value) {
+                    continue;
+                }
+                if let Some(bad) = crate::sources::unreadable_column(&ctx, s, None).await {
+                    return Err(Error::User(bad.message));
+                }
+            }
+            Err(e)
         }
         other => other,
     }

@@ -29,6 +29,7 @@ fn spec<'a>(
     s: &'a Source,
     base: &'a std::path::Path,
     instants: &'a [&'a str],
+    columns: &'a [connectors::ColumnRead<'a>],
 ) -> connectors::SourceSpec<'a> {
     connectors::SourceSpec {
         name: &s.name.value,
@@ -36,15 +37,52 @@ fn spec<'a>(
         format: s.format.and_then(connector_format),
         base_dir: base,
         instants,
+        columns,
+        delimiter: s.delimiter.as_ref().map(|d| d.0),
+        quote: s.quote.as_ref().map(|q| q.0),
     }
 }
 
-/// The columns of a source that hold instants.
+/// The columns of a source that hold ISO 8601 instants (those read with a
+/// `format` or a `unit` aside).
 fn instants(s: &Source) -> Vec<&str> {
     [&s.time, &s.active_from, &s.active_to]
         .into_iter()
         .flatten()
         .map(|t| t.value.as_str())
+        .filter(|c| {
+            !s.columns
+                .iter()
+                .any(|r| r.column.value == *c && (r.format.is_some() || r.unit.is_some()))
+        })
+        .collect()
+}
+
+/// The source's `[sources.NAME.columns.*]`, as the connectors read them.
+fn column_reads(s: &Source) -> Vec<connectors::ColumnRead<'_>> {
+    use datafusion::arrow::datatypes::TimeUnit;
+    use formulas::{ColumnType, EpochUnit};
+    s.columns
+        .iter()
+        .map(|c| connectors::ColumnRead {
+            name: &c.column.value,
+            read_as: c.ty.map(|t| match t {
+                ColumnType::Text => DataType::Utf8,
+                ColumnType::Integer => DataType::Int64,
+                ColumnType::Float => DataType::Float64,
+                ColumnType::Boolean => DataType::Boolean,
+            }),
+            time: match (&c.format, c.unit) {
+                (Some(f), _) => Some(connectors::TimeRead::Format(&f.value)),
+                (None, Some(u)) => Some(connectors::TimeRead::Epoch(match u {
+                    EpochUnit::Seconds => TimeUnit::Second,
+                    EpochUnit::Millis => TimeUnit::Millisecond,
+                    EpochUnit::Micros => TimeUnit::Microsecond,
+                    EpochUnit::Nanos => TimeUnit::Nanosecond,
+                })),
+                (None, None) => None,
+            },
+        })
         .collect()
 }
 
@@ -59,7 +97,9 @@ async fn register_one(ctx: &SessionContext, loaded: &Loaded, s: &Source) -> Resu
     }
     let base = loaded.base_dir();
     let instants = instants(s);
-    let mut schema = connectors::register(ctx, &table, &spec(s, &base, &instants)).await?;
+    let columns = column_reads(s);
+    let mut schema =
+        connectors::register(ctx, &table, &spec(s, &base, &instants, &columns)).await?;
     if schema
         .fields()
         .iter()
@@ -114,8 +154,9 @@ pub(crate) fn diagnose(
             return None;
         }
         let instants = instants(s);
+        let columns = column_reads(s);
         let schema = schemas.get(&s.name.value).map(|s| s.as_ref());
-        connectors::diagnose(&spec(s, &base, &instants), schema).map(Error::Connector)
+        connectors::diagnose(&spec(s, &base, &instants, &columns), schema).map(Error::Connector)
     })
 }
 
@@ -161,6 +202,23 @@ pub async fn check_sources(loaded: &Loaded, reach: Reach) -> Result<Vec<Diagnost
     let columns = check_columns_with_data(&ctx, loaded, &schemas).await;
     let columns_ok = columns.is_empty();
     out.extend(columns);
+    // Every value of the columns read another way than the file says
+    // (time columns, columns with a `type`), read as the run reads them.
+    if columns_ok {
+        for s in &loaded.formula.file.sources {
+            if !schemas.contains_key(&s.name.value) {
+                continue;
+            }
+            let local = connectors::is_local_and_present(&s.uri.value, &base);
+            let limit = (!local).then_some(REMOTE_SAMPLE_ROWS);
+            if let Some(bad) = unreadable_column(&ctx, s, limit).await {
+                out.push(
+                    Diagnostic::error("croo::unreadable-value", bad.span, bad.message)
+                        .with_label("this column's values cannot all be read"),
+                );
+            }
+        }
+    }
     // With every source read and every column there, the data checks too
     // (over all rows).
     if reach == Reach::All && columns_ok && out.is_empty() {
@@ -175,6 +233,73 @@ pub async fn check_sources(loaded: &Loaded, reach: Reach) -> Result<Vec<Diagnost
         }
     }
     Ok(out)
+}
+
+/// Rows of a remote source that `croo check` reads to find values that
+/// cannot be read (local files are read whole).
+const REMOTE_SAMPLE_ROWS: usize = 100_000;
+
+/// A column of a source whose values cannot all be read.
+pub(crate) struct Unreadable {
+    /// Where the column is named in the formula file.
+    pub span: std::ops::Range<usize>,
+    pub message: String,
+}
+
+/// Reads each column of `s` that croo parses (time columns, columns with
+/// `[sources.NAME.columns.*]`) through its registered table, one column at
+/// a time (the first `limit` rows when given): the first that fails, with
+/// the source's name in the formula, the column and the reader's message
+/// (which quotes the value).
+pub(crate) async fn unreadable_column(
+    ctx: &SessionContext,
+    s: &Source,
+    limit: Option<usize>,
+) -> Option<Unreadable> {
+    let mut columns: Vec<(&str, std::ops::Range<usize>)> = s
+        .columns
+        .iter()
+        .map(|c| (c.column.value.as_str(), c.column.span.clone()))
+        .collect();
+    for t in [&s.time, &s.active_from, &s.active_to]
+        .into_iter()
+        .flatten()
+    {
+        if !columns.iter().any(|(c, _)| *c == t.value) {
+            columns.push((t.value.as_str(), t.span.clone()));
+        }
+    }
+    let table = table_name(&s.name.value);
+    for (column, span) in columns {
+        let Ok(df) = ctx.table(table.as_str()).await else {
+            return None;
+        };
+        if df.schema().field_with_unqualified_name(column).is_err() {
+            continue;
+        }
+        let read = df
+            .select(vec![datafusion::logical_expr::ident(column)])
+            .and_then(|d| d.limit(0, limit));
+        let result = match read {
+            Ok(d) => d.collect().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            let m = e.to_string();
+            let m = m
+                .trim_start_matches("Execution error: ")
+                .trim_start_matches("Arrow error: ")
+                .trim_start_matches("Parser error: ");
+            return Some(Unreadable {
+                span,
+                message: format!(
+                    "source `{}`: column `{column}` has a value that cannot be read: {m}",
+                    s.name.value
+                ),
+            });
+        }
+    }
+    None
 }
 
 /// A column whose type could not be inferred because every value is NULL

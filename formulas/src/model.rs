@@ -88,6 +88,61 @@ pub struct Source {
     pub checks: Vec<SourceCheck>,
     /// What a period in which this (event) source has no rows gets.
     pub empty_periods: EmptyPeriods,
+    /// How to read particular columns (`[sources.NAME.columns.COLUMN]`).
+    pub columns: Vec<ColumnRead>,
+    /// CSV field delimiter and quote (one ASCII character each).
+    pub delimiter: Option<(u8, Range<usize>)>,
+    pub quote: Option<(u8, Range<usize>)>,
+}
+
+/// How to read one column of a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnRead {
+    pub column: Name,
+    /// `type = "text"`: the type to read the column as, whatever the file
+    /// or inference says.
+    pub ty: Option<ColumnType>,
+    /// `format = "%d/%m/%Y"`: a time column's text, read with this chrono
+    /// format (a date-only format is midnight UTC).
+    pub format: Option<Text>,
+    /// `unit = "s"`: a time column of numbers since the Unix epoch.
+    pub unit: Option<EpochUnit>,
+}
+
+/// A type a column can be read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Text,
+    Integer,
+    Float,
+    Boolean,
+}
+
+impl ColumnType {
+    pub const ALL: [(&'static str, ColumnType); 4] = [
+        ("text", ColumnType::Text),
+        ("integer", ColumnType::Integer),
+        ("float", ColumnType::Float),
+        ("boolean", ColumnType::Boolean),
+    ];
+}
+
+/// The unit of epoch numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochUnit {
+    Seconds,
+    Millis,
+    Micros,
+    Nanos,
+}
+
+impl EpochUnit {
+    pub const ALL: [(&'static str, EpochUnit); 4] = [
+        ("s", EpochUnit::Seconds),
+        ("ms", EpochUnit::Millis),
+        ("us", EpochUnit::Micros),
+        ("ns", EpochUnit::Nanos),
+    ];
 }
 
 /// What a declared check of a source's rows tests.

@@ -58,6 +58,20 @@ mod tests {
             ),
             sorted(keys::COMPONENT)
         );
+        assert_eq!(
+            props(
+                &v,
+                &[
+                    "properties",
+                    "sources",
+                    "additionalProperties",
+                    "properties",
+                    "columns",
+                    "additionalProperties"
+                ]
+            ),
+            sorted(keys::COLUMN)
+        );
         assert_eq!(props(&v, &["properties", "rollup"]), sorted(keys::ROLLUP));
         assert_eq!(
             props(&v, &["properties", "tests", "items"]),

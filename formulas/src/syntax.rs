@@ -72,7 +72,12 @@ pub mod keys {
         "active_to",
         "checks",
         "empty_periods",
+        "columns",
+        "delimiter",
+        "quote",
     ];
+    /// `[sources.NAME.columns.COLUMN]`.
+    pub const COLUMN: &[&str] = &["type", "format", "unit"];
     /// A `checks` entry: one kind, and a policy.
     pub const CHECK: &[&str] = &[
         "unique",
@@ -255,6 +260,84 @@ impl Parser<'_> {
             inner: span.start,
             span,
         })
+    }
+
+    /// A one-character ASCII string (`delimiter = ";"`).
+    fn one_char(&mut self, keys: &Keys<'_, '_>, key: &str) -> Option<(u8, Range<usize>)> {
+        let t = self.string(keys, key, false)?;
+        match t.value.as_bytes() {
+            [b] if b.is_ascii() && *b != b'\n' && *b != b'\r' => Some((*b, t.span)),
+            _ => {
+                self.err(
+                    "croo::invalid-value",
+                    t.span,
+                    format!("`{key}` must be one ASCII character, such as \";\" or \"\\t\""),
+                );
+                None
+            }
+        }
+    }
+
+    /// `[sources.NAME.columns.COLUMN]`: how to read particular columns.
+    /// `format` and `unit` apply to the source's time columns (`times`).
+    fn column_reads(&mut self, keys: &Keys<'_, '_>, times: &[&str]) -> Vec<ColumnRead> {
+        let mut out = Vec::new();
+        let Some(all) = self.subtable(keys.table, "columns", "[sources.*.columns]", &[]) else {
+            return out;
+        };
+        for (k, v) in all.table.iter() {
+            let column = Name {
+                value: k.get_ref().to_string(),
+                span: k.span(),
+            };
+            let Some(c) = self.as_table(v, "a [sources.*.columns.*] table", keys::COLUMN) else {
+                continue;
+            };
+            let ty = self.choice(&c, "type", false, &ColumnType::ALL);
+            let format = self.string(&c, "format", false);
+            let unit = self.choice(&c, "unit", false, &EpochUnit::ALL);
+            let is_time = times.contains(&column.value.as_str());
+            if (format.is_some() || unit.is_some()) && !is_time {
+                self.err(
+                    "croo::invalid-key",
+                    column.span.clone(),
+                    format!(
+                        "`format` and `unit` read a time column, and `{}` is not one of this source's (`time`, `active_from`, `active_to`)",
+                        column.value
+                    ),
+                );
+            }
+            if format.is_some() && unit.is_some() {
+                self.err(
+                    "croo::invalid-key",
+                    column.span.clone(),
+                    "a time column is text read with a `format` or numbers with a `unit`, not both",
+                );
+            }
+            if ty.is_some() && (format.is_some() || unit.is_some()) {
+                self.err(
+                    "croo::invalid-key",
+                    column.span.clone(),
+                    "`type` is for columns that are not times; a time column takes `format` or `unit`",
+                );
+            }
+            if let Some(f) = &format
+                && f.value.trim().is_empty()
+            {
+                self.err(
+                    "croo::invalid-value",
+                    f.span.clone(),
+                    "the `format` is empty",
+                );
+            }
+            out.push(ColumnRead {
+                column,
+                ty,
+                format,
+                unit,
+            });
+        }
+        out
     }
 
     fn missing(&mut self, keys: &Keys<'_, '_>, key: &str) {
@@ -553,11 +636,22 @@ impl Parser<'_> {
                     );
                 }
             }
+            let times: Vec<&str> = [&time, &active_from, &active_to]
+                .into_iter()
+                .flatten()
+                .map(|t| t.value.as_str())
+                .collect();
+            let columns = self.column_reads(&keys, &times);
+            let delimiter = self.one_char(&keys, "delimiter");
+            let quote = self.one_char(&keys, "quote");
             if uri.is_none() || key.is_none() {
                 self.broken.push(name.value.clone());
             }
             if let (Some(uri), Some(key)) = (uri, key) {
                 out.push(Source {
+                    columns,
+                    delimiter,
+                    quote,
                     name,
                     entity,
                     uri,

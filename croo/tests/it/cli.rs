@@ -1329,3 +1329,108 @@ fn a_scope_on_an_unknown_dimension_is_warned() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(!String::from_utf8_lossy(&o.stderr).contains("warning"));
 }
+
+/// A telecom's exports as they come: `;`-separated CSV, phone numbers as
+/// keys (text, leading zero), UK dates, events with epoch seconds. Read as
+/// the source's `columns`, `delimiter` say, `croo check` passes and `croo
+/// run` reads every value.
+///
+/// Customer 07700900001 joined 01/02/2026, 07700900002 on 15/01/2026: both
+/// active in March. Events: ...001 spends 10 on 2026-03-02 (1772409600) and
+/// 20 on 2026-03-20 (1773964800); ...002 spends 100 on 2026-02-10
+/// (1770681600), outside March. value = min(spend / 30, 1) = 1, 0;
+/// score = 100 * (1 + 0) / 2 = 50, population 2.
+#[test]
+fn sources_say_how_to_read_their_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("subscribers.csv"),
+        "phone;segment;joined\n07700900001;a;01/02/2026\n07700900002;b;15/01/2026\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("usage.ndjson"),
+        "{\"msisdn\":\"07700900001\",\"at\":1772409600,\"amount\":10}\n{\"msisdn\":\"07700900001\",\"at\":1773964800,\"amount\":20}\n{\"msisdn\":\"07700900002\",\"at\":1770681600,\"amount\":100}\n",
+    )
+    .unwrap();
+    let formula = r#"[formula]
+name = "telco"
+version = "1"
+grain = "month"
+
+[sources.subscribers]
+role = "entity"
+uri = "subscribers.csv"
+key = "phone"
+active_from = "joined"
+delimiter = ";"
+[sources.subscribers.columns.phone]
+type = "text"
+[sources.subscribers.columns.joined]
+format = "%d/%m/%Y"
+
+[sources.usage]
+uri = "usage.ndjson"
+key = "msisdn"
+time = "at"
+empty_periods = "allow"
+[sources.usage.columns.at]
+unit = "s"
+
+[dimensions]
+segment = "segment"
+
+[measures.spend]
+source = "usage"
+expr = "sum(amount)"
+default = 0
+
+[score.components.value]
+weight = 1
+expr = "min(spend / 30, 1)"
+"#;
+    std::fs::write(d.join("telco.toml"), formula).unwrap();
+    let o = croo(d, &["check", "--schemas", "telco.toml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = croo(
+        d,
+        &[
+            "run",
+            "telco.toml",
+            "--period",
+            "2026-03",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let whole = &doc["results"][0];
+    assert_eq!(whole["population"], 2, "{doc}");
+    assert!(
+        (whole["score"].as_f64().unwrap() - 50.0).abs() < 1e-9,
+        "{doc}"
+    );
+
+    // A date that is not in the format: check names the source as the
+    // formula does, and the value; so does run.
+    std::fs::write(
+        d.join("subscribers.csv"),
+        "phone;segment;joined\n07700900001;a;01/02/2026\n07700900002;b;2026-01-15\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["check", "--schemas", "telco.toml"],
+        vec!["run", "telco.toml", "--period", "2026-03"],
+    ] {
+        let o = croo(d, &args);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {t}");
+        assert!(
+            t.contains("subscribers") && t.contains("2026-01-15"),
+            "{args:?}: {t}"
+        );
+        assert!(!t.contains("scoring customers"), "{args:?}: {t}");
+    }
+}

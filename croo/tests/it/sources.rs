@@ -236,6 +236,9 @@ async fn load_into_postgres(s: &Services, case: &Case, schema: &str) {
             format: None,
             base_dir: &case.dir,
             instants: &[],
+            columns: &[],
+            delimiter: None,
+            quote: None,
         };
         let table_schema = connectors::register(&ctx, &src.name, &spec).await.unwrap();
         let cols: Vec<String> = table_schema

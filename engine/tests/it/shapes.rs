@@ -492,6 +492,9 @@ async fn text_instants_are_the_readers_instants() {
             format: None,
             base_dir: dir.path(),
             instants: &["at"],
+            columns: &[],
+            delimiter: None,
+            quote: None,
         };
         let mut micros = Vec::new();
         for with_croo in [true, false] {
