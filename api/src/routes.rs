@@ -485,7 +485,19 @@ pub async fn explain(
         }
     }
     let (from, to) = (p.min(c), p.max(c));
-    let (rows, _) = view.rows(&name, Some(from), Some(to))?;
+    let (rows, runs) = view.rows(&name, Some(from), Some(to))?;
+    // Why customers of the whole population were excluded in the period
+    // (from its run's manifest; not for a group, nor for a scoped key,
+    // whose manifest has no such counts).
+    let exclusions = match (&group, runs.get(&p.to_string())) {
+        (None, Some(run)) => view
+            .manifest(run)
+            .ok()
+            .and_then(|m| m.get("exclusions").map(|x| x[p.to_string()].clone()))
+            .filter(|x| !x.is_null())
+            .unwrap_or_else(|| serde_json::json!({})),
+        _ => serde_json::Value::Null,
+    };
     let rows: Vec<ResultRow> = match &group {
         // A group's rows, relabelled as the population they explain.
         Some((d, v)) => rows
@@ -506,6 +518,11 @@ pub async fn explain(
     }
     let e = engine::explain::explain(&rows, p, Some(c), q.by.as_deref());
     let mut v = serde_json::to_value(&e).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(obj) = v.as_object_mut()
+        && !exclusions.is_null()
+    {
+        obj.insert("exclusions".into(), exclusions);
+    }
     if let (Some(obj), Some((d, val))) = (v.as_object_mut(), &group) {
         obj.insert(
             "group".into(),

@@ -315,6 +315,26 @@ async fn explain_is_the_clis_explanation() {
     )
     .await;
     assert_eq!(d["compare"], "2026-09-01");
+    // Why customers were excluded, as the run's manifest counts them.
+    assert!(d["exclusions"].is_object(), "{d}");
+    let run = series_run(&f.rows, "2026-10-01");
+    let (_, m) = get(&format!("/v1/runs/{run}"), Some(&f.viewer)).await;
+    let expected = match &m["exclusions"]["2026-10-01"] {
+        Value::Null => serde_json::json!({}),
+        x => x.clone(),
+    };
+    assert_eq!(d["exclusions"], expected);
+}
+
+/// The run id of a period's rows.
+fn series_run(rows: &Value, period: &str) -> String {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["period"] == period)
+        .and_then(|r| r["run_id"].as_str())
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test]

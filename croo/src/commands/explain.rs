@@ -131,6 +131,9 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
     let mut out = std::io::stdout().lock();
     if format == OutputFormat::Json {
         let mut doc = serde_json::to_value(&e).unwrap_or_default();
+        doc["exclusions"] =
+            serde_json::to_value(computed.exclusions.get(&p).cloned().unwrap_or_default())
+                .unwrap_or_default();
         if let Some(u) = &u {
             doc["uncertainty"] = serde_json::to_value(u).unwrap_or_default();
         }
@@ -157,7 +160,8 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
             num(e.change)
         );
     }
-    let headers = render::headers(&["component", "before", "contribution", "change"]);
+    // The JSON's names: `before` and `after` are contributions.
+    let headers = render::headers(&["component", "before", "after", "change"]);
     let rows: Vec<Vec<String>> = e
         .components
         .iter()
@@ -171,6 +175,13 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
         })
         .collect();
     let _ = write!(out, "\n{}", render::table(&headers, &rows));
+    if let Some(causes) = computed.exclusions.get(&p) {
+        let _ = writeln!(
+            out,
+            "excluded in {}",
+            engine::exclusions::describe(p, causes)
+        );
+    }
     // Shift-share needs a comparison.
     if let (Some(d), Some(_)) = (&e.by, c) {
         let headers = render::headers(&[

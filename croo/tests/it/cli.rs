@@ -1188,6 +1188,21 @@ fn exclusions_are_counted_by_cause() {
             "rollup weight is <= 0": 1,
         })
     );
+    // So does explain.
+    let o = croo(
+        dir.path(),
+        &[
+            "explain",
+            "formula.toml",
+            "--period",
+            "2026-03",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(e["exclusions"], doc["exclusions"]["2026-03-01"]);
     // The table says it too.
     let o = croo(dir.path(), &["run", "formula.toml", "--period", "2026-03"]);
     assert!(
