@@ -157,6 +157,23 @@ async fn collect(df: DataFrame, what: &str) -> Result<Vec<RecordBatch>> {
     df.collect().await.map_err(Error::engine(what.to_string()))
 }
 
+/// How many rows of `rows` satisfy `cond`.
+async fn count_where(rows: &DataFrame, cond: Expr, what: &str) -> Result<u64> {
+    let n = count(lit(1))
+        .filter(cond)
+        .build()
+        .map_err(Error::engine(what.to_string()))?
+        .alias("n");
+    let b = collect(
+        rows.clone()
+            .aggregate(vec![], vec![n])
+            .map_err(Error::engine(what.to_string()))?,
+        what,
+    )
+    .await?;
+    Ok(first_i64(&b, 0))
+}
+
 /// Rows of `rows` that fail `kind`: (count, examples, predicate keeping the
 /// rows that pass).
 async fn evaluate(
@@ -199,21 +216,7 @@ async fn evaluate(
         CheckKind::NotNull(c) => {
             let bad = ident(&c.value).is_null();
             let with_key = c.value != s.key.value;
-            let b = collect(
-                e(rows.clone().aggregate(
-                    vec![],
-                    vec![
-                        count(lit(1))
-                            .filter(bad.clone())
-                            .build()
-                            .map_err(Error::engine(what.clone()))?
-                            .alias("n"),
-                    ],
-                ))?,
-                &what,
-            )
-            .await?;
-            let n = first_i64(&b, 0);
+            let n = count_where(&rows, bad.clone(), &what).await?;
             let examples = if n > 0 && with_key {
                 let ex = e(rows
                     .filter(bad.clone())
@@ -268,21 +271,7 @@ async fn evaluate(
             let finite =
                 datafusion::functions::math::expr_fn::abs(x.clone()).lt(lit(f64::INFINITY));
             let bad = x.clone().is_not_null().and(finite.clone().not());
-            let b = collect(
-                e(rows.clone().aggregate(
-                    vec![],
-                    vec![
-                        count(lit(1))
-                            .filter(bad.clone())
-                            .build()
-                            .map_err(Error::engine(what.clone()))?
-                            .alias("n"),
-                    ],
-                ))?,
-                &what,
-            )
-            .await?;
-            let n = first_i64(&b, 0);
+            let n = count_where(&rows, bad.clone(), &what).await?;
             let examples = if n > 0 {
                 let ex = e(rows
                     .filter(bad.clone())
