@@ -239,10 +239,34 @@ pub struct Health {
     pub status: String,
 }
 
+/// The first and last day a date or a period label names (`2026-10-07`,
+/// `2026-10`, `2026-Q4`, `2026-W45`, `2026`), as the command line reads them.
+fn parse_span(what: &str, s: &str) -> Result<(NaiveDate, NaiveDate), ApiError> {
+    engine::period::parse_span(s).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{what} `{s}` is not a date or a period (2026-10-01, 2026-10, 2026-Q4, 2026-W45, 2026)"
+        ))
+    })
+}
+
+/// The period of `grain` a date or label names: for `from`, the one
+/// holding its first day; for `to`, its last day; otherwise it must name
+/// one period.
 fn parse_period(what: &str, s: &str, grain: formulas::Grain) -> Result<NaiveDate, ApiError> {
-    engine::period::parse_date(s)
-        .map(|d| engine::period::floor(grain, d))
-        .ok_or_else(|| ApiError::bad_request(format!("{what} `{s}` is not a date (YYYY-MM-DD)")))
+    let (first, last) = parse_span(what, s)?;
+    let (a, b) = (
+        engine::period::floor(grain, first),
+        engine::period::floor(grain, last),
+    );
+    match what {
+        "from" => Ok(a),
+        "to" => Ok(b),
+        _ if a == b => Ok(a),
+        _ => Err(ApiError::bad_request(format!(
+            "{what} `{s}` spans several {} periods ({a} to {b}); name one",
+            grain.as_str()
+        ))),
+    }
 }
 
 fn check_formula(state: &AppState, name: &str) -> Result<(), ApiError> {
@@ -641,7 +665,25 @@ pub async fn start_run(
     let grain = f.loaded.formula.file.grain;
     let choice = match (&body.period, &body.from, &body.to, body.last_complete) {
         (Some(p), None, None, None | Some(false)) => {
-            engine::PeriodChoice::One(parse_period("period", p, grain)?)
+            // A label may name several periods (`2026-Q3` of a monthly
+            // formula), as on the command line.
+            let (first, last) = parse_span("period", p)?;
+            let (a, b) = (
+                engine::period::floor(grain, first),
+                engine::period::floor(grain, last),
+            );
+            let n = engine::period::range(grain, a, b).len();
+            if n > state.max_run_periods {
+                return Err(ApiError::bad_request(format!(
+                    "{n} periods asked; one request computes at most {}",
+                    state.max_run_periods
+                )));
+            }
+            if a == b {
+                engine::PeriodChoice::One(a)
+            } else {
+                engine::PeriodChoice::Range(a, b)
+            }
         }
         (None, Some(a), Some(b), None | Some(false)) => {
             let (a, b) = (

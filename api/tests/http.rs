@@ -308,6 +308,26 @@ async fn explain_is_the_clis_explanation() {
     });
     let expected = after[0]["score"].as_f64().unwrap() - before[0]["score"].as_f64().unwrap();
     assert!((change - expected).abs() < 1e-9);
+    // Periods by label, as on the command line.
+    let (s, by_label) = get(
+        "/v1/formulas/retail-croo/explain?period=2026-10&compare=2026-09&by=segment",
+        Some(&f.viewer),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(by_label, e);
+    let (s, body) = get(
+        "/v1/formulas/retail-croo/explain?period=2026-Q4",
+        Some(&f.viewer),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spans several month periods")
+    );
     // Default compare: the previous period.
     let (_, d) = get(
         "/v1/formulas/retail-croo/explain?period=2026-10-01",
