@@ -3,6 +3,8 @@
 //! behind the server's back, and a hostile formula in the formulas folder.
 //! Each test starts a server of its own with small quotas.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -53,15 +55,9 @@ fn start(limits: api::guard::Limits, extra: &[(&str, String)]) -> Server {
         request_timeout: Duration::from_secs(30),
         limits,
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(api::serve(config, move |addr| tx.send(addr).unwrap()))
-            .unwrap();
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let base = common::serve(config);
     Server {
-        base: format!("http://{addr}"),
+        base,
         dir,
         keys_file,
         viewer,

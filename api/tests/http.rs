@@ -2,6 +2,8 @@
 //! server (on its own thread and runtime) serves a results store made by
 //! a real run of the sample formula; each test is a client.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -99,15 +101,9 @@ fn make_fixture() -> Fixture {
             limits: api::guard::Limits::default(),
             request_timeout: Duration::from_secs(30),
         };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(api::serve(config, move |addr| tx.send(addr).unwrap()))
-                .unwrap();
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let base = common::serve(config);
         Fixture {
-            base: format!("http://{addr}"),
+            base,
             dir,
             results,
             keys_file,

@@ -2,6 +2,8 @@
 //! score row names its run, version and hash, and a run started over HTTP
 //! with another version of the file than the current results' says so.
 
+mod common;
+
 use std::time::Duration;
 
 use api::keys::{KeysFile, Role, Scope};
@@ -49,16 +51,7 @@ async fn rows_name_their_version_and_a_new_version_is_announced() {
         request_timeout: Duration::from_secs(30),
         limits: api::guard::Limits::default(),
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(api::serve(config, move |addr| tx.send(addr).unwrap()))
-            .unwrap();
-    });
-    let base = format!(
-        "http://{}",
-        rx.recv_timeout(Duration::from_secs(30)).unwrap()
-    );
+    let base = common::serve(config);
     let client = reqwest::Client::new();
     let get = |path: &str| {
         let req = client.get(format!("{base}{path}")).bearer_auth(&ops);
