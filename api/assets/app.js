@@ -204,6 +204,11 @@ async function render() {
   $("latest-score").textContent = fmt(latest.score);
   $("latest-score").dataset.score = String(latest.score);
   $("latest-period").textContent = latest.period;
+  // The period's state in words (open, provisional, final) and its edition.
+  $("latest-state").textContent = latest.state
+    ? latest.state + (latest.edition ? " · edition " + latest.edition : "")
+    : "–";
+  $("latest-state").dataset.state = latest.state || "";
   $("latest-change").textContent = prev ? signed(latest.score - prev.score) : "–";
   $("dim-name").textContent = scoped || dim;
   const period = await api(base + "/scores/" + latest.period + "?by=" + encodeURIComponent(scoped || dim));

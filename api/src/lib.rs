@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod guard;
@@ -16,6 +17,7 @@ pub mod keys;
 pub mod metrics;
 pub mod routes;
 pub mod runs;
+pub mod schedules;
 pub mod view;
 
 pub use error::{ApiError, Error};
@@ -70,6 +72,8 @@ pub struct Config {
     pub session: engine::SessionOptions,
     pub request_timeout: Duration,
     pub limits: guard::Limits,
+    /// Formulas run at cron times (`schedules`).
+    pub schedules: Vec<schedules::Schedule>,
 }
 
 /// Largest request body accepted (the only body is a run request).
@@ -345,6 +349,7 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
     ready(addr);
     tracing::info!(%addr, results = %config.results.display(), "serving");
     let app = app(Arc::clone(&state));
+    let scheduled = schedules::spawn(&state, config.schedules.clone());
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -412,6 +417,9 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
         tracing::warn!("some connections were still open at shutdown");
     }
     flusher.abort();
+    for s in scheduled {
+        s.abort();
+    }
     state.guard.flush(&state.audit, None);
     Ok(())
 }

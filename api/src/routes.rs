@@ -64,21 +64,33 @@ pub struct ScoreRow {
     pub run_id: String,
     pub version: String,
     pub formula_hash: String,
+    /// The edition of the period these rows are (1, 2, ...; absent for
+    /// results stored before editions existed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edition: Option<u32>,
+    /// `open`, `provisional` or `final` (docs/operations.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub state: Option<engine::editions::State>,
 }
 
 /// Period -> (run id, formula version, formula hash).
 type Provenance = BTreeMap<String, (String, String, String)>;
 
+/// Period -> (edition, state).
+type Editions = BTreeMap<String, (Option<u32>, Option<engine::editions::State>)>;
+
 impl ScoreRow {
-    fn new(r: ResultRow, provenance: &Provenance) -> Self {
-        let (run_id, version, formula_hash) = provenance
-            .get(&r.period.to_string())
-            .cloned()
-            .unwrap_or_default();
+    fn with_edition(r: ResultRow, provenance: &Provenance, editions: &Editions) -> Self {
+        let p = r.period.to_string();
+        let (run_id, version, formula_hash) = provenance.get(&p).cloned().unwrap_or_default();
+        let (edition, state) = editions.get(&p).copied().unwrap_or_default();
         Self {
             run_id,
             version,
             formula_hash,
+            edition,
+            state,
             period: r.period,
             dimension: r.dimension,
             value: r.value,
@@ -149,6 +161,11 @@ pub struct SeriesQuery {
     pub to: Option<String>,
     /// A dimension: one row per value of it instead of the whole population.
     pub by: Option<String>,
+    /// One edition of each period instead of the current one.
+    pub edition: Option<u32>,
+    /// What was published at this instant (RFC 3339), e.g. what the board
+    /// saw: `2026-11-05T09:00:00Z`.
+    pub as_of: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -156,6 +173,30 @@ pub struct SeriesQuery {
 pub struct ByQuery {
     /// A dimension: also one row per value of it.
     pub by: Option<String>,
+    /// One edition of the period instead of the current one.
+    pub edition: Option<u32>,
+    /// What was published at this instant (RFC 3339).
+    pub as_of: Option<String>,
+}
+
+/// Which published rows `edition` and `as_of` ask for.
+fn which(edition: Option<u32>, as_of: Option<&str>) -> Result<crate::view::Which, ApiError> {
+    use crate::view::Which;
+    match (edition, as_of) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request("give `edition` or `as_of`, not both")),
+        (Some(0), None) => Err(ApiError::bad_request("editions are numbered from 1")),
+        (Some(n), None) => Ok(Which::Edition(n)),
+        // An unencoded `+01:00` arrives as ` 01:00`: read it as meant.
+        (None, Some(t)) => engine::editions::parse_time(t)
+            .or_else(|| engine::editions::parse_time(&t.replace(' ', "+")))
+            .map(Which::AsOf)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`as_of` `{t}` is not an RFC 3339 instant (2026-11-05T09:00:00Z)"
+                ))
+            }),
+        (None, None) => Ok(Which::Current),
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -191,10 +232,19 @@ pub struct AuditQuery {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
+    /// A date or a label (`2026-10`), or `current` (the open period).
     pub period: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
     pub last_complete: Option<bool>,
+    /// Also recompute this many periods before the chosen ones.
+    pub lookback: Option<u32>,
+    /// Compute even when the inputs are those of the current editions.
+    pub force: Option<bool>,
+    /// Why final periods may change: publishes new editions of them
+    /// (without it, a run that would change a final period publishes
+    /// nothing for it and fails).
+    pub restate: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -225,8 +275,17 @@ pub struct RunSummary {
     pub periods: Vec<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
-    /// `queued`, `running`, `succeeded` or `failed`.
+    /// `queued`, `running`, `succeeded`, `unchanged` (nothing computed:
+    /// the inputs were those of the current editions) or `failed`.
     pub outcome: String,
+    /// Who started it (a key's name, `schedule:<name>`), for runs this
+    /// server started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
+    /// What it did to each period's editions, for runs this server
+    /// started.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -406,12 +465,13 @@ pub async fn scores(
         q.to.as_deref()
             .map(|s| parse_period("to", s, grain))
             .transpose()?;
-    let (rows, runs) = view.rows(&name, from, to)?;
+    let sel = view.select(&name, from, to, which(q.edition, q.as_of.as_deref())?)?;
+    let (rows, runs) = (sel.rows, sel.runs);
     let provenance = view.provenance(&runs);
     let results = rows
         .into_iter()
         .filter(|r| r.dimension.as_deref() == q.by.as_deref())
-        .map(|r| ScoreRow::new(r, &provenance))
+        .map(|r| ScoreRow::with_edition(r, &provenance, &sel.editions))
         .collect();
     Ok(Json(ScoresDoc {
         formula: name,
@@ -440,17 +500,25 @@ pub async fn period_scores(
     who.check_by(q.by.as_deref())?;
     let grain = state.store.grain(&name)?;
     let p = parse_period("period", &period, grain)?;
-    let (rows, runs) = view.rows(&name, Some(p), Some(p))?;
+    let sel = view.select(
+        &name,
+        Some(p),
+        Some(p),
+        which(q.edition, q.as_of.as_deref())?,
+    )?;
+    let (rows, runs) = (sel.rows, sel.runs);
     if runs.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "no results of `{name}` for the period {p}"
-        )));
+        return Err(ApiError::not_found(match (q.edition, &q.as_of) {
+            (Some(n), _) => format!("`{name}` has no edition {n} for the period {p}"),
+            (_, Some(t)) => format!("nothing of `{name}` for the period {p} was published by {t}"),
+            _ => format!("no results of `{name}` for the period {p}"),
+        }));
     }
     let provenance = view.provenance(&runs);
     let results = rows
         .into_iter()
         .filter(|r| r.dimension.is_none() || r.dimension.as_deref() == q.by.as_deref())
-        .map(|r| ScoreRow::new(r, &provenance))
+        .map(|r| ScoreRow::with_edition(r, &provenance, &sel.editions))
         .collect();
     Ok(Json(ScoresDoc {
         formula: name,
@@ -556,8 +624,12 @@ pub async fn explain(
     Ok(Json(v))
 }
 
-fn summary(m: &ScopedManifest) -> RunSummary {
+fn summary(m: &ScopedManifest, status: Option<crate::runs::RunStatus>) -> RunSummary {
+    let (started_by, outcomes) =
+        status.map_or((None, Vec::new()), |s| (Some(s.started_by), s.outcomes));
     RunSummary {
+        started_by,
+        outcomes,
         run_id: m.run_id.clone(),
         formula: m.formula.clone(),
         version: Some(m.version.clone()),
@@ -580,7 +652,7 @@ pub async fn list_runs(
     let manifests = view.run_manifests()?;
     for m in manifests.iter().rev() {
         if q.formula.as_ref().is_none_or(|f| *f == m.formula) {
-            out.push(summary(m));
+            out.push(summary(m, view.state().runs.get(&m.run_id)));
         }
     }
     let ids: Vec<&str> = manifests.iter().map(|m| m.run_id.as_str()).collect();
@@ -594,6 +666,8 @@ pub async fn list_runs(
                 started_at: Some(s.requested_at),
                 finished_at: s.finished_at,
                 outcome: s.status,
+                started_by: Some(s.started_by),
+                outcomes: s.outcomes,
             });
         }
     }
@@ -664,6 +738,9 @@ pub async fn start_run(
     };
     let grain = f.loaded.formula.file.grain;
     let choice = match (&body.period, &body.from, &body.to, body.last_complete) {
+        (Some(p), None, None, None | Some(false)) if p.trim() == "current" => {
+            engine::PeriodChoice::Current
+        }
         (Some(p), None, None, None | Some(false)) => {
             // A label may name several periods (`2026-Q3` of a monthly
             // formula), as on the command line.
@@ -725,12 +802,26 @@ pub async fn start_run(
                 f.loaded.formula.file.version.value, f.loaded.hash
             )
         });
+    if let Some(r) = &body.restate
+        && r.trim().is_empty()
+    {
+        return Err(ApiError::bad_request("`restate` needs a reason"));
+    }
+    let publishing = engine::Publishing {
+        publisher: engine::editions::Publisher {
+            actor: who.name.clone(),
+            restate: body.restate.clone(),
+            git: None,
+        },
+        lookback: body.lookback.unwrap_or(0).min(state.max_run_periods as u32),
+        force: body.force.unwrap_or(false),
+    };
     let id = crate::runs::start(
         state,
         f.path.clone(),
         name,
         choice,
-        who.name.clone(),
+        publishing,
         note.clone(),
     );
     Ok((

@@ -28,6 +28,10 @@ pub struct RunStatus {
     pub error: Option<String>,
     /// Periods computed, once known.
     pub periods: Vec<String>,
+    /// What the run did to each period's editions (`2026-10-01: published
+    /// edition 2 (final)`, `unchanged: edition 1`, ...).
+    #[serde(default)]
+    pub outcomes: Vec<String>,
 }
 
 /// Runs started by this server, and the per-formula locks.
@@ -82,9 +86,10 @@ pub fn start(
     path: std::path::PathBuf,
     formula: String,
     periods: engine::PeriodChoice,
-    started_by: String,
+    publishing: engine::Publishing,
     note: Option<String>,
 ) -> String {
+    let started_by = publishing.publisher.actor.clone();
     let run_id = engine::new_run_id(chrono::Utc::now());
     let status = RunStatus {
         run_id: run_id.clone(),
@@ -95,6 +100,7 @@ pub fn start(
         finished_at: None,
         error: None,
         periods: Vec::new(),
+        outcomes: Vec::new(),
     };
     state
         .runs
@@ -115,7 +121,7 @@ pub fn start(
     let id = run_id.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("croo-run-{id}"))
-        .spawn(move || execute(&state, &path, &formula, periods, &id, &started_by));
+        .spawn(move || execute(&state, &path, &formula, periods, publishing, &id));
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start a run thread");
     }
@@ -127,40 +133,60 @@ fn execute(
     path: &std::path::Path,
     formula: &str,
     periods: engine::PeriodChoice,
+    mut publishing: engine::Publishing,
     id: &str,
-    started_by: &str,
 ) {
+    let started_by = publishing.publisher.actor.clone();
     let lock = state.runs.lock_for(formula);
     let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
     state.runs.update(id, |s| s.status = "running".into());
-    let outcome = (|| -> Result<Vec<String>, String> {
+    let outcome = (|| -> Result<(Vec<String>, Vec<String>), String> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start a runtime: {e}"))?;
         let loaded = engine::load(path).map_err(|e| e.to_string())?;
+        publishing.publisher.git = engine::provenance::git(path);
         let req = engine::RunRequest {
             periods,
             out: state.store.results.clone(),
             detail: false,
             session: state.session.clone(),
+            publishing,
         };
         let clock = chrono::Utc::now;
         let report = rt
             .block_on(engine::run_with_id(&loaded, &req, id.to_string(), &clock))
             .map_err(|e| e.to_string())?;
-        Ok(report.manifest.periods)
+        let outcomes: Vec<String> = report
+            .manifest
+            .publications
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let refused = report.refused();
+        if !refused.is_empty() {
+            return Err(crate::runs::refusal(&refused));
+        }
+        Ok((report.manifest.periods, outcomes))
     })();
-    let (status, error, periods) = match outcome {
+    let (status, error, (periods, outcomes)) = match outcome {
         Ok(p) => ("succeeded", None, p),
-        Err(e) => ("failed", Some(e), Vec::new()),
+        Err(e) => ("failed", Some(e), (Vec::new(), Vec::new())),
     };
     state.metrics.run_outcome(status);
+    if status == "succeeded" {
+        state.metrics.succeeded(formula);
+    }
+    if let Some(schedule) = started_by.strip_prefix("schedule:") {
+        state.metrics.scheduled(schedule, status);
+    }
     state.runs.update(id, |s| {
         s.status = status.into();
         s.finished_at = Some(now());
         s.error = error.clone();
         s.periods = periods.clone();
+        s.outcomes = outcomes.clone();
     });
     let mut ev = AuditEvent::new(
         if status == "succeeded" {
@@ -170,8 +196,25 @@ fn execute(
         },
         status,
     );
-    ev.key = Some(started_by.to_string());
+    ev.key = Some(started_by.clone());
     ev.run_id = Some(id.to_string());
     ev.detail = error.or_else(|| Some(format!("periods {}", periods.join(", "))));
     state.audit.record(&ev);
+}
+
+/// The message of a run that would have changed final periods: each
+/// period, its edition, the first numbers that would change.
+pub fn refusal(refused: &[&engine::editions::Publication]) -> String {
+    let mut m = String::from(
+        "final periods would change; nothing was published for them (restate with a reason to publish a new edition):",
+    );
+    for p in refused {
+        if let engine::editions::Outcome::Refused { edition, changes } = &p.outcome {
+            m.push_str(&format!("\n  {} (edition {edition}):", p.period));
+            for c in changes {
+                m.push_str(&format!("\n    {c}"));
+            }
+        }
+    }
+    m
 }

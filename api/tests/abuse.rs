@@ -54,6 +54,7 @@ fn start(limits: api::guard::Limits, extra: &[(&str, String)]) -> Server {
         session: engine::SessionOptions::default(),
         request_timeout: Duration::from_secs(30),
         limits,
+        schedules: Vec::new(),
     };
     let base = common::serve(config);
     Server {

@@ -53,6 +53,7 @@ fn make_fixture() -> Fixture {
             out: results.clone(),
             detail: false,
             session: engine::SessionOptions::default(),
+            publishing: engine::Publishing::default(),
         };
         let report = rt
             .block_on(engine::run(&loaded, &req, &chrono::Utc::now))
@@ -71,6 +72,10 @@ fn make_fixture() -> Fixture {
                 "formula_hash".into(),
                 report.manifest.formula_hash.clone().into(),
             );
+            // The first run of each period: edition 1; the periods have
+            // ended and no settle is declared, so they are final.
+            o.insert("edition".into(), 1.into());
+            o.insert("state".into(), "final".into());
         }
 
         let keys_file = dir.join("keys.json");
@@ -100,6 +105,7 @@ fn make_fixture() -> Fixture {
             },
             limits: api::guard::Limits::default(),
             request_timeout: Duration::from_secs(30),
+            schedules: Vec::new(),
         };
         let base = common::serve(config);
         Fixture {
@@ -504,7 +510,26 @@ async fn operators_start_runs_and_admins_read_the_audit_log() {
     )
     .await;
     assert_eq!(series["results"].as_array().unwrap().len(), 1);
-    assert_eq!(series["runs"]["2026-07-01"], id2.as_str());
+    // The second found the first's numbers: nothing new to publish, the
+    // period stays at the first run's edition 1.
+    assert_eq!(series["runs"]["2026-07-01"], id.as_str());
+    assert_eq!(series["results"][0]["edition"], 1);
+    let (_, runs) = get("/v1/runs", Some(&f.operator)).await;
+    let second = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == id2.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(second["started_by"], "ops", "{second}");
+    assert!(
+        second["outcomes"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("2026-07-01: unchanged: edition 1"),
+        "{second}"
+    );
 
     // The audit log: admins only, with runs and denials, never a key.
     let (s, _) = get("/v1/audit", Some(&f.viewer)).await;
@@ -562,6 +587,7 @@ async fn the_server_refuses_to_start_without_keys() {
         session: engine::SessionOptions::default(),
         limits: api::guard::Limits::default(),
         request_timeout: Duration::from_secs(5),
+        schedules: Vec::new(),
     };
     assert!(matches!(api::state(&config), Err(api::Error::Invalid(_))));
     config.insecure = true;
@@ -596,6 +622,7 @@ async fn two_files_claiming_one_name_are_refused() {
         session: engine::SessionOptions::default(),
         limits: api::guard::Limits::default(),
         request_timeout: Duration::from_secs(5),
+        schedules: Vec::new(),
     };
     let Err(api::Error::Invalid(message)) = api::state(&config) else {
         panic!("a folder with two `retail-croo` files was accepted");

@@ -32,6 +32,7 @@ async fn rows_name_their_version_and_a_new_version_is_announced() {
             out: results.clone(),
             detail: false,
             session: engine::SessionOptions::default(),
+            publishing: engine::Publishing::default(),
         },
         &chrono::Utc::now,
     )
@@ -50,6 +51,7 @@ async fn rows_name_their_version_and_a_new_version_is_announced() {
         session: engine::SessionOptions::default(),
         request_timeout: Duration::from_secs(30),
         limits: api::guard::Limits::default(),
+        schedules: Vec::new(),
     };
     let base = common::serve(config);
     let client = reqwest::Client::new();

@@ -499,6 +499,11 @@ pub struct FileFingerprint {
     pub size: u64,
     /// Modification time, seconds since the Unix epoch.
     pub modified: i64,
+    /// What tells two versions of the file apart beyond size and whole
+    /// seconds: the modification time in nanoseconds for a local file,
+    /// the ETag for an object. Empty when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
 }
 
 /// Fingerprints the files behind a file or object store source (size and
@@ -526,16 +531,15 @@ pub async fn fingerprint(spec: &SourceSpec<'_>) -> Vec<FileFingerprint> {
         .into_iter()
         .filter_map(|p| {
             let meta = std::fs::metadata(&p).ok()?;
-            let modified = meta
+            let since = meta
                 .modified()
                 .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
             Some(FileFingerprint {
                 path: p.to_string_lossy().to_string(),
                 size: meta.len(),
-                modified,
+                modified: since.map_or(0, |d| d.as_secs() as i64),
+                version: since.map_or_else(String::new, |d| format!("mtime_ns:{}", d.as_nanos())),
             })
         })
         .collect()

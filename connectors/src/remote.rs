@@ -200,6 +200,7 @@ pub(crate) async fn fingerprint(spec: &SourceSpec<'_>) -> Vec<FileFingerprint> {
             path: format!("{root}/{}", m.location),
             size: m.size,
             modified: m.last_modified.timestamp(),
+            version: m.e_tag.clone().unwrap_or_default(),
         })
         .collect()
 }

@@ -19,7 +19,8 @@ pub enum OutputFormat {
 pub struct PeriodArgs {
     /// The periods of a date or a label: 2026-10-01 (the period holding
     /// that day), 2026-10, 2026-Q4, 2026-W45, 2026 (every period that
-    /// overlaps the month, quarter, ISO week or year).
+    /// overlaps the month, quarter, ISO week or year); `current` for the
+    /// period that holds today (open).
     #[arg(long, conflicts_with_all = ["from", "to", "last_complete"])]
     pub period: Option<String>,
     /// First period of a range (inclusive): a date or a label, as --period.
@@ -28,7 +29,8 @@ pub struct PeriodArgs {
     /// Last period of a range (inclusive): a date or a label, as --period.
     #[arg(long, requires = "from")]
     pub to: Option<String>,
-    /// The last period that has ended.
+    /// The latest period that has ended, settled (`[operations] settle`)
+    /// and whose every event source has data up to its end.
     #[arg(long)]
     pub last_complete: bool,
 }
@@ -38,6 +40,7 @@ impl PeriodArgs {
     pub fn choice(&self) -> Result<PeriodChoice, Failure> {
         Ok(
             match (&self.period, &self.from, &self.to, self.last_complete) {
+                (Some(d), None, None, false) if d.trim() == "current" => PeriodChoice::Current,
                 (Some(d), None, None, false) => match span("--period", d)? {
                     (first, last) if first == last => PeriodChoice::One(first),
                     (first, last) => PeriodChoice::Range(first, last),
@@ -78,9 +81,52 @@ pub struct RunArgs {
     /// with `croo scheduler`; workers with `croo executor`).
     #[arg(long, value_name = "df://HOST:PORT")]
     pub cluster: Option<String>,
+    /// Also recompute the N periods before the chosen ones (late data
+    /// lands in its period; unchanged periods keep their edition).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub lookback: u32,
+    /// Compute even when the formula, engine and input files are those of
+    /// the current editions.
+    #[arg(long)]
+    pub force: bool,
+    /// Publish new editions of final periods whose numbers change (needs
+    /// --reason).
+    #[arg(long, requires = "reason")]
+    pub restate: bool,
+    /// Why final periods are restated (recorded in each edition).
+    #[arg(long, requires = "restate")]
+    pub reason: Option<String>,
+    /// Who publishes (recorded in each edition; default: the OS user).
+    #[arg(long)]
+    pub actor: Option<String>,
 }
 
 impl RunArgs {
+    /// How the run publishes: actor, restatement, lookback, force. `formula`
+    /// is the formula file (its git commit is recorded).
+    pub fn publishing(&self, formula: &std::path::Path) -> Result<engine::Publishing, Failure> {
+        let reason = match (&self.reason, self.restate) {
+            (Some(r), true) if r.trim().is_empty() => {
+                return Err(user("--reason is empty: say why the period is restated"));
+            }
+            (r, _) => r.clone(),
+        };
+        let actor = match &self.actor {
+            Some(a) if a.trim().is_empty() => return Err(user("--actor is empty")),
+            Some(a) => a.clone(),
+            None => engine::provenance::os_user(),
+        };
+        Ok(engine::Publishing {
+            publisher: engine::editions::Publisher {
+                actor,
+                restate: reason,
+                git: engine::provenance::git(formula),
+            },
+            lookback: self.lookback,
+            force: self.force,
+        })
+    }
+
     /// The session these arguments ask for.
     pub fn session(&self) -> Result<SessionOptions, Failure> {
         let mut s = session_options(self.threads, self.memory_limit.as_deref())?;

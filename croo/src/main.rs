@@ -19,7 +19,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use commands::{check, cluster, diff, explain, keys, quickstart, run, sample, schema, serve, test};
+use commands::{
+    check, cluster, diff, explain, history, keys, quickstart, run, sample, schema, serve, test,
+};
 use exit::Failure;
 
 #[derive(Parser)]
@@ -54,6 +56,8 @@ enum Command {
     Explain(explain::Args),
     /// The same data scored by two formula versions, side by side per group.
     Diff(diff::Args),
+    /// The editions of a period, and what differs between two of them.
+    History(history::Args),
     /// Print the JSON Schema of formula files (for taplo / Even Better TOML).
     Schema,
     /// Write a realistic sample data set and an example formula.
@@ -142,6 +146,7 @@ async fn dispatch(cmd: Command) -> Result<u8, Failure> {
         Command::Run(a) => run::run(a).await,
         Command::Explain(a) => explain::run(a).await,
         Command::Diff(a) => diff::run(a).await,
+        Command::History(a) => history::run(a),
         Command::Schema => schema::run(),
         Command::Sample(a) => sample::run(a),
         Command::Serve(a) => serve::run(a).await,

@@ -46,7 +46,9 @@ pub enum Error {
 impl Error {
     pub fn class(&self) -> Class {
         match self {
-            Error::Formula { .. } | Error::User(_) => Class::User,
+            // A busy store is the operator's to resolve (wait, or raise
+            // CROO_LOCK_TIMEOUT), not a fault of croo.
+            Error::Formula { .. } | Error::User(_) | Error::Busy(_) => Class::User,
             Error::Connector(e) if e.is_user_error() => Class::User,
             Error::Engine { error, .. } if is_user_datafusion_error(error) => Class::User,
             _ => Class::Failure,

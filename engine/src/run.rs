@@ -6,9 +6,12 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::editions::{Outcome, Publication, Publisher};
 use crate::error::{Error, Result};
+use crate::freshness;
 use crate::load::Loaded;
 use crate::period;
+use crate::publish;
 use crate::rollup::ResultRow;
 use crate::score::{ScoreOptions, score};
 use crate::session::SessionOptions;
@@ -19,7 +22,11 @@ use crate::store::{self, Manifest, SourceRecord};
 pub enum PeriodChoice {
     One(NaiveDate),
     Range(NaiveDate, NaiveDate),
+    /// The latest period that has ended, settled and has all its data
+    /// (`freshness`).
     LastComplete,
+    /// The period that holds now (open).
+    Current,
 }
 
 /// Everything `croo run` asks of the engine.
@@ -29,14 +36,40 @@ pub struct RunRequest {
     pub out: PathBuf,
     pub detail: bool,
     pub session: SessionOptions,
+    pub publishing: Publishing,
+}
+
+/// How a run publishes: who, on what authority, and how much it
+/// recomputes.
+#[derive(Debug, Clone, Default)]
+pub struct Publishing {
+    pub publisher: Publisher,
+    /// Also recompute this many periods before the chosen ones (late
+    /// data lands in its period; unchanged periods keep their edition).
+    pub lookback: u32,
+    /// Compute even when the inputs are those of the current editions.
+    pub force: bool,
 }
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
 pub struct RunReport {
     pub manifest: Manifest,
+    /// The rows computed (empty when the run was skipped: `unchanged`).
     pub rows: Vec<ResultRow>,
     pub dir: PathBuf,
+}
+
+impl RunReport {
+    /// The periods a run would have changed but could not: final, and
+    /// not restated.
+    pub fn refused(&self) -> Vec<&Publication> {
+        self.manifest
+            .publications
+            .iter()
+            .filter(|p| matches!(p.outcome, Outcome::Refused { .. }))
+            .collect()
+    }
 }
 
 /// The periods a request names, for a formula's grain.
@@ -55,6 +88,7 @@ pub fn resolve_periods(
             period::range(grain, *from, *to)
         }
         PeriodChoice::LastComplete => vec![period::last_complete(grain, today)],
+        PeriodChoice::Current => vec![period::floor(grain, today)],
     };
     if periods.len() > 100_000 {
         return Err(Error::User(format!(
@@ -101,8 +135,42 @@ pub async fn run_with_id(
     }
     crate::leftovers::clean_temp();
     let started = clock();
-    let periods = resolve_periods(loaded, &req.periods, started.date_naive())?;
     let f = &loaded.formula.file;
+    let grain = f.grain;
+    let settle = f.operations.settle.0;
+    // `--last-complete` and declared freshness read the sources' latest
+    // times.
+    let last_complete = matches!(req.periods, PeriodChoice::LastComplete);
+    let latest = if last_complete || f.sources.iter().any(|s| s.freshness.is_some()) {
+        let ctx = crate::session::session_for(&req.session).await?;
+        crate::sources::register_sources(&ctx, loaded, &[]).await?;
+        freshness::latest_times(&ctx, loaded, last_complete).await?
+    } else {
+        freshness::Latest::new()
+    };
+    let mut notes = Vec::new();
+    let mut periods = if last_complete {
+        let (p, note) = freshness::last_complete(loaded, &latest, started, settle)?;
+        notes.extend(note);
+        vec![p]
+    } else {
+        resolve_periods(loaded, &req.periods, started.date_naive())?
+    };
+    if let Some(&first) = periods.first() {
+        let mut before = Vec::new();
+        let mut p = first;
+        for _ in 0..req.publishing.lookback.min(1000) {
+            p = period::last_complete(grain, p);
+            before.push(p);
+        }
+        before.reverse();
+        before.append(&mut periods);
+        periods = before;
+    }
+    notes.extend(freshness::warnings(loaded, &latest, &periods, started));
+    for n in &notes {
+        tracing::warn!(formula = %f.name.value, "{n}");
+    }
     let mut parameters = BTreeMap::new();
     parameters.insert(
         "periods".into(),
@@ -114,6 +182,16 @@ pub async fn run_with_id(
         "memory_limit".into(),
         serde_json::json!(req.session.memory_limit),
     );
+    let publishing = &req.publishing;
+    parameters.insert("lookback".into(), serde_json::json!(publishing.lookback));
+    parameters.insert("force".into(), serde_json::json!(publishing.force));
+    parameters.insert(
+        "actor".into(),
+        serde_json::json!(publishing.publisher.actor),
+    );
+    if let Some(reason) = &publishing.publisher.restate {
+        parameters.insert("restate".into(), serde_json::json!(reason));
+    }
     let base = loaded.base_dir();
     let mut sources = Vec::new();
     for s in &f.sources {
@@ -153,10 +231,72 @@ pub async fn run_with_id(
         checks: Vec::new(),
         incomplete_periods: BTreeMap::new(),
         exclusions: BTreeMap::new(),
+        publications: Vec::new(),
         warnings: loaded.warnings.iter().map(|d| d.message.clone()).collect(),
         outcome: "running".into(),
         error: None,
     };
+    manifest.warnings.extend(notes);
+
+    // The same formula, engine and input files as every period's current
+    // edition: the numbers cannot differ, so nothing is computed (a local
+    // store; a bucket's runs always compute and compare).
+    if !publishing.force && !store::is_remote(&req.out) {
+        let current = store::read_current(&req.out)?;
+        if let Some(eds) = publish::unchanged_inputs(
+            &current,
+            &manifest.formula,
+            &manifest.periods,
+            &manifest.formula_hash,
+            &manifest.engine_version,
+            publish::inputs_digest(&manifest.sources).as_deref(),
+            req.detail,
+        ) {
+            let mut rows = Vec::new();
+            for (p, e) in periods.iter().zip(&eds) {
+                let Some(run) = current
+                    .log(&manifest.formula, &p.to_string())
+                    .and_then(|l| l.edition(*e))
+                    .map(|e| e.run_id.clone())
+                else {
+                    continue;
+                };
+                rows.extend(
+                    store::read_results(&req.out, &run)?
+                        .into_iter()
+                        .filter(|r| r.period == *p),
+                );
+                // What the current edition's run found about the period.
+                let key = p.to_string();
+                if let Ok(m) = store::read_manifest(&req.out, &run) {
+                    if let Some(x) = m.exclusions.get(&key) {
+                        manifest.exclusions.insert(key.clone(), x.clone());
+                    }
+                    if let Some(x) = m.incomplete_periods.get(&key) {
+                        manifest.incomplete_periods.insert(key.clone(), x.clone());
+                    }
+                    manifest
+                        .population_stats
+                        .extend(m.population_stats.into_iter().filter(|s| s.period == key));
+                }
+            }
+            manifest.outcome = "unchanged".into();
+            manifest.finished_at = clock().to_rfc3339();
+            let now = clock();
+            let (formula, run) = (manifest.formula.clone(), manifest.run_id.clone());
+            let names = manifest.periods.clone();
+            let mut decide = |cur: &mut store::Current, m: &mut Manifest| {
+                m.publications = publish::confirm(cur, &formula, grain, &names, settle, &run, now);
+            };
+            let dir = store::record(&req.out, &mut manifest, &mut decide)?;
+            return Ok(RunReport {
+                manifest,
+                rows,
+                dir,
+            });
+        }
+    }
+
     let options = ScoreOptions {
         session: req.session.clone(),
         detail: req.detail,
@@ -202,14 +342,25 @@ pub async fn run_with_id(
             manifest.warnings.extend(c.warnings);
             manifest.outcome = "succeeded".into();
             let comps: Vec<String> = f.components.iter().map(|c| c.name.value.clone()).collect();
-            let batch = store::results_batch(&manifest, &c.rows, &comps)?;
-            let detail = detail_for_users(&loaded.formula, c.detail)?;
+            let files = store::RunFiles {
+                results: store::results_batch(&manifest, &c.rows, &comps)?,
+                detail: detail_for_users(&loaded.formula, c.detail)?,
+                formula: loaded.file.text.clone(),
+            };
+            let now = clock();
+            let rows = &c.rows;
+            let out = req.out.clone();
+            let mut decide = |cur: &mut store::Current, m: &mut Manifest| {
+                let old = |run: &str| store::read_results(&out, run).ok();
+                m.publications =
+                    publish::publish(cur, m, rows, settle, &publishing.publisher, now, &old);
+            };
             let dir = if store::is_remote(&req.out) {
                 let staging = Staging::new(&manifest.run_id)?;
-                store::commit(&staging.0, &manifest, batch, detail)?;
-                store::publish(&staging.0, &req.out, &manifest, true).await?
+                store::commit(&staging.0, &mut manifest, files, &mut |_, _| {})?;
+                store::publish(&staging.0, &req.out, &mut manifest, Some(&mut decide)).await?
             } else {
-                store::commit(&req.out, &manifest, batch, detail)?
+                store::commit(&req.out, &mut manifest, files, &mut decide)?
             };
             Ok(RunReport {
                 manifest,
@@ -226,7 +377,7 @@ pub async fn run_with_id(
                     if let Ok(staging) = Staging::new(&manifest.run_id)
                         && store::record_failure(&staging.0, &manifest).is_ok()
                     {
-                        let _ = store::publish(&staging.0, &req.out, &manifest, false).await;
+                        let _ = store::publish(&staging.0, &req.out, &mut manifest, None).await;
                     }
                 } else {
                     let _ = store::record_failure(&req.out, &manifest);

@@ -46,7 +46,7 @@ fn spec<'a>(
 /// The columns of a source that hold ISO 8601 instants (those read with a
 /// `format` or a `unit` aside).
 fn instants(s: &Source) -> Vec<&str> {
-    [&s.time, &s.active_from, &s.active_to]
+    [&s.time, &s.active_from, &s.active_to, &s.loaded_at]
         .into_iter()
         .flatten()
         .map(|t| t.value.as_str())
@@ -261,7 +261,7 @@ pub(crate) async fn unreadable_column(
         .iter()
         .map(|c| (c.column.value.as_str(), c.column.span.clone()))
         .collect();
-    for t in [&s.time, &s.active_from, &s.active_to]
+    for t in [&s.time, &s.active_from, &s.active_to, &s.loaded_at]
         .into_iter()
         .flatten()
     {
@@ -437,7 +437,7 @@ fn check_columns(
     };
     for s in &f.file.sources {
         need(s, &s.key, "key", &mut out);
-        for t in [&s.time, &s.active_from, &s.active_to]
+        for t in [&s.time, &s.active_from, &s.active_to, &s.loaded_at]
             .into_iter()
             .flatten()
         {

@@ -88,15 +88,43 @@ pub struct Manifest {
     /// cause (`engine::exclusions`); periods without exclusions are absent.
     #[serde(default)]
     pub exclusions: BTreeMap<String, BTreeMap<String, u64>>,
-    /// `succeeded` or `failed`.
+    /// What the run did to each period's editions (`engine::editions`).
+    #[serde(default)]
+    pub publications: Vec<crate::editions::Publication>,
+    /// `succeeded`, `unchanged` (nothing computed: the inputs were those
+    /// of the current editions) or `failed`.
     pub outcome: String,
     pub error: Option<String>,
 }
 
-/// `current.json`: for each formula and period, the run id that is current.
+/// `current.json`: for each formula and period, the run id that is
+/// current, and the editions published (`editions`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Current {
     pub formulas: BTreeMap<String, BTreeMap<String, String>>,
+    /// Formula -> period -> its editions (stores written before editions
+    /// existed have none: their current run counts as edition 1).
+    #[serde(default)]
+    pub editions: BTreeMap<String, BTreeMap<String, crate::editions::PeriodLog>>,
+}
+
+impl Current {
+    /// The editions of `formula` in `period`.
+    pub fn log(&self, formula: &str, period: &str) -> Option<&crate::editions::PeriodLog> {
+        self.editions.get(formula)?.get(period)
+    }
+
+    pub(crate) fn log_mut(
+        &mut self,
+        formula: &str,
+        period: &str,
+    ) -> &mut crate::editions::PeriodLog {
+        self.editions
+            .entry(formula.to_string())
+            .or_default()
+            .entry(period.to_string())
+            .or_default()
+    }
 }
 
 fn io(ctx: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -214,13 +242,28 @@ pub fn run_dir(out: &Path, run_id: &str) -> PathBuf {
     out.join("runs").join(run_id)
 }
 
-/// Writes a finished run into the store and makes it current for its
-/// formula and periods. Nothing is visible until the final renames.
+/// What a run writes besides its manifest.
+pub struct RunFiles {
+    pub results: RecordBatch,
+    pub detail: Vec<RecordBatch>,
+    /// The formula file's text, kept beside the results (`formula.toml`)
+    /// so that two editions' formulas can be compared later.
+    pub formula: String,
+}
+
+/// Decides under the store's lock what a run publishes: given the store's
+/// `current.json`, updates it and the run's manifest (its publications).
+pub type Decide<'a> = dyn FnMut(&mut Current, &mut Manifest) + Send + 'a;
+
+/// Writes a finished run into the store: its files, then, under the lock,
+/// `decide` updates `current.json` and the manifest, the manifest is
+/// written, the run folder renamed into place and `current.json` replaced.
+/// Nothing is visible until the final renames.
 pub fn commit(
     out: &Path,
-    manifest: &Manifest,
-    results: RecordBatch,
-    detail: Vec<RecordBatch>,
+    manifest: &mut Manifest,
+    files: RunFiles,
+    decide: &mut Decide<'_>,
 ) -> Result<PathBuf> {
     let runs = out.join("runs");
     fs::create_dir_all(&runs).map_err(io(format!("creating {}", runs.display())))?;
@@ -229,29 +272,40 @@ pub fn commit(
     // leaves it to `leftovers::clean_store`.
     let owner = leftovers::claim(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
     fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
-    write_parquet(&tmp.join("results.parquet"), &[results])?;
-    if !detail.is_empty() {
-        write_parquet(&tmp.join("detail.parquet"), &detail)?;
+    write_parquet(&tmp.join("results.parquet"), &[files.results])?;
+    if !files.detail.is_empty() {
+        write_parquet(&tmp.join("detail.parquet"), &files.detail)?;
     }
-    let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::User(e.to_string()))?;
-    write_atomically(&tmp.join("manifest.json"), &json)?;
-    durable::sync_dir(&tmp).map_err(io(format!("writing {}", tmp.display())))?;
+    write_atomically(&tmp.join("formula.toml"), files.formula.as_bytes())?;
 
     let _lock = lock(out)?;
+    let mut current = read_current(out)?;
+    decide(&mut current, manifest);
+    let json = serde_json::to_vec_pretty(&*manifest).map_err(|e| Error::User(e.to_string()))?;
+    write_atomically(&tmp.join("manifest.json"), &json)?;
+    durable::sync_dir(&tmp).map_err(io(format!("writing {}", tmp.display())))?;
     let dest = run_dir(out, &manifest.run_id);
     durable::rename(&tmp, &dest).map_err(io(format!("moving the run into {}", dest.display())))?;
     drop(owner);
-    let mut current = read_current(out)?;
-    let entry = current
-        .formulas
-        .entry(manifest.formula.clone())
-        .or_default();
-    for p in &manifest.periods {
-        entry.insert(p.clone(), manifest.run_id.clone());
-    }
     let json = serde_json::to_vec_pretty(&current).map_err(|e| Error::User(e.to_string()))?;
     write_atomically(&out.join("current.json"), &json)?;
     Ok(dest)
+}
+
+/// Updates `current.json` under the lock without a run folder's files: a
+/// run that skipped its computation records its manifest and what it
+/// confirmed.
+pub fn record(out: &Path, manifest: &mut Manifest, decide: &mut Decide<'_>) -> Result<PathBuf> {
+    let _lock = lock(out)?;
+    let mut current = read_current(out)?;
+    decide(&mut current, manifest);
+    let dir = run_dir(out, &manifest.run_id);
+    fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let json = serde_json::to_vec_pretty(&*manifest).map_err(|e| Error::User(e.to_string()))?;
+    write_atomically(&dir.join("manifest.json"), &json)?;
+    let json = serde_json::to_vec_pretty(&current).map_err(|e| Error::User(e.to_string()))?;
+    write_atomically(&out.join("current.json"), &json)?;
+    Ok(dir)
 }
 
 /// Records a failed run (manifest only); it never becomes current.
@@ -453,32 +507,70 @@ pub fn is_remote(out: &Path) -> bool {
     connectors::remote::is_object_store_uri(&out.to_string_lossy())
 }
 
-/// Copies a run committed in the local staging store `staging` into the
-/// object store `out` (`s3://bucket/prefix`), the same layout as a local
-/// store: the run's files first, its `manifest.json` last (a run folder
-/// with a manifest is complete), then `current.json` updated to point at
-/// the run for its periods. A failed run (`make_current` false) uploads its
-/// manifest only. Object stores have no rename and no lock: each object
-/// appears whole, but two writers updating `current.json` at once can lose
-/// one of the updates, so a bucket prefix takes one writer at a time.
-pub async fn publish(
-    staging: &Path,
+/// The object store of a results store URL, its prefix, and the URL.
+fn remote_store(
     out: &Path,
-    manifest: &Manifest,
-    make_current: bool,
-) -> Result<PathBuf> {
-    use object_store::ObjectStoreExt;
-    use object_store::path::Path as ObjectPath;
+) -> Result<(
+    std::sync::Arc<dyn object_store::ObjectStore>,
+    object_store::path::Path,
+    String,
+)> {
     let uri = out.to_string_lossy().trim_end_matches('/').to_string();
-    let remote_err = |what: &str, e: &dyn std::fmt::Display| {
-        Error::User(format!("results store `{uri}`: {what}: {e}"))
-    };
     let url = connectors::remote::parse_url(&uri)
         .map_err(|m| Error::User(format!("results store: {m}")))?;
     let store = connectors::remote::store_for(&url)
         .map_err(|m| Error::User(format!("results store: {m}")))?;
     let prefix = connectors::remote::object_path(&url)
         .map_err(|m| Error::User(format!("results store: {m}")))?;
+    Ok((store, prefix, uri))
+}
+
+/// `current.json` of a local or object store results store.
+pub async fn read_current_anywhere(out: &Path) -> Result<Current> {
+    use object_store::ObjectStoreExt;
+    if !is_remote(out) {
+        return read_current(out);
+    }
+    let (store, prefix, uri) = remote_store(out)?;
+    match store.get(&prefix.clone().join("current.json")).await {
+        Ok(got) => {
+            let bytes = got.bytes().await.map_err(|e| {
+                Error::User(format!("results store `{uri}`: reading current.json: {e}"))
+            })?;
+            serde_json::from_slice(&bytes).map_err(|e| {
+                Error::User(format!(
+                    "{uri}/current.json is not a valid results index: {e}"
+                ))
+            })
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(Current::default()),
+        Err(e) => Err(Error::User(format!(
+            "results store `{uri}`: reading current.json: {e}"
+        ))),
+    }
+}
+
+/// Copies a run committed in the local staging store `staging` into the
+/// object store `out` (`s3://bucket/prefix`), the same layout as a local
+/// store: the run's files first, then, when `decide` is given, the run's
+/// manifest and `current.json` as `decide` updates them. Object stores
+/// have no rename and no lock: `current.json` is replaced by a conditional
+/// write (`If-Match` its ETag, `If-None-Match` when it is new), so of two
+/// writers only one wins each round; the other reads it again, decides
+/// again and retries. A run folder with a manifest is complete. A failed
+/// run (`decide` `None`) uploads its manifest only.
+pub async fn publish(
+    staging: &Path,
+    out: &Path,
+    manifest: &mut Manifest,
+    decide: Option<&mut Decide<'_>>,
+) -> Result<PathBuf> {
+    use object_store::path::Path as ObjectPath;
+    use object_store::{ObjectStoreExt, PutMode, PutOptions, UpdateVersion};
+    let (store, prefix, uri) = remote_store(out)?;
+    let remote_err = |what: &str, e: &dyn std::fmt::Display| {
+        Error::User(format!("results store `{uri}`: {what}: {e}"))
+    };
     let child = |parts: &[&str]| {
         let mut p = prefix.clone();
         for part in parts {
@@ -487,7 +579,7 @@ pub async fn publish(
         p
     };
     let local = run_dir(staging, &manifest.run_id);
-    for name in ["results.parquet", "detail.parquet", "manifest.json"] {
+    for name in ["results.parquet", "detail.parquet", "formula.toml"] {
         let path = local.join(name);
         if !path.exists() {
             continue;
@@ -500,36 +592,85 @@ pub async fn publish(
             .map_err(|e| remote_err(&format!("writing {dest}"), &e))?;
     }
     let run_uri = PathBuf::from(format!("{uri}/runs/{}", manifest.run_id));
-    if !make_current {
+    let manifest_path: ObjectPath = child(&["runs", &manifest.run_id, "manifest.json"]);
+    let Some(decide) = decide else {
+        let json = serde_json::to_vec_pretty(&*manifest).map_err(|e| Error::User(e.to_string()))?;
+        store
+            .put(&manifest_path, json.into())
+            .await
+            .map_err(|e| remote_err("writing the manifest", &e))?;
         return Ok(run_uri);
-    }
-    let cur_path = child(&["current.json"]);
-    let mut current: Current = match store.get(&cur_path).await {
-        Ok(got) => {
-            let bytes = got
-                .bytes()
-                .await
-                .map_err(|e| remote_err("reading current.json", &e))?;
-            serde_json::from_slice(&bytes).map_err(|e| {
-                Error::User(format!(
-                    "{uri}/current.json is not a valid results index: {e}"
-                ))
-            })?
-        }
-        Err(object_store::Error::NotFound { .. }) => Current::default(),
-        Err(e) => return Err(remote_err("reading current.json", &e)),
     };
-    let entry = current
-        .formulas
-        .entry(manifest.formula.clone())
-        .or_default();
-    for p in &manifest.periods {
-        entry.insert(p.clone(), manifest.run_id.clone());
+    let cur_path = child(&["current.json"]);
+    let timeout = lock_timeout();
+    let started = Instant::now();
+    loop {
+        let (mut current, version): (Current, Option<UpdateVersion>) =
+            match store.get(&cur_path).await {
+                Ok(got) => {
+                    let version = UpdateVersion {
+                        e_tag: got.meta.e_tag.clone(),
+                        version: got.meta.version.clone(),
+                    };
+                    let bytes = got
+                        .bytes()
+                        .await
+                        .map_err(|e| remote_err("reading current.json", &e))?;
+                    let c = serde_json::from_slice(&bytes).map_err(|e| {
+                        Error::User(format!(
+                            "{uri}/current.json is not a valid results index: {e}"
+                        ))
+                    })?;
+                    (c, Some(version))
+                }
+                Err(object_store::Error::NotFound { .. }) => (Current::default(), None),
+                Err(e) => return Err(remote_err("reading current.json", &e)),
+            };
+        let mut m = manifest.clone();
+        decide(&mut current, &mut m);
+        let json = serde_json::to_vec_pretty(&m).map_err(|e| Error::User(e.to_string()))?;
+        store
+            .put(&manifest_path, json.into())
+            .await
+            .map_err(|e| remote_err("writing the manifest", &e))?;
+        let json = serde_json::to_vec_pretty(&current).map_err(|e| Error::User(e.to_string()))?;
+        let mode = match version {
+            Some(v) => PutMode::Update(v),
+            None => PutMode::Create,
+        };
+        let put = store
+            .put_opts(
+                &cur_path,
+                json.into(),
+                PutOptions {
+                    mode,
+                    ..Default::default()
+                },
+            )
+            .await;
+        match put {
+            Ok(_) => {
+                *manifest = m;
+                return Ok(run_uri);
+            }
+            // Another writer replaced current.json since it was read.
+            Err(object_store::Error::Precondition { .. })
+            | Err(object_store::Error::AlreadyExists { .. })
+                if started.elapsed() < timeout =>
+            {
+                let wait: u64 = 20 + rand::random::<u64>() % 80;
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+            }
+            Err(
+                e @ (object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. }),
+            ) => {
+                return Err(Error::Busy(format!(
+                    "the results store {uri} kept changing under this run for {:.0} s (other writers): {e}",
+                    timeout.as_secs_f64()
+                )));
+            }
+            Err(e) => return Err(remote_err("writing current.json", &e)),
+        }
     }
-    let json = serde_json::to_vec_pretty(&current).map_err(|e| Error::User(e.to_string()))?;
-    store
-        .put(&cur_path, json.into())
-        .await
-        .map_err(|e| remote_err("writing current.json", &e))?;
-    Ok(run_uri)
 }

@@ -93,6 +93,83 @@ pub struct Source {
     /// CSV field delimiter and quote (one ASCII character each).
     pub delimiter: Option<(u8, Range<usize>)>,
     pub quote: Option<(u8, Range<usize>)>,
+    /// How late an event source's data may be (`freshness = { warn_after
+    /// = "6h", error_after = "2d" }`).
+    pub freshness: Option<Freshness>,
+    /// A column holding when each row was loaded (`loaded_at`): freshness
+    /// is measured by it rather than by the event time.
+    pub loaded_at: Option<Text>,
+}
+
+/// How long after a period's end an event source may still lack data up
+/// to that end: past `warn_after` a run warns, past `error_after` the
+/// period is not complete (`--last-complete` passes it over).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Freshness {
+    pub warn_after: Option<Seconds>,
+    pub error_after: Option<Seconds>,
+}
+
+/// A span of time in whole seconds, written `"5d"`, `"6h"`, `"90m"`,
+/// `"30s"`, `"1w"` or a sum of those (`"1d12h"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Seconds(pub i64);
+
+impl Seconds {
+    /// Parses `"5d"`, `"1d12h"`, `"0"`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Seconds> {
+        let s = s.trim();
+        if s == "0" {
+            return Some(Seconds(0));
+        }
+        let mut total: i64 = 0;
+        let mut digits = String::new();
+        let mut any = false;
+        for c in s.chars() {
+            if c.is_ascii_digit() {
+                digits.push(c);
+                continue;
+            }
+            let unit: i64 = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                'w' => 7 * 86_400,
+                _ => return None,
+            };
+            let n: i64 = digits.parse().ok()?;
+            digits.clear();
+            total = total.checked_add(n.checked_mul(unit)?)?;
+            any = true;
+        }
+        // At most 100 years: a larger span is a typo, not a setting.
+        (any && digits.is_empty() && total <= 100 * 366 * 86_400).then_some(Seconds(total))
+    }
+}
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rest = self.0;
+        if rest == 0 {
+            return write!(f, "0s");
+        }
+        for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+            if rest >= size {
+                write!(f, "{}{unit}", rest / size)?;
+                rest %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[operations]`: how a formula's periods are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Operations {
+    /// How long after its end a period stays provisional (`settle =
+    /// "5d"`); a run after that publishes it final.
+    pub settle: Seconds,
 }
 
 /// How to read one column of a source.
@@ -390,6 +467,7 @@ pub struct FormulaFile {
     pub components: Vec<Component>,
     pub score_expr: Option<Text>,
     pub rollup_weight: Option<Text>,
+    pub operations: Operations,
     pub tests: Vec<TestCase>,
     /// Names declared in the file (measures, derived values, components,
     /// dimensions) whose definition has an error, already reported: other

@@ -74,6 +74,23 @@ mod tests {
         );
         assert_eq!(props(&v, &["properties", "rollup"]), sorted(keys::ROLLUP));
         assert_eq!(
+            props(&v, &["properties", "operations"]),
+            sorted(keys::OPERATIONS)
+        );
+        assert_eq!(
+            props(
+                &v,
+                &[
+                    "properties",
+                    "sources",
+                    "additionalProperties",
+                    "properties",
+                    "freshness"
+                ]
+            ),
+            sorted(keys::FRESHNESS)
+        );
+        assert_eq!(
             props(&v, &["properties", "tests", "items"]),
             sorted(keys::TEST)
         );

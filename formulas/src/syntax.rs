@@ -75,7 +75,13 @@ pub mod keys {
         "columns",
         "delimiter",
         "quote",
+        "freshness",
+        "loaded_at",
     ];
+    /// A source's `freshness = { ... }`.
+    pub const FRESHNESS: &[&str] = &["warn_after", "error_after"];
+    /// `[operations]`.
+    pub const OPERATIONS: &[&str] = &["settle"];
     /// `[sources.NAME.columns.COLUMN]`.
     pub const COLUMN: &[&str] = &["type", "format", "unit"];
     /// A `checks` entry: one kind, and a policy.
@@ -109,6 +115,7 @@ pub mod keys {
         "derived",
         "score",
         "rollup",
+        "operations",
         "tests",
     ];
 }
@@ -262,6 +269,53 @@ impl Parser<'_> {
         })
     }
 
+    /// A span of time (`"5d"`, `"6h"`), see [`Seconds::parse`].
+    fn duration(&mut self, keys: &Keys<'_, '_>, key: &str) -> Option<Seconds> {
+        let t = self.string(keys, key, false)?;
+        let parsed = Seconds::parse(&t.value);
+        if parsed.is_none() {
+            self.diags.push(
+                Diagnostic::error(
+                    "croo::invalid-value",
+                    t.span.clone(),
+                    format!("`{}` is not a span of time", t.value),
+                )
+                .with_label("expected a number and a unit: \"30m\", \"6h\", \"5d\", \"1w\", or a sum such as \"1d12h\""),
+            );
+        }
+        parsed
+    }
+
+    /// A source's `freshness = { warn_after = "6h", error_after = "2d" }`.
+    fn freshness(&mut self, source: &Keys<'_, '_>) -> Option<Freshness> {
+        let keys = self.subtable(source.table, "freshness", "`freshness`", keys::FRESHNESS)?;
+        let f = Freshness {
+            warn_after: self.duration(&keys, "warn_after"),
+            error_after: self.duration(&keys, "error_after"),
+        };
+        if let (Some(w), Some(e)) = (f.warn_after, f.error_after)
+            && w > e
+            && let Some(v) = keys.get("warn_after")
+        {
+            self.err(
+                "croo::invalid-value",
+                v.span(),
+                format!("`warn_after` ({w}) is longer than `error_after` ({e}): a warning would never come first"),
+            );
+        }
+        Some(f)
+    }
+
+    /// `[operations]`: `settle`.
+    fn operations(&mut self, root: &Table<'_>) -> Operations {
+        let Some(keys) = self.subtable(root, "operations", "[operations]", keys::OPERATIONS) else {
+            return Operations::default();
+        };
+        Operations {
+            settle: self.duration(&keys, "settle").unwrap_or_default(),
+        }
+    }
+
     /// A one-character ASCII string (`delimiter = ";"`).
     fn one_char(&mut self, keys: &Keys<'_, '_>, key: &str) -> Option<(u8, Range<usize>)> {
         let t = self.string(keys, key, false)?;
@@ -302,7 +356,7 @@ impl Parser<'_> {
                     "croo::invalid-key",
                     column.span.clone(),
                     format!(
-                        "`format` and `unit` read a time column, and `{}` is not one of this source's (`time`, `active_from`, `active_to`)",
+                        "`format` and `unit` read a time column, and `{}` is not one of this source's (`time`, `active_from`, `active_to`, `loaded_at`)",
                         column.value
                     ),
                 );
@@ -522,6 +576,7 @@ impl Parser<'_> {
         let rollup_weight = self
             .subtable(root, "rollup", "[rollup]", keys::ROLLUP)
             .and_then(|k| self.expression(&k, "weight", false));
+        let operations = self.operations(root);
         let tests = self.tests(root);
 
         // A missing or invalid `name`, `version` or `grain` has been
@@ -547,6 +602,7 @@ impl Parser<'_> {
             components,
             score_expr,
             rollup_weight,
+            operations,
             tests,
             broken: std::mem::take(&mut self.broken),
         })
@@ -636,7 +692,8 @@ impl Parser<'_> {
                     );
                 }
             }
-            let times: Vec<&str> = [&time, &active_from, &active_to]
+            let loaded_at = self.string(&keys, "loaded_at", false);
+            let times: Vec<&str> = [&time, &active_from, &active_to, &loaded_at]
                 .into_iter()
                 .flatten()
                 .map(|t| t.value.as_str())
@@ -644,11 +701,25 @@ impl Parser<'_> {
             let columns = self.column_reads(&keys, &times);
             let delimiter = self.one_char(&keys, "delimiter");
             let quote = self.one_char(&keys, "quote");
+            let freshness = self.freshness(&keys);
+            if entity {
+                for key in ["freshness", "loaded_at"] {
+                    if let Some(v) = keys.get(key) {
+                        self.err(
+                            "croo::invalid-key",
+                            v.span(),
+                            format!("`{key}` belongs to event sources (the entity source has no event times)"),
+                        );
+                    }
+                }
+            }
             if uri.is_none() || key.is_none() {
                 self.broken.push(name.value.clone());
             }
             if let (Some(uri), Some(key)) = (uri, key) {
                 out.push(Source {
+                    freshness,
+                    loaded_at,
                     columns,
                     delimiter,
                     quote,

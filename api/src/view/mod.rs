@@ -102,6 +102,8 @@ pub const MANIFEST_HIDDEN: &[&str] = &[
     "error",
     "checks",
     "exclusions",
+    // The numbers a refused restatement would have changed, per group.
+    "publications",
 ];
 
 impl From<&Manifest> for ScopedManifest {
@@ -121,6 +123,26 @@ impl From<&Manifest> for ScopedManifest {
             outcome: m.outcome.clone(),
         }
     }
+}
+
+/// Which published rows a read wants.
+#[derive(Debug, Clone, Copy)]
+pub enum Which {
+    /// Each period's current edition.
+    Current,
+    /// Edition `n` of each period (periods without one are left out).
+    Edition(u32),
+    /// What was current at an instant (what the board saw then).
+    AsOf(chrono::DateTime<chrono::Utc>),
+}
+
+/// Rows selected by a [`Which`], with each period's run, edition and
+/// state (`None` for results stored before editions existed).
+#[derive(Debug, Default)]
+pub struct Selected {
+    pub rows: Vec<ResultRow>,
+    pub runs: BTreeMap<String, String>,
+    pub editions: BTreeMap<String, (Option<u32>, Option<engine::editions::State>)>,
 }
 
 impl View {
@@ -143,9 +165,23 @@ impl View {
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
     ) -> Result<(Vec<ResultRow>, BTreeMap<String, String>), ApiError> {
-        let (rows, runs) = self.state.store.current_rows(formula, from, to)?;
-        let rows = rows.into_iter().filter(|r| self.who.sees(r)).collect();
-        Ok((rows, runs))
+        let s = self.select(formula, from, to, Which::Current)?;
+        Ok((s.rows, s.runs))
+    }
+
+    /// The result rows `which` selects (current, one edition, or what was
+    /// published at an instant) that this key may see, with each period's
+    /// run, edition and state.
+    pub fn select(
+        &self,
+        formula: &str,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+        which: Which,
+    ) -> Result<Selected, ApiError> {
+        let mut s = self.state.store.selected_rows(formula, from, to, which)?;
+        s.rows.retain(|r| self.who.sees(r));
+        Ok(s)
     }
 
     /// For each period of `runs` (period -> run id): the run id, and the
@@ -218,6 +254,7 @@ mod tests {
             checks: Vec::new(),
             incomplete_periods: BTreeMap::new(),
             exclusions: BTreeMap::new(),
+            publications: Vec::new(),
             warnings: vec!["w".into()],
             outcome: "succeeded".into(),
             error: Some("e".into()),

@@ -214,34 +214,76 @@ impl Store {
         Ok(self.formulas().contains_key(formula) || self.current()?.formulas.contains_key(formula))
     }
 
-    /// The current rows of `formula` for the periods in `[from, to]`
-    /// (inclusive; open ends when `None`), with the run each comes from.
-    pub(super) fn current_rows(
+    /// The rows of `formula` for the periods in `[from, to]` (inclusive;
+    /// open ends when `None`) as `which` selects them, with the run,
+    /// edition and state of each period.
+    pub(super) fn selected_rows(
         &self,
         formula: &str,
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
-    ) -> Result<(Vec<ResultRow>, BTreeMap<String, String>), ApiError> {
+        which: super::Which,
+    ) -> Result<super::Selected, ApiError> {
+        use engine::editions::State;
         let current = self.current()?;
-        let Some(periods) = current.formulas.get(formula) else {
-            return Ok((Vec::new(), BTreeMap::new()));
+        let mut out = super::Selected::default();
+        let Some(pointers) = current.formulas.get(formula) else {
+            return Ok(out);
         };
-        let mut rows = Vec::new();
-        let mut runs = BTreeMap::new();
-        for (p, run) in periods {
+        let grain = self.grain(formula).ok();
+        let logs = current.editions.get(formula);
+        let now = chrono::Utc::now();
+        let mut periods: Vec<&String> = pointers.keys().collect();
+        if let Some(l) = logs {
+            periods.extend(l.keys().filter(|p| !pointers.contains_key(*p)));
+            periods.sort();
+        }
+        for p in periods {
             let Some(d) = engine::period::parse_date(p) else {
                 continue;
             };
             if from.is_some_and(|f| d < f) || to.is_some_and(|t| d > t) {
                 continue;
             }
-            let all = self.rows(run)?;
-            rows.extend(all.iter().filter(|r| r.period == d).cloned());
-            runs.insert(p.clone(), run.clone());
+            let log = logs.and_then(|l| l.get(p));
+            let chosen = match (which, log) {
+                (super::Which::Current, Some(log)) => log.current().map(|e| {
+                    (
+                        e.run_id.clone(),
+                        Some(e.edition),
+                        grain.map(|g| log.state(g, d, now)),
+                    )
+                }),
+                (super::Which::Current, None) => pointers.get(p).map(|r| (r.clone(), None, None)),
+                (super::Which::Edition(n), Some(log)) => log
+                    .edition(n)
+                    .map(|e| (e.run_id.clone(), Some(e.edition), Some(e.state))),
+                (super::Which::AsOf(t), Some(log)) => log.as_of(t).map(|e| {
+                    let state = grain.map(|g| {
+                        if t < engine::editions::end_of(g, d) {
+                            State::Open
+                        } else if log.final_by(t) {
+                            State::Final
+                        } else {
+                            State::Provisional
+                        }
+                    });
+                    (e.run_id.clone(), Some(e.edition), state)
+                }),
+                (_, None) => None,
+            };
+            let Some((run, edition, state)) = chosen else {
+                continue;
+            };
+            let all = self.rows(&run)?;
+            out.rows
+                .extend(all.iter().filter(|r| r.period == d).cloned());
+            out.runs.insert(p.clone(), run);
+            out.editions.insert(p.clone(), (edition, state));
         }
-        rows.sort_by(|a, b| {
+        out.rows.sort_by(|a, b| {
             (a.period, &a.dimension, &a.value).cmp(&(b.period, &b.dimension, &b.value))
         });
-        Ok((rows, runs))
+        Ok(out)
     }
 }

@@ -4,6 +4,7 @@ pub mod check;
 pub mod cluster;
 pub mod diff;
 pub mod explain;
+pub mod history;
 pub mod keys;
 pub mod quickstart;
 pub mod run;

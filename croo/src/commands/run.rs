@@ -37,6 +37,7 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
         out: args.out.clone(),
         detail: args.detail,
         session,
+        publishing: args.publishing(path)?,
     };
     let spinner = std::io::stderr().is_terminal().then(|| {
         let pb = indicatif::ProgressBar::new_spinner();
@@ -59,13 +60,27 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
     for w in found {
         eprintln!("warning: {w}");
     }
+    // Each period's state and edition after the run; the rows of periods
+    // that were refused (final, not restated) are not shown as results.
+    let published: std::collections::BTreeMap<chrono::NaiveDate, &engine::editions::Publication> =
+        report
+            .manifest
+            .publications
+            .iter()
+            .filter(|p| !matches!(p.outcome, engine::editions::Outcome::Refused { .. }))
+            .filter_map(|p| Some((engine::period::parse_date(&p.period)?, p)))
+            .collect();
+    let rows: Vec<&engine::ResultRow> = report
+        .rows
+        .iter()
+        .filter(|r| published.contains_key(&r.period))
+        .collect();
     let mut stdout = std::io::stdout().lock();
     match args.format {
         OutputFormat::Json => {
             // Each row says what produced it, as the API's rows do.
             let m = &report.manifest;
-            let rows: Vec<serde_json::Value> = report
-                .rows
+            let rows: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|r| {
                     let mut v = serde_json::to_value(r).unwrap_or_default();
@@ -73,6 +88,10 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
                         o.insert("run_id".into(), m.run_id.clone().into());
                         o.insert("version".into(), m.version.clone().into());
                         o.insert("formula_hash".into(), m.formula_hash.clone().into());
+                        if let Some(p) = published.get(&r.period) {
+                            o.insert("state".into(), p.state.as_str().into());
+                            o.insert("edition".into(), p.outcome.edition().into());
+                        }
                     }
                     v
                 })
@@ -82,8 +101,10 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
                 "version": report.manifest.version,
                 "formula_hash": report.manifest.formula_hash,
                 "run_id": report.manifest.run_id,
+                "outcome": report.manifest.outcome,
                 "warnings": found,
                 "exclusions": report.manifest.exclusions,
+                "publications": report.manifest.publications,
                 "results": rows,
             });
             let _ = writeln!(
@@ -102,6 +123,7 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
                 .collect();
             let mut headers = render::headers(&[
                 "period",
+                "state",
                 "group",
                 "score",
                 "population",
@@ -110,12 +132,15 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
             ]);
             headers.extend(comps.iter().cloned());
             let num = |v: Option<f64>| render::number(v, 2);
-            let rows: Vec<Vec<String>> = report
-                .rows
+            let rows: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
                     let mut row = vec![
                         r.period.to_string(),
+                        published
+                            .get(&r.period)
+                            .map(|p| p.state.as_str().to_string())
+                            .unwrap_or_default(),
                         render::group(r.dimension.as_deref(), r.value.as_deref()),
                         num(r.score),
                         r.population.to_string(),
@@ -145,6 +170,9 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
                 report.manifest.run_id,
                 report.dir.display()
             );
+            for p in &report.manifest.publications {
+                let _ = writeln!(stdout, "{p}");
+            }
             // Why the excluded customers are excluded, per period.
             for (period, causes) in &report.manifest.exclusions {
                 if let Ok(day) = period.parse() {
@@ -157,5 +185,27 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
             }
         }
     }
+    let refused = report.refused();
+    if !refused.is_empty() {
+        return Err(crate::exit::user(refusal(&refused)));
+    }
     Ok(0)
+}
+
+/// The message of a run that would have changed final periods.
+fn refusal(refused: &[&engine::editions::Publication]) -> String {
+    let mut m = String::from("final periods would change; nothing was published for them:");
+    for p in refused {
+        if let engine::editions::Outcome::Refused { edition, changes } = &p.outcome {
+            m.push_str(&format!(
+                "\n  {} is final at edition {edition}; this run would change:",
+                p.period
+            ));
+            for c in changes {
+                m.push_str(&format!("\n    {c}"));
+            }
+        }
+    }
+    m.push_str("\nto publish a new edition: croo run ... --restate --reason \"why\"");
+    m
 }

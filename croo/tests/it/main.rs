@@ -9,6 +9,8 @@
 mod bad_data;
 mod cli;
 mod cluster;
+mod crash;
+mod operations;
 mod services;
 mod snapshots;
 mod sources;

@@ -145,7 +145,7 @@ fn sources(case: &Case) -> Vec<Src> {
 fn run_rows(case: &Case, formula: &str, extra: &[&str], env: &[(&str, String)]) -> String {
     let mut args = vec!["run", formula];
     args.extend(case.periods.iter().map(String::as_str));
-    args.extend(["--format", "json", "--threads", "2"]);
+    args.extend(["--format", "json", "--threads", "2", "--force"]);
     args.extend(extra);
     let o = croo(&case.dir, &args, env);
     assert!(o.status.success(), "croo {args:?}: {}", text(&o));
@@ -659,8 +659,54 @@ async fn s3_sources_and_results_store_give_the_same_rows() {
             .unwrap();
     let runs_after = after["formulas"]["retail-croo"].as_object().unwrap();
     assert_eq!(runs_after.len(), 4, "{after}");
-    assert_ne!(runs_after[&case.periods[1]], runs[&case.periods[1]]);
+    // The same numbers: the period stays at edition 1 of the first run.
+    assert_eq!(runs_after[&case.periods[1]], runs[&case.periods[1]]);
     assert_eq!(runs_after[&case.periods[3]], runs[&case.periods[3]]);
+    let p1 = &after["editions"]["retail-croo"][&case.periods[1]];
+    assert_eq!(p1["editions"].as_array().unwrap().len(), 1, "{after}");
+
+    // Writers at once: each replaces current.json only if nobody did since
+    // it read it (a conditional write), so no writer's periods are lost.
+    let text_of = std::fs::read_to_string(case.dir.join("s3.toml")).unwrap();
+    let names: Vec<String> = (0..5).map(|i| format!("concurrent-{i}")).collect();
+    for n in &names {
+        std::fs::write(
+            case.dir.join(format!("{n}.toml")),
+            text_of.replace("name = \"retail-croo\"", &format!("name = \"{n}\"")),
+        )
+        .unwrap();
+    }
+    let handles: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let (dir, out, period, env) = (
+                case.dir.clone(),
+                out.clone(),
+                case.periods[1].clone(),
+                s3_env(&s),
+            );
+            let n = n.clone();
+            std::thread::spawn(move || {
+                let f = format!("{n}.toml");
+                croo(&dir, &["run", &f, "--period", &period, "--out", &out], &env)
+            })
+        })
+        .collect();
+    for h in handles {
+        let o = h.join().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let all: serde_json::Value =
+        serde_json::from_slice(&get(&store, format!("{prefix}/results/current.json")).await)
+            .unwrap();
+    for n in &names {
+        let e = &all["editions"][n][&case.periods[1]]["editions"];
+        assert_eq!(e.as_array().map(Vec::len), Some(1), "{n}: {all}");
+        assert!(
+            all["formulas"][n][&case.periods[1]].is_string(),
+            "{n}: {all}"
+        );
+    }
 
     // A missing object is an error naming the source.
     rewrite(&case, "s3-missing.toml", |src| {

@@ -41,6 +41,11 @@ pub async fn run_with(
         out: dir.join("results"),
         detail: false,
         session,
+        // Every call computes: these tests are about the computation.
+        publishing: engine::Publishing {
+            force: true,
+            ..Default::default()
+        },
     };
     let clock = || Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap();
     Ok(engine::run(&loaded, &req, &clock).await?.rows)

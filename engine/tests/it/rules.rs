@@ -397,7 +397,9 @@ weight = "w"
 }
 
 /// Rule 7 and the results store: a run writes its Parquet results and
-/// manifest, becomes current, and earlier runs are kept.
+/// manifest and publishes edition 1; a second run with the same numbers
+/// is kept but publishes nothing (edition 1 stays current); changed data
+/// publishes edition 2, which becomes current.
 #[tokio::test]
 async fn store_keeps_runs_and_tracks_current() {
     let dir = basic();
@@ -409,12 +411,14 @@ async fn store_keeps_runs_and_tracks_current() {
     let first = current(&out);
     run(dir.path(), "2026-01-01", "2026-01-01").await.unwrap();
     let second = current(&out);
-    assert_ne!(first, second, "the newer run is current");
+    assert_eq!(first, second, "the same numbers: edition 1 stays current");
     let runs: Vec<_> = std::fs::read_dir(out.join("runs"))
         .unwrap()
         .flatten()
         .collect();
-    assert_eq!(runs.len(), 2, "the earlier run is kept");
+    assert_eq!(runs.len(), 2, "both runs are kept");
+    let log = engine::store::read_current(&out).unwrap().editions["rules"]["2026-01-01"].clone();
+    assert_eq!(log.editions.len(), 1);
     let id = &second;
     let m = engine::store::read_manifest(&out, id).unwrap();
     assert_eq!(m.outcome, "succeeded");
@@ -424,6 +428,38 @@ async fn store_keeps_runs_and_tracks_current() {
     // Feb 1 is outside the range)
     assert_eq!(tx.rows_read, 5);
     assert!(out.join("runs").join(id).join("results.parquet").exists());
+    // Another January event: different numbers, edition 2 is current.
+    let tx_path = dir.path().join("tx.csv");
+    let mut text = std::fs::read_to_string(&tx_path).unwrap();
+    let first_row = text.lines().nth(1).unwrap().to_string();
+    text.push_str(&first_row);
+    text.push('\n');
+    std::fs::write(&tx_path, text).unwrap();
+    // January is final (the clock is in November, no settle): without a
+    // restatement nothing is published for it...
+    let loaded = engine::load(&dir.path().join("formula.toml")).unwrap();
+    let mut req = engine::RunRequest {
+        periods: engine::PeriodChoice::One(date("2026-01-01")),
+        out: out.clone(),
+        detail: false,
+        session: Default::default(),
+        publishing: Default::default(),
+    };
+    let clock = || chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 23, 9, 0, 0).unwrap();
+    let refused = engine::run(&loaded, &req, &clock).await.unwrap();
+    assert!(matches!(
+        refused.manifest.publications[0].outcome,
+        engine::editions::Outcome::Refused { edition: 1, .. }
+    ));
+    assert_eq!(current(&out), first);
+    // ... and with one, edition 2 is published and current.
+    req.publishing.publisher.restate = Some("a late event".into());
+    engine::run(&loaded, &req, &clock).await.unwrap();
+    let third = current(&out);
+    assert_ne!(third, first, "edition 2 is current");
+    let log = engine::store::read_current(&out).unwrap().editions["rules"]["2026-01-01"].clone();
+    assert_eq!(log.editions.len(), 2);
+    assert_eq!(log.editions[1].run_id, third);
 }
 
 /// Sums and means of small integers (`CASE ... THEN 1.0 ELSE 0.0 END`, an

@@ -1,0 +1,223 @@
+//! Freshness: how far each event source's data reaches, whether a period
+//! has all of its data, and which period `--last-complete` means.
+//!
+//! A source's *latest time* is the greatest value of its `loaded_at`
+//! column when it has one, else of its event `time`. An event source has
+//! data up to a period's end when its latest time is at or after that end
+//! less its `freshness.error_after` (0 when only `warn_after` is given);
+//! a source without `freshness` needs only data in the period (a latest
+//! time at or after the period's start). [`latest_times`] is the one scan.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use datafusion::functions_aggregate::expr_fn::max;
+use datafusion::prelude::SessionContext;
+use formulas::Source;
+
+use crate::columns::table_name;
+use crate::editions::end_of;
+use crate::error::{Error, Result};
+use crate::load::Loaded;
+use crate::period;
+
+/// The latest time of each event source (`None`: the source has no rows).
+pub type Latest = BTreeMap<String, Option<DateTime<Utc>>>;
+
+fn measured_by(s: &Source) -> Option<&str> {
+    s.loaded_at
+        .as_ref()
+        .or(s.time.as_ref())
+        .map(|t| t.value.as_str())
+}
+
+/// Reads the latest time of each event source of `loaded` (all of them
+/// when `all`, else those that declare `freshness`) from the sources
+/// registered in `ctx`.
+pub async fn latest_times(ctx: &SessionContext, loaded: &Loaded, all: bool) -> Result<Latest> {
+    let mut out = Latest::new();
+    for s in &loaded.formula.file.sources {
+        if s.entity || !(all || s.freshness.is_some()) {
+            continue;
+        }
+        let Some(column) = measured_by(s) else {
+            continue;
+        };
+        let what = format!("reading the latest time of source `{}`", s.name.value);
+        let df = ctx
+            .table(table_name(&s.name.value).as_str())
+            .await
+            .map_err(Error::engine(what.clone()))?;
+        let ty = df
+            .schema()
+            .field_with_unqualified_name(column)
+            .map(|f| f.data_type().clone())
+            .map_err(|_| {
+                Error::User(format!(
+                    "source `{}` has no column `{column}`",
+                    s.name.value
+                ))
+            })?;
+        let Some(instant) = crate::plan::as_instant(column, &ty) else {
+            // A column whose type could not be inferred (no rows at all)
+            // is read as numbers: no rows, no latest time.
+            let rows = df.count().await.map_err(Error::engine(what.clone()))?;
+            if rows == 0 {
+                out.insert(s.name.value.clone(), None);
+                continue;
+            }
+            return Err(Error::User(format!(
+                "source `{}`: column `{column}` ({ty}) does not hold times",
+                s.name.value
+            )));
+        };
+        let batches = df
+            .aggregate(vec![], vec![max(instant).alias("latest")])
+            .map_err(Error::engine(what.clone()))?
+            .collect()
+            .await
+            .map_err(Error::engine(what))?;
+        let latest = batches.first().and_then(|b| {
+            let a = b.column(0).as_primitive_opt::<TimestampMicrosecondType>()?;
+            (a.len() == 1 && !a.is_null(0))
+                .then(|| DateTime::from_timestamp_micros(a.value(0)))
+                .flatten()
+        });
+        out.insert(s.name.value.clone(), latest);
+    }
+    Ok(out)
+}
+
+/// The instant from which a source counts as having data up to the end of
+/// `p`.
+fn needed(s: &Source, grain: formulas::Grain, p: NaiveDate) -> DateTime<Utc> {
+    match &s.freshness {
+        Some(f) => end_of(grain, p) - Duration::seconds(f.error_after.map_or(0, |e| e.0)),
+        None => p.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc(),
+    }
+}
+
+/// The sources that lack data up to the end of `p`, with their latest
+/// times.
+pub fn missing(
+    loaded: &Loaded,
+    latest: &Latest,
+    p: NaiveDate,
+) -> Vec<(String, Option<DateTime<Utc>>)> {
+    let grain = loaded.formula.file.grain;
+    loaded
+        .formula
+        .file
+        .sources
+        .iter()
+        .filter_map(|s| {
+            let l = latest.get(&s.name.value)?;
+            let ok = l.is_some_and(|t| t >= needed(s, grain, p));
+            (!ok).then(|| (s.name.value.clone(), *l))
+        })
+        .collect()
+}
+
+fn show(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(
+        || "no rows at all".to_string(),
+        |t| format!("latest {}", t.to_rfc3339()),
+    )
+}
+
+/// The period `--last-complete` names at `now`: the latest one whose end
+/// plus settle has passed and whose every event source has data up to its
+/// end. Also returns a note when that is not the last period to have ended.
+pub fn last_complete(
+    loaded: &Loaded,
+    latest: &Latest,
+    now: DateTime<Utc>,
+    settle_s: i64,
+) -> Result<(NaiveDate, Option<String>)> {
+    let grain = loaded.formula.file.grain;
+    let mut p = period::last_complete(grain, now.date_naive());
+    // The latest period that has ended and settled.
+    while end_of(grain, p) + Duration::seconds(settle_s) > now {
+        p = period::last_complete(grain, p);
+    }
+    let settled = p;
+    let mut first_missing = None;
+    let mut blocking = Vec::new();
+    for _ in 0..1000 {
+        let lacking = missing(loaded, latest, p);
+        if lacking.is_empty() {
+            let note = (p != settled).then(|| {
+                let (name, t) = first_missing.clone().unwrap_or_default();
+                format!(
+                    "--last-complete: {p} is the latest complete period; {settled} lacks data from source `{name}` ({})",
+                    show(t)
+                )
+            });
+            return Ok((p, note));
+        }
+        if first_missing.is_none() {
+            first_missing = lacking.first().cloned();
+        }
+        blocking = lacking;
+        p = period::last_complete(grain, p);
+    }
+    let why: Vec<String> = blocking
+        .iter()
+        .map(|(name, t)| format!("source `{name}` has {}", show(*t)))
+        .collect();
+    Err(Error::User(format!(
+        "--last-complete: no period of `{}` is complete: {}",
+        loaded.formula.name(),
+        why.join("; ")
+    )))
+}
+
+/// Warnings for the periods of a run that have ended: each event source
+/// with `freshness.warn_after` whose latest time is more than that before
+/// a period's end.
+pub fn warnings(
+    loaded: &Loaded,
+    latest: &Latest,
+    periods: &[NaiveDate],
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let grain = loaded.formula.file.grain;
+    let mut out = Vec::new();
+    for s in &loaded.formula.file.sources {
+        let (Some(f), Some(l)) = (&s.freshness, latest.get(&s.name.value)) else {
+            continue;
+        };
+        for p in periods {
+            let end = end_of(grain, *p);
+            if end > now {
+                continue;
+            }
+            let behind = l.map(|t| (end - t).num_seconds());
+            let late = |after: Option<formulas::Seconds>| {
+                after.is_some_and(|a| behind.is_none_or(|b| b > a.0))
+            };
+            let what = if late(f.error_after) {
+                "error_after"
+            } else if late(f.warn_after) {
+                "warn_after"
+            } else {
+                continue;
+            };
+            let limit = if what == "error_after" {
+                f.error_after
+            } else {
+                f.warn_after
+            }
+            .unwrap_or_default();
+            out.push(format!(
+                "source `{}` is stale for {p}: {} while the period ended {} ({what} {limit})",
+                s.name.value,
+                show(*l),
+                end.to_rfc3339()
+            ));
+        }
+    }
+    out
+}
