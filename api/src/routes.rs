@@ -702,6 +702,17 @@ pub async fn get_run(
         if let Some(s) = &status {
             obj.insert("status".into(), serde_json::json!(s.status));
             obj.insert("started_by".into(), serde_json::json!(s.started_by));
+            // Why this server's run failed after its manifest was written
+            // (final periods it may not change), unless the key is scoped:
+            // the message holds every group's numbers.
+            if let Some(e) = &s.error
+                && obj.get("error").is_none_or(serde_json::Value::is_null)
+            {
+                obj.insert("error".into(), serde_json::json!(e));
+            }
+            if !s.outcomes.is_empty() {
+                obj.insert("outcomes".into(), serde_json::json!(s.outcomes));
+            }
             if view.who().is_scoped() {
                 obj.remove("error");
             }

@@ -212,47 +212,32 @@ async fn a_schedule_runs_inside_the_server() {
         let req = client.get(format!("{base}{path}")).bearer_auth(&admin);
         async move { req.send().await.unwrap().text().await.unwrap() }
     };
+    // Until one scheduled run has published October and a later one found
+    // it unchanged (each run's outcomes, once this server has ended it).
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let mut runs: Value;
     loop {
-        runs = serde_json::from_str(&get("/v1/runs").await).unwrap();
-        let done = runs["runs"]
+        let runs: Value = serde_json::from_str(&get("/v1/runs").await).unwrap();
+        let outcomes: Vec<String> = runs["runs"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|r| {
-                (r["outcome"] == "succeeded" || r["outcome"] == "unchanged")
-                    && r["started_by"] == "schedule:board"
-            })
-            .count();
-        if done >= 2 {
+            .filter(|r| r["started_by"] == "schedule:board")
+            .flat_map(|r| r["outcomes"].as_array().cloned().unwrap_or_default())
+            .map(|o| o.as_str().unwrap_or("").to_string())
+            .collect();
+        if outcomes
+            .iter()
+            .any(|o| o.contains("2026-10-01: published edition 1"))
+            && outcomes.iter().any(|o| o.contains("unchanged: edition 1"))
+        {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no two scheduled runs succeeded: {runs:#}"
+            "no scheduled run published and then found nothing new: {runs:#}"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    // The first published October; the next found nothing new.
-    let outcomes: Vec<String> = runs["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["started_by"] == "schedule:board")
-        .flat_map(|r| r["outcomes"].as_array().cloned().unwrap_or_default())
-        .map(|o| o.as_str().unwrap_or("").to_string())
-        .collect();
-    assert!(
-        outcomes
-            .iter()
-            .any(|o| o.contains("2026-10-01: published edition 1")),
-        "{outcomes:?}"
-    );
-    assert!(
-        outcomes.iter().any(|o| o.contains("unchanged: edition 1")),
-        "{outcomes:?}"
-    );
     let metrics = get("/metrics").await;
     assert!(
         metrics.contains("croo_last_success_timestamp_seconds{formula=\"retail-croo\"}"),
@@ -269,4 +254,170 @@ async fn a_schedule_runs_inside_the_server() {
         serde_json::from_slice(&std::fs::read(dir.join("results/schedules.json")).unwrap())
             .unwrap();
     assert!(fired["board"].is_string(), "{fired}");
+}
+
+/// Over the API a final period changes only with `restate`, and the
+/// edition names the key that asked.
+#[tokio::test]
+async fn a_restatement_over_the_api_names_the_key() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let formulas = dir.join("formulas");
+    sample(&formulas);
+    let results = dir.join("results");
+    let loaded = engine::load(&formulas.join(engine::sample::FORMULA_FILE)).unwrap();
+    engine::run(
+        &loaded,
+        &request("2026-10-01", None, &results),
+        &chrono::Utc::now,
+    )
+    .await
+    .unwrap();
+    // Late revenue in October.
+    let tx = formulas.join("transactions.csv");
+    let text = std::fs::read_to_string(&tx).unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.split(',')
+                .nth(1)
+                .is_some_and(|t| t.starts_with("2026-10"))
+        })
+        .unwrap()
+        .to_string();
+    std::fs::write(&tx, format!("{text}{line}\n{line}\n")).unwrap();
+
+    let keys_file = dir.join("keys.json");
+    let mut keys = KeysFile::default();
+    let op = keys
+        .add("controller", Role::Operator, Scope::new(), "t")
+        .unwrap()
+        .0;
+    keys.write(&keys_file).unwrap();
+    let base = common::serve(config(&dir, &keys_file, Vec::new()));
+    let client = reqwest::Client::new();
+    let run = |body: &'static str| {
+        let client = client.clone();
+        let base = base.clone();
+        let op = op.clone();
+        async move {
+            let r: Value = client
+                .post(format!("{base}/v1/formulas/retail-croo/runs"))
+                .bearer_auth(&op)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let id = r["run_id"].as_str().unwrap().to_string();
+            for _ in 0..600 {
+                // This server's own status of the run (the manifest is
+                // written a moment before the run is over).
+                let detail: Value = client
+                    .get(format!("{base}/v1/runs/{id}"))
+                    .bearer_auth(&op)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if detail["status"] == "succeeded" || detail["status"] == "failed" {
+                    return detail;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("run {id} did not end");
+        }
+    };
+    let detail = run(r#"{"period": "2026-10"}"#).await;
+    assert_eq!(detail["status"], "failed", "{detail}");
+    let error = detail["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("2026-10-01 (edition 1)") && error.contains("score"),
+        "{detail}"
+    );
+    let (code, body) = {
+        let r = client
+            .post(format!("{base}/v1/formulas/retail-croo/runs"))
+            .bearer_auth(&op)
+            .header("content-type", "application/json")
+            .body(r#"{"period": "2026-10", "restate": "  "}"#)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(code, 400, "{body}");
+    let done = run(r#"{"period": "2026-10", "restate": "late revenue"}"#).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(
+        done["outcomes"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("2026-10-01: restated as edition 2"),
+        "{done}"
+    );
+    let log = engine::store::read_current(&results).unwrap().editions["retail-croo"]["2026-10-01"]
+        .clone();
+    assert_eq!(log.editions.len(), 2);
+    assert_eq!(log.editions[1].actor, "controller");
+    assert_eq!(log.editions[1].reason.as_deref(), Some("late revenue"));
+}
+
+/// A slot missed while the server was down runs once at start-up.
+#[tokio::test]
+async fn a_missed_slot_runs_at_start_up() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let formulas = dir.join("formulas");
+    sample(&formulas);
+    std::fs::create_dir_all(dir.join("results")).unwrap();
+    // Hourly; it last fired three hours ago.
+    let last = chrono::Utc::now() - chrono::Duration::hours(3);
+    std::fs::write(
+        dir.join("results/schedules.json"),
+        serde_json::json!({ "hourly": last.to_rfc3339() }).to_string(),
+    )
+    .unwrap();
+    let cfg = dir.join("serve.toml");
+    std::fs::write(
+        &cfg,
+        "formulas = \"formulas\"\n[[schedules]]\nname = \"hourly\"\nformula = \"retail-croo\"\ncron = \"0 * * * *\"\nrun = \"last-complete\"\n",
+    )
+    .unwrap();
+    let (_, schedules) = api::config::read(&cfg).unwrap();
+    let keys_file = dir.join("keys.json");
+    let mut keys = KeysFile::default();
+    let admin = keys.add("ops", Role::Admin, Scope::new(), "t").unwrap().0;
+    keys.write(&keys_file).unwrap();
+    let base = common::serve(config(&dir, &keys_file, schedules));
+    let client = reqwest::Client::new();
+    let count = || {
+        let req = client.get(format!("{base}/v1/runs")).bearer_auth(&admin);
+        async move {
+            let runs: Value = req.send().await.unwrap().json().await.unwrap();
+            runs["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["started_by"] == "schedule:hourly")
+                .count()
+        }
+    };
+    for _ in 0..300 {
+        if count().await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Once, not three times (one per missed slot).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count().await, 1, "the missed slot ran once at start-up");
+    let fired: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results/schedules.json")).unwrap())
+            .unwrap();
+    let now_fired = engine::editions::parse_time(fired["hourly"].as_str().unwrap()).unwrap();
+    assert!(now_fired > last + chrono::Duration::hours(2), "{fired}");
 }
