@@ -68,3 +68,24 @@ pub fn detail_names(f: &formulas::Formula, names: &[String]) -> Vec<String> {
         })
         .collect()
 }
+
+/// A column holding instants, as a UTC timestamp expression.
+pub(crate) fn as_instant(
+    column: &str,
+    ty: &datafusion::arrow::datatypes::DataType,
+) -> Option<datafusion::logical_expr::Expr> {
+    use datafusion::arrow::datatypes::DataType;
+    let c = datafusion::logical_expr::ident(column);
+    match ty {
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => Some(
+            datafusion::prelude::cast(c, kernels::instant::instant_type()),
+        ),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            Some(datafusion::prelude::cast(
+                datafusion::prelude::cast(c, DataType::Utf8),
+                kernels::instant::instant_type(),
+            ))
+        }
+        _ => None,
+    }
+}

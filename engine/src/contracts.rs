@@ -108,7 +108,7 @@ async fn rows_in_range(
         .field_with_unqualified_name(&t.value)
         .map(|f| f.data_type().clone())
         .unwrap_or(DataType::Null);
-    let Some(at) = crate::plan::as_instant(&t.value, &ty) else {
+    let Some(at) = crate::columns::as_instant(&t.value, &ty) else {
         return Ok(df);
     };
     df.filter(

@@ -60,7 +60,7 @@ pub async fn latest_times(ctx: &SessionContext, loaded: &Loaded, all: bool) -> R
                     s.name.value
                 ))
             })?;
-        let Some(instant) = crate::plan::as_instant(column, &ty) else {
+        let Some(instant) = crate::columns::as_instant(column, &ty) else {
             // A column whose type could not be inferred (no rows at all)
             // is read as numbers: no rows, no latest time.
             let rows = df.count().await.map_err(Error::engine(what.clone()))?;

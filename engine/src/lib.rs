@@ -31,6 +31,7 @@ pub mod history;
 pub mod leftovers;
 pub mod load;
 pub mod materialise;
+pub mod memberships;
 pub mod period;
 pub mod plan;
 pub mod provenance;

@@ -22,7 +22,7 @@ use formulas::compile::{Scope, compile};
 use formulas::{Formula, Grain, Source};
 use kernels::sum::exact_sum;
 
-use crate::columns::{INCLUDED, KEY, PERIOD, SCORE, WEIGHT, dim_col, table_name};
+use crate::columns::{INCLUDED, KEY, PERIOD, SCORE, WEIGHT, as_instant, dim_col, table_name};
 use crate::error::{Error, Result};
 use crate::period;
 use kernels::instant::instant_type;
@@ -49,20 +49,6 @@ pub(crate) fn ts_lit(d: NaiveDate) -> Expr {
         Some(period::micros(d)),
         Some("UTC".into()),
     ))
-}
-
-/// A column holding instants, as a UTC timestamp expression.
-pub(crate) fn as_instant(column: &str, ty: &DataType) -> Option<Expr> {
-    let c = ident(column);
-    match ty {
-        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => {
-            Some(cast(c, instant_type()))
-        }
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-            Some(cast(cast(c, DataType::Utf8), instant_type()))
-        }
-        _ => None,
-    }
 }
 
 /// The common type two sources' keys are compared in.
@@ -153,7 +139,10 @@ pub async fn plan(
         // Dictionary-encoded while the population goes through the measure
         // joins and the population windows (each copies its rows: an
         // integer per row instead of the text), plain text again at the end.
-        sel.push(cast(ident(&d.column.value), dim_type()).alias(dim_col(i)));
+        // A history dimension is joined on below (`memberships`).
+        if d.source.is_none() {
+            sel.push(cast(ident(&d.column.value), dim_type()).alias(dim_col(i)));
+        }
     }
     let mut active = Vec::new();
     for (t, name) in [(&entity.active_from, "__from"), (&entity.active_to, "__to")] {
@@ -188,6 +177,8 @@ pub async fn plan(
     let mut pop = ent
         .join_on(periods_df, JoinType::Inner, [cond])
         .map_err(Error::engine("planning the population"))?;
+    pop = crate::memberships::attach(ctx, f, schemas, pop, &key_ty, (PSTART, PEND), &dim_type())
+        .await?;
     let mut keep: Vec<Expr> = vec![col(KEY), col(PERIOD)];
     keep.extend((0..file.dimensions.len()).map(|i| col(dim_col(i))));
     pop = pop

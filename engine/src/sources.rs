@@ -46,16 +46,23 @@ fn spec<'a>(
 /// The columns of a source that hold ISO 8601 instants (those read with a
 /// `format` or a `unit` aside).
 fn instants(s: &Source) -> Vec<&str> {
-    [&s.time, &s.active_from, &s.active_to, &s.loaded_at]
-        .into_iter()
-        .flatten()
-        .map(|t| t.value.as_str())
-        .filter(|c| {
-            !s.columns
-                .iter()
-                .any(|r| r.column.value == *c && (r.format.is_some() || r.unit.is_some()))
-        })
-        .collect()
+    [
+        &s.time,
+        &s.active_from,
+        &s.active_to,
+        &s.loaded_at,
+        &s.valid_from,
+        &s.valid_to,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|t| t.value.as_str())
+    .filter(|c| {
+        !s.columns
+            .iter()
+            .any(|r| r.column.value == *c && (r.format.is_some() || r.unit.is_some()))
+    })
+    .collect()
 }
 
 /// The source's `[sources.NAME.columns.*]`, as the connectors read them.
@@ -105,7 +112,7 @@ async fn register_one(ctx: &SessionContext, loaded: &Loaded, s: &Source) -> Resu
         .iter()
         .any(|f| f.data_type() == &DataType::Null)
     {
-        schema = retype_null_columns(ctx, &table).await?;
+        schema = retype_null_columns(ctx, &table, &instants).await?;
     }
     Ok(schema)
 }
@@ -261,9 +268,16 @@ pub(crate) async fn unreadable_column(
         .iter()
         .map(|c| (c.column.value.as_str(), c.column.span.clone()))
         .collect();
-    for t in [&s.time, &s.active_from, &s.active_to, &s.loaded_at]
-        .into_iter()
-        .flatten()
+    for t in [
+        &s.time,
+        &s.active_from,
+        &s.active_to,
+        &s.loaded_at,
+        &s.valid_from,
+        &s.valid_to,
+    ]
+    .into_iter()
+    .flatten()
     {
         if !columns.iter().any(|(c, _)| *c == t.value) {
             columns.push((t.value.as_str(), t.span.clone()));
@@ -305,7 +319,11 @@ pub(crate) async fn unreadable_column(
 /// A column whose type could not be inferred because every value is NULL
 /// (NDJSON, CSV) is read as Float64, so that aggregates over it give NULL
 /// instead of failing.
-async fn retype_null_columns(ctx: &SessionContext, table: &str) -> Result<SchemaRef> {
+async fn retype_null_columns(
+    ctx: &SessionContext,
+    table: &str,
+    times: &[&str],
+) -> Result<SchemaRef> {
     let df = ctx
         .table(table)
         .await
@@ -316,7 +334,11 @@ async fn retype_null_columns(ctx: &SessionContext, table: &str) -> Result<Schema
         .iter()
         .map(|f| {
             let c = datafusion::logical_expr::ident(f.name());
-            if f.data_type() == &DataType::Null {
+            if f.data_type() == &DataType::Null && times.contains(&f.name().as_str()) {
+                // A time column with no value at all (every `valid_to`
+                // open): instants, none of them set.
+                cast(c, kernels::instant::instant_type()).alias(f.name())
+            } else if f.data_type() == &DataType::Null {
                 cast(c, DataType::Float64).alias(f.name())
             } else {
                 c
@@ -437,16 +459,29 @@ fn check_columns(
     };
     for s in &f.file.sources {
         need(s, &s.key, "key", &mut out);
-        for t in [&s.time, &s.active_from, &s.active_to, &s.loaded_at]
-            .into_iter()
-            .flatten()
+        for t in [
+            &s.time,
+            &s.active_from,
+            &s.active_to,
+            &s.loaded_at,
+            &s.valid_from,
+            &s.valid_to,
+        ]
+        .into_iter()
+        .flatten()
         {
             need(s, t, "time", &mut out);
         }
     }
     if let Some(e) = f.file.entity() {
         for d in &f.file.dimensions {
-            need(e, &d.column, "dimension", &mut out);
+            // A history dimension's column is its history source's.
+            let of = d
+                .source
+                .as_ref()
+                .and_then(|s| f.file.source(&s.value))
+                .unwrap_or(e);
+            need(of, &d.column, "dimension", &mut out);
         }
     }
     for (m, cols) in f.file.measures.iter().zip(&f.measure_columns) {

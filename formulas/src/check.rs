@@ -243,6 +243,21 @@ impl Checker<'_> {
             .collect();
         for m in &self.f.measures {
             let mut cols = Vec::new();
+            if self.f.source(&m.source.value).is_some_and(|s| s.history) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "croo::measure-of-history",
+                        m.source.span.clone(),
+                        format!(
+                            "measure `{}` reads history source `{}`",
+                            m.name.value, m.source.value
+                        ),
+                    )
+                    .with_label(
+                        "a history source gives dimensions as of each period, not measures",
+                    ),
+                );
+            }
             if self.f.source(&m.source.value).is_none() && !self.f.broken.contains(&m.source.value)
             {
                 let mut d = Diagnostic::error(
@@ -388,7 +403,42 @@ impl Checker<'_> {
 
     fn dimensions(&mut self) {
         let mut seen = BTreeSet::new();
+        let histories: Vec<&str> = self
+            .f
+            .sources
+            .iter()
+            .filter(|s| s.history)
+            .map(|s| s.name.value.as_str())
+            .collect();
         for d in &self.f.dimensions {
+            if let Some(src) = &d.source
+                && !self.f.broken.contains(&src.value)
+            {
+                match self.f.source(&src.value) {
+                    Some(s) if s.history => {}
+                    found => {
+                        let mut e = Diagnostic::error(
+                            "croo::not-a-history",
+                            src.span.clone(),
+                            match found {
+                                Some(_) => format!(
+                                    "dimension `{}` reads source `{}`, which is not a history source",
+                                    d.name.value, src.value
+                                ),
+                                None => format!(
+                                    "dimension `{}` reads unknown source `{}`",
+                                    d.name.value, src.value
+                                ),
+                            },
+                        )
+                        .with_label("a history dimension reads a source with `role = \"history\"`");
+                        if let Some(n) = nearest(&src.value, histories.iter().copied()) {
+                            e = e.with_help(format!("did you mean `{n}`?"));
+                        }
+                        self.diags.push(e);
+                    }
+                }
+            }
             if !seen.insert(d.name.value.as_str()) {
                 self.diags.push(
                     Diagnostic::error(

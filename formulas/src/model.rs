@@ -78,6 +78,11 @@ impl Perspective {
 pub struct Source {
     pub name: Name,
     pub entity: bool,
+    /// `role = "history"`: rows valid in `[valid_from, valid_to)` that
+    /// history dimensions read (the shape dbt snapshots write).
+    pub history: bool,
+    pub valid_from: Option<Text>,
+    pub valid_to: Option<Text>,
     pub uri: Text,
     pub format: Option<Format>,
     pub key: Text,
@@ -326,6 +331,28 @@ impl EmptyPeriods {
 pub struct Dimension {
     pub name: Name,
     pub column: Text,
+    /// A history source the value comes from, as of each period
+    /// (`[dimensions.NAME] source = "..."`); `None`: the entity's column.
+    pub source: Option<Text>,
+    /// Which instant of a period a history dimension takes its value at.
+    pub as_of: AsOf,
+}
+
+/// The instant of a period at which a history dimension is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AsOf {
+    /// The period's first instant.
+    PeriodStart,
+    /// The period's last instant: the membership a period-end report shows.
+    #[default]
+    PeriodEnd,
+}
+
+impl AsOf {
+    pub const ALL: [(&'static str, AsOf); 2] = [
+        ("period_start", AsOf::PeriodStart),
+        ("period_end", AsOf::PeriodEnd),
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,10 @@ mod tests {
     fn props<'a>(v: &'a serde_json::Value, path: &[&str]) -> Vec<&'a str> {
         let mut v = v;
         for p in path {
-            v = &v[*p];
+            v = match p.parse::<usize>() {
+                Ok(i) if v.is_array() => &v[i],
+                _ => &v[*p],
+            };
         }
         let mut out: Vec<&str> = v["properties"]
             .as_object()
@@ -73,6 +76,19 @@ mod tests {
             sorted(keys::COLUMN)
         );
         assert_eq!(props(&v, &["properties", "rollup"]), sorted(keys::ROLLUP));
+        assert_eq!(
+            props(
+                &v,
+                &[
+                    "properties",
+                    "dimensions",
+                    "additionalProperties",
+                    "oneOf",
+                    "1"
+                ]
+            ),
+            sorted(keys::DIMENSION)
+        );
         assert_eq!(
             props(&v, &["properties", "operations"]),
             sorted(keys::OPERATIONS)

@@ -77,7 +77,11 @@ pub mod keys {
         "quote",
         "freshness",
         "loaded_at",
+        "valid_from",
+        "valid_to",
     ];
+    /// `[dimensions.NAME]` of a history dimension.
+    pub const DIMENSION: &[&str] = &["source", "column", "as_of"];
     /// A source's `freshness = { ... }`.
     pub const FRESHNESS: &[&str] = &["warn_after", "error_after"];
     /// `[operations]`.
@@ -356,7 +360,7 @@ impl Parser<'_> {
                     "croo::invalid-key",
                     column.span.clone(),
                     format!(
-                        "`format` and `unit` read a time column, and `{}` is not one of this source's (`time`, `active_from`, `active_to`, `loaded_at`)",
+                        "`format` and `unit` read a time column, and `{}` is not one of this source's (`time`, `active_from`, `active_to`, `loaded_at`, `valid_from`, `valid_to`)",
                         column.value
                     ),
                 );
@@ -625,9 +629,10 @@ impl Parser<'_> {
                 continue;
             };
             let role = self.string(&keys, "role", false);
-            let entity = match &role {
-                Some(r) if r.value == "entity" => true,
-                Some(r) if r.value == "event" => false,
+            let (entity, history) = match &role {
+                Some(r) if r.value == "entity" => (true, false),
+                Some(r) if r.value == "event" => (false, false),
+                Some(r) if r.value == "history" => (false, true),
                 Some(r) => {
                     self.diags.push(
                         Diagnostic::error(
@@ -635,12 +640,42 @@ impl Parser<'_> {
                             r.span.clone(),
                             format!("`{}` is not a valid `role`", r.value),
                         )
-                        .with_label("expected `entity` (or leave `role` out for an event source)"),
+                        .with_label("expected `entity`, `history` (or leave `role` out for an event source)"),
                     );
-                    false
+                    (false, false)
                 }
-                None => false,
+                None => (false, false),
             };
+            let valid_from = self.string(&keys, "valid_from", history);
+            let valid_to = self.string(&keys, "valid_to", history);
+            if history {
+                for key in [
+                    "time",
+                    "active_from",
+                    "active_to",
+                    "empty_periods",
+                    "freshness",
+                    "loaded_at",
+                ] {
+                    if let Some(v) = keys.get(key) {
+                        self.err(
+                            "croo::invalid-key",
+                            v.span(),
+                            format!("a history source takes no `{key}`: its rows are valid from `valid_from` to `valid_to`"),
+                        );
+                    }
+                }
+            } else {
+                for key in ["valid_from", "valid_to"] {
+                    if let Some(v) = keys.get(key) {
+                        self.err(
+                            "croo::invalid-key",
+                            v.span(),
+                            format!("`{key}` belongs to history sources (`role = \"history\"`)"),
+                        );
+                    }
+                }
+            }
             let uri = self.string(&keys, "uri", true);
             let format = self.choice(&keys, "format", false, &Format::ALL);
             let key = self.string(&keys, "key", true);
@@ -667,7 +702,7 @@ impl Parser<'_> {
                     "`empty_periods` belongs to event sources (the entity source has no periods)",
                 );
             }
-            if !entity && time.is_none() {
+            if !entity && !history && time.is_none() {
                 self.missing(&keys, "time");
             }
             if entity && let Some(t) = &time {
@@ -680,7 +715,7 @@ impl Parser<'_> {
                     .with_label("use `active_from` / `active_to` for the entity"),
                 );
             }
-            if !entity {
+            if !entity && !history {
                 for t in [&active_from, &active_to].into_iter().flatten() {
                     self.diags.push(
                         Diagnostic::error(
@@ -693,11 +728,18 @@ impl Parser<'_> {
                 }
             }
             let loaded_at = self.string(&keys, "loaded_at", false);
-            let times: Vec<&str> = [&time, &active_from, &active_to, &loaded_at]
-                .into_iter()
-                .flatten()
-                .map(|t| t.value.as_str())
-                .collect();
+            let times: Vec<&str> = [
+                &time,
+                &active_from,
+                &active_to,
+                &loaded_at,
+                &valid_from,
+                &valid_to,
+            ]
+            .into_iter()
+            .flatten()
+            .map(|t| t.value.as_str())
+            .collect();
             let columns = self.column_reads(&keys, &times);
             let delimiter = self.one_char(&keys, "delimiter");
             let quote = self.one_char(&keys, "quote");
@@ -718,6 +760,9 @@ impl Parser<'_> {
             }
             if let (Some(uri), Some(key)) = (uri, key) {
                 out.push(Source {
+                    history,
+                    valid_from,
+                    valid_to,
                     freshness,
                     loaded_at,
                     columns,
@@ -906,13 +951,35 @@ impl Parser<'_> {
                 DeValue::String(s) => out.push(Dimension {
                     name,
                     column: self.text_of(s, v.span()),
+                    source: None,
+                    as_of: AsOf::default(),
                 }),
+                DeValue::Table(_) => {
+                    let Some(keys) = self.as_table(v, "a [dimensions.*] table", keys::DIMENSION)
+                    else {
+                        continue;
+                    };
+                    let source = self.string(&keys, "source", true);
+                    let column = self.string(&keys, "column", true);
+                    let as_of = self
+                        .choice(&keys, "as_of", false, &AsOf::ALL)
+                        .unwrap_or_default();
+                    match (source, column) {
+                        (Some(source), Some(column)) => out.push(Dimension {
+                            name,
+                            column,
+                            source: Some(source),
+                            as_of,
+                        }),
+                        _ => self.broken.push(name.value),
+                    }
+                }
                 other => {
                     self.err(
                         "croo::wrong-type",
                         v.span(),
                         format!(
-                            "dimension `{}` must name a column (a string), found {}",
+                            "dimension `{}` must name a column (a string) or a history source (a table), found {}",
                             name.value,
                             type_name(other)
                         ),

@@ -10,6 +10,7 @@ mod bad_data;
 mod cli;
 mod cluster;
 mod crash;
+mod memberships;
 mod operations;
 mod services;
 mod snapshots;

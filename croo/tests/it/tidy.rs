@@ -346,6 +346,12 @@ fn schema_keys() -> std::collections::BTreeSet<(String, String)> {
                     out.insert((table.clone(), k));
                 }
             }
+            "dimensions" => {
+                out.insert(("dimensions".into(), "*".into()));
+                for k in keys(&named["oneOf"][1]) {
+                    out.insert(("dimensions.NAME".into(), k));
+                }
+            }
             "sources" | "measures" => {
                 for k in keys(named) {
                     out.insert((format!("{table}.NAME"), k));

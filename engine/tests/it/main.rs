@@ -4,6 +4,7 @@
 
 mod contracts;
 mod fuzz;
+mod memberships;
 mod rules;
 mod shapes;
 
