@@ -70,3 +70,56 @@ fn segments_as_of_each_period_agree_with_an_independent_computation() {
     }
     assert!(checked > 40, "{checked}");
 }
+
+/// Customers moving between segments show in the shift-share's mix term.
+///
+/// Customers 1 and 2 move from `smb` to `ent` in February (as of each
+/// period's end); 3 has no history: `(none)`. Spend: c1 100 then 200, c2
+/// 50 then 60, c3 10 then 20; a group's score is its mean spend, rollup
+/// weights 1. January: smb 75 (share 2/3), (none) 10 (1/3), all 53.33;
+/// February: ent 130 (2/3), (none) 20 (1/3), all 93.33; change 40.
+/// Mix (share1 - share0) x score0 (a group missing in a period takes the
+/// other period's score): ent 2/3 x 130 = 86.67, smb -2/3 x 75 = -50,
+/// (none) 0; within share1 x (score1 - score0): (none) 1/3 x 10 = 3.33.
+/// Mix 36.67 + within 3.33 = 40.
+#[test]
+fn movers_show_as_mix_in_explain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    write("customers.csv", "customer_id,name\n1,a\n2,b\n3,c\n");
+    write(
+        "events.csv",
+        "customer_id,at,amount\n1,2026-01-10T00:00:00Z,100\n1,2026-02-10T00:00:00Z,200\n2,2026-01-10T00:00:00Z,50\n2,2026-02-20T00:00:00Z,60\n3,2026-01-05T00:00:00Z,10\n3,2026-02-05T00:00:00Z,20\n",
+    );
+    write(
+        "history.csv",
+        "customer_id,segment,valid_from,valid_to\n1,smb,2025-01-01T00:00:00Z,2026-02-15T00:00:00Z\n1,ent,2026-02-15T00:00:00Z,\n2,smb,2025-06-01T00:00:00Z,2026-02-01T00:00:00Z\n2,ent,2026-02-01T00:00:00Z,\n",
+    );
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/memberships");
+    std::fs::copy(case.join("formula-end.toml"), dir.join("formula.toml")).unwrap();
+    let o = croo(
+        dir,
+        &[
+            "explain",
+            "formula.toml",
+            "--period",
+            "2026-02",
+            "--compare",
+            "2026-01",
+            "--by",
+            "segment",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let close = |v: &serde_json::Value, x: f64| {
+        let v = v.as_f64().unwrap_or(f64::NAN);
+        assert!((v - x).abs() < 1e-9, "{v} vs {x}: {e:#}");
+    };
+    close(&e["mix_total"], 110.0 / 3.0);
+    close(&e["within_total"], 10.0 / 3.0);
+}
