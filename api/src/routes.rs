@@ -578,9 +578,8 @@ pub async fn explain(
     }
     let (from, to) = (p.min(c), p.max(c));
     let (rows, runs) = view.rows(&name, Some(from), Some(to))?;
-    // Why customers of the whole population were excluded in the period
-    // (from its run's manifest; not for a group, nor for a scoped key,
-    // whose manifest has no such counts).
+    // Why customers were excluded in the period, from its run's manifest:
+    // the whole population's, or the group's.
     let exclusions = match (&group, runs.get(&p.to_string())) {
         (None, Some(run)) => view
             .manifest(run)
@@ -588,6 +587,8 @@ pub async fn explain(
             .and_then(|m| m.get("exclusions").map(|x| x[p.to_string()].clone()))
             .filter(|x| !x.is_null())
             .unwrap_or_else(|| serde_json::json!({})),
+        (Some((d, v)), Some(run)) => serde_json::to_value(view.group_exclusions(run, p, d, v)?)
+            .map_err(|e| ApiError::internal(e.to_string()))?,
         _ => serde_json::Value::Null,
     };
     let rows: Vec<ResultRow> = match &group {

@@ -392,12 +392,23 @@ async fn a_scoped_key_sees_only_its_groups() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(e["group"]["value"], "smb");
     assert_eq!(e["score"], expected[0]["score"]);
+    // With the group's own exclusions (as the full manifest counts them),
+    // never another group's.
+    let run = series_run(&f.rows, "2026-10-01");
+    let (_, full) = get(&format!("/v1/runs/{run}"), Some(&f.viewer)).await;
+    assert!(full["group_exclusions"].is_object(), "{full}");
+    let own = match &full["group_exclusions"]["2026-10-01"]["segment=smb"] {
+        Value::Null => serde_json::json!({}),
+        x => x.clone(),
+    };
+    assert_eq!(e["exclusions"], own, "{e}");
     // Manifests without numbers.
     let (_, runs) = get("/v1/runs", k).await;
     let id = runs["runs"][0]["run_id"].as_str().unwrap().to_string();
     let (s, m) = get(&format!("/v1/runs/{id}"), k).await;
     assert_eq!(s, StatusCode::OK);
     assert!(m.get("population_stats").is_none());
+    assert!(m.get("group_exclusions").is_none());
     assert!(m["sources"][0].get("rows_read").is_none());
     let (_, full) = get(&format!("/v1/runs/{id}"), Some(&f.viewer)).await;
     assert!(full["population_stats"].is_array());

@@ -27,6 +27,15 @@ use crate::error::{Error, Result};
 /// no customer left out.
 pub type Exclusions = BTreeMap<NaiveDate, BTreeMap<String, u64>>;
 
+/// The same per group: period -> `dimension=value` (`segment=smb`;
+/// `segment=(null)` for a NULL value) -> cause -> customers.
+pub type GroupExclusions = BTreeMap<NaiveDate, BTreeMap<String, BTreeMap<String, u64>>>;
+
+/// The name of a group in [`GroupExclusions`].
+pub fn group_name(dimension: &str, value: Option<&str>) -> String {
+    format!("{dimension}={}", value.unwrap_or("(null)"))
+}
+
 /// The names of the definitions the score and the rollup weight depend
 /// on, directly or through others: only those can exclude a customer.
 fn score_depends_on(f: &Formula) -> std::collections::BTreeSet<String> {
@@ -111,8 +120,32 @@ fn causes_of(f: &Formula) -> Vec<(String, Expr)> {
 }
 
 /// Counts the excluded customers of each period per cause (see the module
-/// documentation), over the per-customer table `df`.
-pub async fn causes(f: &Formula, df: &DataFrame) -> Result<Exclusions> {
+/// documentation), over the per-customer table `df`: for the whole
+/// population, and for each group of each dimension.
+pub async fn causes(f: &Formula, df: &DataFrame) -> Result<(Exclusions, GroupExclusions)> {
+    let whole = count(f, df, None).await?;
+    let mut groups = GroupExclusions::new();
+    for (i, d) in f.file.dimensions.iter().enumerate() {
+        for ((day, value), per) in count(f, df, Some(&crate::columns::dim_col(i))).await? {
+            groups
+                .entry(day)
+                .or_default()
+                .insert(group_name(&d.name.value, value.as_deref()), per);
+        }
+    }
+    let whole = whole
+        .into_iter()
+        .map(|((day, _), per)| (day, per))
+        .collect();
+    Ok((whole, groups))
+}
+
+/// Per period (and value of the dimension column `by`), the causes.
+async fn count(
+    f: &Formula,
+    df: &DataFrame,
+    by: Option<&str>,
+) -> Result<BTreeMap<(NaiveDate, Option<String>), BTreeMap<String, u64>>> {
     let causes = causes_of(f);
     let count_if = |e: Expr| {
         sum(case(e)
@@ -124,12 +157,25 @@ pub async fn causes(f: &Formula, df: &DataFrame) -> Result<Exclusions> {
     for (i, (_, e)) in causes.iter().enumerate() {
         aggs.push(count_if(e.clone()).alias(format!("c{i}")));
     }
+    let mut keys = vec![col(PERIOD)];
+    if let Some(by) = by {
+        keys.push(cast(col(by), DataType::Utf8).alias("__group"));
+    }
     let batches = df
         .clone()
         .filter(col(INCLUDED).is_not_true())
-        .and_then(|d| d.aggregate(vec![col(PERIOD)], aggs))
+        .and_then(|d| d.aggregate(keys, aggs))
         .and_then(|d| {
             let mut cols = vec![col(PERIOD)];
+            cols.push(if by.is_some() {
+                col("__group")
+            } else {
+                cast(
+                    lit(datafusion::scalar::ScalarValue::Utf8(None)),
+                    DataType::Utf8,
+                )
+                .alias("__group")
+            });
             cols.push(cast(col("n"), DataType::Int64));
             for i in 0..causes.len() {
                 cols.push(cast(col(format!("c{i}")), DataType::Int64));
@@ -140,9 +186,10 @@ pub async fn causes(f: &Formula, df: &DataFrame) -> Result<Exclusions> {
         .collect()
         .await
         .map_err(Error::engine("counting exclusions"))?;
-    let mut out = Exclusions::new();
+    let mut out = BTreeMap::new();
     for b in &batches {
         let period = b.column(0).as_primitive::<Date32Type>();
+        let group = b.column(1).as_string::<i32>();
         let count = |c: usize, r: usize| {
             let a = b.column(c).as_primitive::<Int64Type>();
             if a.is_null(r) {
@@ -158,12 +205,13 @@ pub async fn causes(f: &Formula, df: &DataFrame) -> Result<Exclusions> {
             else {
                 continue;
             };
-            if count(1, r) == 0 {
+            if count(2, r) == 0 {
                 continue;
             }
-            let per = out.entry(day).or_default();
+            let value = (!group.is_null(r)).then(|| group.value(r).to_string());
+            let per: &mut BTreeMap<String, u64> = out.entry((day, value)).or_default();
             for (i, (name, _)) in causes.iter().enumerate() {
-                let n = count(i + 2, r);
+                let n = count(i + 3, r);
                 if n > 0 {
                     per.insert(name.clone(), n);
                 }

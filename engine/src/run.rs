@@ -231,6 +231,7 @@ pub async fn run_with_id(
         checks: Vec::new(),
         incomplete_periods: BTreeMap::new(),
         exclusions: BTreeMap::new(),
+        group_exclusions: BTreeMap::new(),
         publications: Vec::new(),
         warnings: loaded.warnings.iter().map(|d| d.message.clone()).collect(),
         outcome: "running".into(),
@@ -271,6 +272,9 @@ pub async fn run_with_id(
                 if let Ok(m) = store::read_manifest(&req.out, &run) {
                     if let Some(x) = m.exclusions.get(&key) {
                         manifest.exclusions.insert(key.clone(), x.clone());
+                    }
+                    if let Some(x) = m.group_exclusions.get(&key) {
+                        manifest.group_exclusions.insert(key.clone(), x.clone());
                     }
                     if let Some(x) = m.incomplete_periods.get(&key) {
                         manifest.incomplete_periods.insert(key.clone(), x.clone());
@@ -338,6 +342,11 @@ pub async fn run_with_id(
                 .exclusions
                 .iter()
                 .map(|(p, causes)| (p.to_string(), causes.clone()))
+                .collect();
+            manifest.group_exclusions = c
+                .group_exclusions
+                .iter()
+                .map(|(p, groups)| (p.to_string(), groups.clone()))
                 .collect();
             manifest.warnings.extend(c.warnings);
             manifest.outcome = "succeeded".into();

@@ -47,6 +47,8 @@ pub struct Computed {
     /// Per period, the excluded customers counted per cause
     /// (`exclusions`).
     pub exclusions: crate::exclusions::Exclusions,
+    /// The same per group (`segment=smb`).
+    pub group_exclusions: crate::exclusions::GroupExclusions,
 }
 
 /// How to score: the session, whether to keep the per-customer rows, and
@@ -199,7 +201,7 @@ async fn compute(
     for r in &mut rows {
         r.complete = !after.incomplete.contains_key(&r.period);
     }
-    let exclusions = crate::exclusions::causes(f, &df).await?;
+    let (exclusions, group_exclusions) = crate::exclusions::causes(f, &df).await?;
     let mut warnings = after.warnings;
     // A period whose score is NULL because nobody counts says so.
     for r in rows.iter().filter(|r| r.dimension.is_none()) {
@@ -249,6 +251,7 @@ async fn compute(
         incomplete: after.incomplete,
         warnings,
         exclusions,
+        group_exclusions,
     })
 }
 

@@ -88,6 +88,10 @@ pub struct Manifest {
     /// cause (`engine::exclusions`); periods without exclusions are absent.
     #[serde(default)]
     pub exclusions: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The same per group: period -> `dimension=value` -> cause ->
+    /// customers.
+    #[serde(default)]
+    pub group_exclusions: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
     /// What the run did to each period's editions (`engine::editions`).
     #[serde(default)]
     pub publications: Vec<crate::editions::Publication>,

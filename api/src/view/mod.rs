@@ -104,6 +104,9 @@ pub const MANIFEST_HIDDEN: &[&str] = &[
     "exclusions",
     // The numbers a refused restatement would have changed, per group.
     "publications",
+    // Every group's exclusions (a scoped key reads its own group's through
+    // `View::group_exclusions`).
+    "group_exclusions",
 ];
 
 impl From<&Manifest> for ScopedManifest {
@@ -210,6 +213,24 @@ impl View {
         v.map_err(|e| ApiError::internal(e.to_string()))
     }
 
+    /// Why customers of one group were excluded in a period, from the
+    /// run's manifest: only for a group this key may see.
+    pub fn group_exclusions(
+        &self,
+        run_id: &str,
+        period: NaiveDate,
+        dimension: &str,
+        value: &str,
+    ) -> Result<BTreeMap<String, u64>, ApiError> {
+        self.who.check_group(dimension, value)?;
+        let m = self.state.store.manifest(run_id)?;
+        Ok(m.group_exclusions
+            .get(&period.to_string())
+            .and_then(|g| g.get(&engine::exclusions::group_name(dimension, Some(value))))
+            .cloned()
+            .unwrap_or_default())
+    }
+
     /// Who ran what, when: the run ids of the store (oldest first) with the
     /// manifests that could be read. No numbers.
     pub fn run_manifests(&self) -> Result<Vec<ScopedManifest>, ApiError> {
@@ -254,6 +275,7 @@ mod tests {
             checks: Vec::new(),
             incomplete_periods: BTreeMap::new(),
             exclusions: BTreeMap::new(),
+            group_exclusions: BTreeMap::new(),
             publications: Vec::new(),
             warnings: vec!["w".into()],
             outcome: "succeeded".into(),

@@ -128,12 +128,32 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
         )?),
         None => None,
     };
+    // With --by, why customers of each of its groups were excluded.
+    let by_groups: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> =
+        match by {
+            Some(d) => computed
+                .group_exclusions
+                .get(&p)
+                .map(|g| {
+                    g.iter()
+                        .filter_map(|(name, causes)| {
+                            let value = name.strip_prefix(d)?.strip_prefix('=')?;
+                            Some((value.to_string(), causes.clone()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => Default::default(),
+        };
     let mut out = std::io::stdout().lock();
     if format == OutputFormat::Json {
         let mut doc = serde_json::to_value(&e).unwrap_or_default();
         doc["exclusions"] =
             serde_json::to_value(computed.exclusions.get(&p).cloned().unwrap_or_default())
                 .unwrap_or_default();
+        if by.is_some() {
+            doc["group_exclusions"] = serde_json::to_value(&by_groups).unwrap_or_default();
+        }
         if let Some(u) = &u {
             doc["uncertainty"] = serde_json::to_value(u).unwrap_or_default();
         }
@@ -181,6 +201,17 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
             "excluded in {}",
             engine::exclusions::describe(p, causes)
         );
+    }
+    if let Some(d) = by {
+        for (value, causes) in &by_groups {
+            let _ = writeln!(
+                out,
+                "  of them in {d}={value}: {}",
+                engine::exclusions::describe(p, causes)
+                    .split_once(": ")
+                    .map_or("", |x| x.1)
+            );
+        }
     }
     // Shift-share needs a comparison.
     if let (Some(d), Some(_)) = (&e.by, c) {

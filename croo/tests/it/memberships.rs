@@ -123,3 +123,89 @@ fn movers_show_as_mix_in_explain() {
     close(&e["mix_total"], 110.0 / 3.0);
     close(&e["within_total"], 10.0 / 3.0);
 }
+
+/// Exclusions per group: customer 3 (no history: `(none)`) spent 10 in
+/// January, and `top = max(amount)` counts only amounts above 15 with no
+/// default, so 3's `top`, its component and its score are NULL in
+/// January: one customer excluded, in `(none)`, under those three causes;
+/// nobody in `smb`.
+#[test]
+fn exclusions_are_counted_per_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    write("customers.csv", "customer_id,name\n1,a\n2,b\n3,c\n");
+    write(
+        "events.csv",
+        "customer_id,at,amount\n1,2026-01-10T00:00:00Z,100\n2,2026-01-10T00:00:00Z,50\n3,2026-01-05T00:00:00Z,10\n",
+    );
+    write(
+        "history.csv",
+        "customer_id,segment,valid_from,valid_to\n1,smb,2025-01-01T00:00:00Z,\n2,smb,2025-06-01T00:00:00Z,\n",
+    );
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/memberships");
+    let formula = std::fs::read_to_string(case.join("formula-end.toml"))
+        .unwrap()
+        .replace(
+            "[score.components.value]\nweight = 1\nexpr = \"spend / 100\"",
+            "[measures.top]\nsource = \"events\"\nexpr = \"max(amount)\"\nfilter = \"amount > 15\"\n\n[score.components.value]\nweight = 1\nexpr = \"top / 100\"",
+        );
+    assert!(formula.contains("top / 100"));
+    write("formula.toml", &formula);
+    let o = croo(
+        dir,
+        &[
+            "explain",
+            "formula.toml",
+            "--period",
+            "2026-01",
+            "--by",
+            "segment",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let expected = serde_json::json!({
+        "measure `top` is NULL": 1,
+        "component `value` is NULL": 1,
+        "score is NULL": 1,
+    });
+    assert_eq!(e["exclusions"], expected, "{e:#}");
+    assert_eq!(
+        e["group_exclusions"],
+        serde_json::json!({ "(none)": expected }),
+        "{e:#}"
+    );
+    // The manifest of a run keeps them per group too.
+    let o = croo(
+        dir,
+        &[
+            "run",
+            "formula.toml",
+            "--period",
+            "2026-01",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let run = doc["run_id"].as_str().unwrap();
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.join("croo-results/runs")
+                .join(run)
+                .join("manifest.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        m["group_exclusions"]["2026-01-01"],
+        serde_json::json!({ "segment=(none)": expected })
+    );
+}
