@@ -23,6 +23,26 @@ fn sample(formulas: &Path) {
     .unwrap();
 }
 
+/// `copies` more copies of the sample's first October transaction.
+fn late_revenue(formulas: &Path, copies: usize) {
+    let tx = formulas.join("transactions.csv");
+    let mut text = std::fs::read_to_string(&tx).unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.split(',')
+                .nth(1)
+                .is_some_and(|t| t.starts_with("2026-10"))
+        })
+        .unwrap()
+        .to_string();
+    for _ in 0..copies {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    std::fs::write(&tx, text).unwrap();
+}
+
 fn request(period: &str, restate: Option<&str>, out: &Path) -> engine::RunRequest {
     engine::RunRequest {
         periods: engine::PeriodChoice::One(engine::period::parse_date(period).unwrap()),
@@ -84,18 +104,7 @@ async fn the_board_sees_what_was_published_at_the_time() {
     let between = chrono::Utc::now();
     std::thread::sleep(Duration::from_millis(20));
     // Late revenue in October, restated.
-    let tx = formulas.join("transactions.csv");
-    let text = std::fs::read_to_string(&tx).unwrap();
-    let line = text
-        .lines()
-        .find(|l| {
-            l.split(',')
-                .nth(1)
-                .is_some_and(|t| t.starts_with("2026-10"))
-        })
-        .unwrap()
-        .to_string();
-    std::fs::write(&tx, format!("{text}{line}\n{line}\n{line}\n")).unwrap();
+    late_revenue(&formulas, 3);
     let two = engine::run(
         &loaded,
         &request("2026-10-01", Some("late revenue"), &results),
@@ -272,19 +281,7 @@ async fn a_restatement_over_the_api_names_the_key() {
     )
     .await
     .unwrap();
-    // Late revenue in October.
-    let tx = formulas.join("transactions.csv");
-    let text = std::fs::read_to_string(&tx).unwrap();
-    let line = text
-        .lines()
-        .find(|l| {
-            l.split(',')
-                .nth(1)
-                .is_some_and(|t| t.starts_with("2026-10"))
-        })
-        .unwrap()
-        .to_string();
-    std::fs::write(&tx, format!("{text}{line}\n{line}\n")).unwrap();
+    late_revenue(&formulas, 2);
 
     let keys_file = dir.join("keys.json");
     let mut keys = KeysFile::default();

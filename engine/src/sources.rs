@@ -46,23 +46,14 @@ fn spec<'a>(
 /// The columns of a source that hold ISO 8601 instants (those read with a
 /// `format` or a `unit` aside).
 fn instants(s: &Source) -> Vec<&str> {
-    [
-        &s.time,
-        &s.active_from,
-        &s.active_to,
-        &s.loaded_at,
-        &s.valid_from,
-        &s.valid_to,
-    ]
-    .into_iter()
-    .flatten()
-    .map(|t| t.value.as_str())
-    .filter(|c| {
-        !s.columns
-            .iter()
-            .any(|r| r.column.value == *c && (r.format.is_some() || r.unit.is_some()))
-    })
-    .collect()
+    s.time_columns()
+        .map(|t| t.value.as_str())
+        .filter(|c| {
+            !s.columns
+                .iter()
+                .any(|r| r.column.value == *c && (r.format.is_some() || r.unit.is_some()))
+        })
+        .collect()
 }
 
 /// The source's `[sources.NAME.columns.*]`, as the connectors read them.
@@ -268,17 +259,7 @@ pub(crate) async fn unreadable_column(
         .iter()
         .map(|c| (c.column.value.as_str(), c.column.span.clone()))
         .collect();
-    for t in [
-        &s.time,
-        &s.active_from,
-        &s.active_to,
-        &s.loaded_at,
-        &s.valid_from,
-        &s.valid_to,
-    ]
-    .into_iter()
-    .flatten()
-    {
+    for t in s.time_columns() {
         if !columns.iter().any(|(c, _)| *c == t.value) {
             columns.push((t.value.as_str(), t.span.clone()));
         }
@@ -459,17 +440,7 @@ fn check_columns(
     };
     for s in &f.file.sources {
         need(s, &s.key, "key", &mut out);
-        for t in [
-            &s.time,
-            &s.active_from,
-            &s.active_to,
-            &s.loaded_at,
-            &s.valid_from,
-            &s.valid_to,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for t in s.time_columns() {
             need(s, t, "time", &mut out);
         }
     }

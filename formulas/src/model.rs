@@ -502,6 +502,23 @@ pub struct FormulaFile {
     pub broken: Vec<String>,
 }
 
+impl Source {
+    /// The columns of the source that hold instants: `time`,
+    /// `active_from`, `active_to`, `loaded_at`, `valid_from`, `valid_to`.
+    pub fn time_columns(&self) -> impl Iterator<Item = &Text> {
+        [
+            &self.time,
+            &self.active_from,
+            &self.active_to,
+            &self.loaded_at,
+            &self.valid_from,
+            &self.valid_to,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 impl FormulaFile {
     pub fn entity(&self) -> Option<&Source> {
         self.sources.iter().find(|s| s.entity)

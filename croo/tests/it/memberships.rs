@@ -71,6 +71,30 @@ fn segments_as_of_each_period_agree_with_an_independent_computation() {
     assert!(checked > 40, "{checked}");
 }
 
+/// Spend of three customers in January and February.
+const MOVERS_EVENTS: &str = "customer_id,at,amount\n1,2026-01-10T00:00:00Z,100\n1,2026-02-10T00:00:00Z,200\n2,2026-01-10T00:00:00Z,50\n2,2026-02-20T00:00:00Z,60\n3,2026-01-05T00:00:00Z,10\n3,2026-02-05T00:00:00Z,20\n";
+
+/// Customers 1 and 2 move from `smb` to `ent` (15 and exactly 1
+/// February); 3 has no history.
+const MOVERS_HISTORY: &str = "customer_id,segment,valid_from,valid_to\n1,smb,2025-01-01T00:00:00Z,2026-02-15T00:00:00Z\n1,ent,2026-02-15T00:00:00Z,\n2,smb,2025-06-01T00:00:00Z,2026-02-01T00:00:00Z\n2,ent,2026-02-01T00:00:00Z,\n";
+
+/// The `period_end` formula of the data folder.
+fn formula_end() -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/memberships/formula-end.toml"),
+    )
+    .unwrap()
+}
+
+/// Customers 1 to 3, the events and history given, and `formula.toml`.
+fn small_case(dir: &Path, events: &str, history: &str, formula: &str) {
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    write("customers.csv", "customer_id,name\n1,a\n2,b\n3,c\n");
+    write("events.csv", events);
+    write("history.csv", history);
+    write("formula.toml", formula);
+}
+
 /// Customers moving between segments show in the shift-share's mix term.
 ///
 /// Customers 1 and 2 move from `smb` to `ent` in February (as of each
@@ -86,18 +110,7 @@ fn segments_as_of_each_period_agree_with_an_independent_computation() {
 fn movers_show_as_mix_in_explain() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
-    write("customers.csv", "customer_id,name\n1,a\n2,b\n3,c\n");
-    write(
-        "events.csv",
-        "customer_id,at,amount\n1,2026-01-10T00:00:00Z,100\n1,2026-02-10T00:00:00Z,200\n2,2026-01-10T00:00:00Z,50\n2,2026-02-20T00:00:00Z,60\n3,2026-01-05T00:00:00Z,10\n3,2026-02-05T00:00:00Z,20\n",
-    );
-    write(
-        "history.csv",
-        "customer_id,segment,valid_from,valid_to\n1,smb,2025-01-01T00:00:00Z,2026-02-15T00:00:00Z\n1,ent,2026-02-15T00:00:00Z,\n2,smb,2025-06-01T00:00:00Z,2026-02-01T00:00:00Z\n2,ent,2026-02-01T00:00:00Z,\n",
-    );
-    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/memberships");
-    std::fs::copy(case.join("formula-end.toml"), dir.join("formula.toml")).unwrap();
+    small_case(dir, MOVERS_EVENTS, MOVERS_HISTORY, &formula_end());
     let o = croo(
         dir,
         &[
@@ -133,25 +146,18 @@ fn movers_show_as_mix_in_explain() {
 fn exclusions_are_counted_per_group() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
-    write("customers.csv", "customer_id,name\n1,a\n2,b\n3,c\n");
-    write(
-        "events.csv",
-        "customer_id,at,amount\n1,2026-01-10T00:00:00Z,100\n2,2026-01-10T00:00:00Z,50\n3,2026-01-05T00:00:00Z,10\n",
-    );
-    write(
-        "history.csv",
-        "customer_id,segment,valid_from,valid_to\n1,smb,2025-01-01T00:00:00Z,\n2,smb,2025-06-01T00:00:00Z,\n",
-    );
-    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/memberships");
-    let formula = std::fs::read_to_string(case.join("formula-end.toml"))
-        .unwrap()
+    let formula = formula_end()
         .replace(
             "[score.components.value]\nweight = 1\nexpr = \"spend / 100\"",
             "[measures.top]\nsource = \"events\"\nexpr = \"max(amount)\"\nfilter = \"amount > 15\"\n\n[score.components.value]\nweight = 1\nexpr = \"top / 100\"",
         );
     assert!(formula.contains("top / 100"));
-    write("formula.toml", &formula);
+    small_case(
+        dir,
+        "customer_id,at,amount\n1,2026-01-10T00:00:00Z,100\n2,2026-01-10T00:00:00Z,50\n3,2026-01-05T00:00:00Z,10\n",
+        "customer_id,segment,valid_from,valid_to\n1,smb,2025-01-01T00:00:00Z,\n2,smb,2025-06-01T00:00:00Z,\n",
+        &formula,
+    );
     let o = croo(
         dir,
         &[
