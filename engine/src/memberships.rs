@@ -52,7 +52,7 @@ pub async fn attach(
     for (i, d, s) in history_dimensions(f) {
         let (from, to) = columns(s)?;
         if !checked.contains(&s.name.value.as_str()) {
-            validate(ctx, s, schemas, from, to).await?;
+            check(ctx, s, schemas).await?;
             checked.push(&s.name.value);
         }
         let schema = &schemas[&s.name.value];
@@ -128,14 +128,14 @@ fn columns(s: &Source) -> Result<(&str, &str)> {
 }
 
 /// The three rules of a history: `valid_to` after `valid_from`, at most
-/// one open row per key, no two rows of one key valid at once.
-async fn validate(
+/// one open row per key, no two rows of one key valid at once (also what
+/// `croo check` reports, at the source's `valid_from`).
+pub(crate) async fn check(
     ctx: &SessionContext,
     s: &Source,
     schemas: &BTreeMap<String, SchemaRef>,
-    from: &str,
-    to: &str,
 ) -> Result<()> {
+    let (from, to) = columns(s)?;
     let schema = &schemas[&s.name.value];
     let instant = |c: &str| {
         let ty = schema

@@ -217,6 +217,28 @@ pub async fn check_sources(loaded: &Loaded, reach: Reach) -> Result<Vec<Diagnost
             }
         }
     }
+    // Histories that contradict themselves, at the history source's
+    // `valid_from`.
+    if columns_ok {
+        for s in loaded.formula.file.sources.iter().filter(|s| s.history) {
+            if !schemas.contains_key(&s.name.value) {
+                continue;
+            }
+            if let Err(e) = crate::memberships::check(&ctx, s, &schemas).await {
+                if e.class() != crate::error::Class::User {
+                    return Err(e);
+                }
+                let span = s
+                    .valid_from
+                    .as_ref()
+                    .map_or(s.name.span.clone(), |t| t.span.clone());
+                out.push(
+                    Diagnostic::error("croo::history", span, e.to_string())
+                        .with_label("this history's rows contradict each other"),
+                );
+            }
+        }
+    }
     // With every source read and every column there, the data checks too
     // (over all rows).
     if reach == Reach::All && columns_ok && out.is_empty() {
