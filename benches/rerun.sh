@@ -2,6 +2,7 @@
 # What finance's scheduled runs cost, interleaved, best of N: a full run of
 # the 12-month sample (12 monthly periods, computed), the same run again
 # with nothing changed (fingerprints equal: nothing computed, "unchanged"),
+# the same pair as a schedule runs it (`--last-complete --lookback 11`),
 # `--period current` (the open month) and `--period <that month>` with
 # --force, and one month with data (2026-10) with --force.
 # usage: benches/rerun.sh [CUSTOMERS=450000] [ROUNDS=3] [THREADS=2]
@@ -37,6 +38,11 @@ for _ in $(seq 1 "$rounds"); do
   run full --from 2025-11 --to 2026-10 --force
   run unchanged --from 2025-11 --to 2026-10
   grep -q "unchanged: edition" "$work/last.txt" || { echo "the rerun was not unchanged"; cat "$work/last.txt"; exit 1; }
+  # The scheduled path: the latest complete period and the 11 before it;
+  # unchanged, it reuses the sources' latest times recorded by the first.
+  run lc-full --last-complete --lookback 11 --force
+  run lc-unchanged --last-complete --lookback 11
+  grep -q "unchanged: edition" "$work/last.txt" || { echo "the scheduled rerun was not unchanged"; cat "$work/last.txt"; exit 1; }
   run current --period current --force
   run open-month --period "$open_month" --force
   run october --period 2026-10 --force
@@ -51,5 +57,6 @@ best = {k: min(v) for k, v in t.items()}
 for k, v in t.items():
     print(f"{k:10} best {best[k]:.3f} s  all {sorted(v)}")
 print(f"unchanged / full: {best['unchanged'] / best['full']:.3f}")
+print(f"scheduled unchanged / full: {best['lc-unchanged'] / best['lc-full']:.3f}")
 print(f"current / open month --period: {best['current'] / best['open-month']:.3f}")
 PY

@@ -22,6 +22,7 @@ use crate::editions::end_of;
 use crate::error::{Error, Result};
 use crate::load::Loaded;
 use crate::period;
+use crate::store::SourceRecord;
 
 /// The latest time of each event source (`None`: the source has no rows).
 pub type Latest = BTreeMap<String, Option<DateTime<Utc>>>;
@@ -33,13 +34,73 @@ fn measured_by(s: &Source) -> Option<&str> {
         .map(|t| t.value.as_str())
 }
 
-/// Reads the latest time of each event source of `loaded` (all of them
-/// when `all`, else those that declare `freshness`) from the sources
-/// registered in `ctx`.
-pub async fn latest_times(ctx: &SessionContext, loaded: &Loaded, all: bool) -> Result<Latest> {
+/// The event sources whose latest time a run needs: all of them for
+/// `--last-complete` (`all`), else those that declare `freshness`.
+pub fn wanted(loaded: &Loaded, all: bool) -> Vec<String> {
+    loaded
+        .formula
+        .file
+        .sources
+        .iter()
+        .filter(|s| !s.entity && !s.history && (all || s.freshness.is_some()))
+        .filter(|s| measured_by(s).is_some())
+        .map(|s| s.name.value.clone())
+        .collect()
+}
+
+/// The latest times recorded by the newest runs of `formula` in store
+/// `out` from the same formula file (`hash`: the same columns measured),
+/// for the sources in `sources` whose files are exactly those recorded
+/// (the same fingerprints: the same latest time, with no scan).
+pub fn recorded(
+    out: &std::path::Path,
+    formula: &str,
+    hash: &str,
+    sources: &[SourceRecord],
+) -> Latest {
+    let mut found = Latest::new();
+    let Ok(runs) = crate::store::list_runs(out) else {
+        return found;
+    };
+    // The newest first (run ids sort by time); a few are enough: a
+    // schedule's last run read the same files or none of these did.
+    for run in runs.iter().rev().take(16) {
+        if found.len() == sources.len() {
+            break;
+        }
+        let Ok(m) = crate::store::read_manifest(out, run) else {
+            continue;
+        };
+        if m.formula != formula || m.formula_hash != hash || m.outcome == "failed" {
+            continue;
+        }
+        for s in sources {
+            if found.contains_key(&s.name) || s.files.is_empty() {
+                continue;
+            }
+            if let Some(r) = m.sources.iter().find(|r| {
+                r.name == s.name && r.uri == s.uri && r.files == s.files && r.latest.is_some()
+            }) {
+                found.insert(
+                    s.name.clone(),
+                    r.latest.as_deref().and_then(crate::editions::parse_time),
+                );
+            }
+        }
+    }
+    found
+}
+
+/// Reads the latest time of each source named in `wanted` from the
+/// sources registered in `ctx`.
+pub async fn latest_times(
+    ctx: &SessionContext,
+    loaded: &Loaded,
+    wanted: &[String],
+) -> Result<Latest> {
     let mut out = Latest::new();
     for s in &loaded.formula.file.sources {
-        if s.entity || !(all || s.freshness.is_some()) {
+        if !wanted.contains(&s.name.value) {
             continue;
         }
         let Some(column) = measured_by(s) else {

@@ -138,16 +138,57 @@ pub async fn run_with_id(
     let f = &loaded.formula.file;
     let grain = f.grain;
     let settle = f.operations.settle.0;
+    let base = loaded.base_dir();
+    let mut sources = Vec::new();
+    for s in &f.sources {
+        let files = connectors::fingerprint(&connectors::SourceSpec {
+            name: &s.name.value,
+            uri: &s.uri.value,
+            format: None,
+            base_dir: &base,
+            instants: &[],
+            columns: &[],
+            delimiter: None,
+            quote: None,
+        })
+        .await;
+        sources.push(SourceRecord {
+            name: s.name.value.clone(),
+            uri: s.uri.value.clone(),
+            rows_read: 0,
+            orphan_rows: 0,
+            files,
+            latest: None,
+        });
+    }
     // `--last-complete` and declared freshness read the sources' latest
-    // times.
+    // times: recorded by an earlier run that read the same files, or read
+    // now.
     let last_complete = matches!(req.periods, PeriodChoice::LastComplete);
-    let latest = if last_complete || f.sources.iter().any(|s| s.freshness.is_some()) {
+    let wanted = freshness::wanted(loaded, last_complete);
+    let mut latest = if store::is_remote(&req.out) || req.publishing.force {
+        freshness::Latest::new()
+    } else {
+        freshness::recorded(&req.out, &f.name.value, &loaded.hash, &sources)
+    };
+    latest.retain(|name, _| wanted.contains(name));
+    let unread: Vec<String> = wanted
+        .iter()
+        .filter(|n| !latest.contains_key(*n))
+        .cloned()
+        .collect();
+    if !unread.is_empty() {
         let ctx = crate::session::session_for(&req.session).await?;
         crate::sources::register_sources(&ctx, loaded, &[]).await?;
-        freshness::latest_times(&ctx, loaded, last_complete).await?
-    } else {
-        freshness::Latest::new()
-    };
+        latest.extend(freshness::latest_times(&ctx, loaded, &unread).await?);
+    }
+    for s in &mut sources {
+        s.latest = latest
+            .get(&s.name)
+            .copied()
+            .flatten()
+            .map(|t| t.to_rfc3339());
+    }
     let mut notes = Vec::new();
     let mut periods = if last_complete {
         let (p, note) = freshness::last_complete(loaded, &latest, started, settle)?;
@@ -191,28 +232,6 @@ pub async fn run_with_id(
     );
     if let Some(reason) = &publishing.publisher.restate {
         parameters.insert("restate".into(), serde_json::json!(reason));
-    }
-    let base = loaded.base_dir();
-    let mut sources = Vec::new();
-    for s in &f.sources {
-        let files = connectors::fingerprint(&connectors::SourceSpec {
-            name: &s.name.value,
-            uri: &s.uri.value,
-            format: None,
-            base_dir: &base,
-            instants: &[],
-            columns: &[],
-            delimiter: None,
-            quote: None,
-        })
-        .await;
-        sources.push(SourceRecord {
-            name: s.name.value.clone(),
-            uri: s.uri.value.clone(),
-            rows_read: 0,
-            orphan_rows: 0,
-            files,
-        });
     }
     let mut manifest = Manifest {
         run_id: run_id.clone(),

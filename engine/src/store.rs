@@ -59,6 +59,10 @@ pub struct SourceRecord {
     #[serde(default)]
     pub orphan_rows: u64,
     pub files: Vec<connectors::FileFingerprint>,
+    /// The source's latest time (RFC 3339) when the run read it
+    /// (`freshness`); a later run with the same files reuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -270,6 +270,7 @@ mod tests {
                 rows_read: 7,
                 orphan_rows: 1,
                 files: Vec::new(),
+                latest: None,
             }],
             population_stats: Vec::new(),
             checks: Vec::new(),

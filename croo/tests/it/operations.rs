@@ -348,6 +348,38 @@ fn last_complete_waits_for_fresh_data() {
         out.contains("2026-10-01 is the latest complete period"),
         "{out}"
     );
+    // The latest times are recorded: a run that reads the same files
+    // takes them from here instead of scanning the sources again.
+    let manifest = |doc: &serde_json::Value| -> serde_json::Value {
+        let run = doc["run_id"].as_str().unwrap();
+        serde_json::from_slice(
+            &std::fs::read(
+                dir.join("croo-results/runs")
+                    .join(run)
+                    .join("manifest.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    let latest_of = |m: &serde_json::Value| {
+        m["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "transactions")
+            .unwrap()["latest"]
+            .clone()
+    };
+    let first = latest_of(&manifest(&doc));
+    assert!(
+        first.as_str().is_some_and(|t| t.starts_with("2026-10")),
+        "{first}"
+    );
+    let (code, again, out) = run_json(dir, &["--last-complete"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(again["outcome"], "unchanged", "{out}");
+    assert_eq!(latest_of(&manifest(&again)), first);
 
     // Transactions must reach each period's end (less a day): their
     // latest is in October, before its end less a day only if the last
