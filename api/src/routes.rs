@@ -204,7 +204,8 @@ fn which(edition: Option<u32>, as_of: Option<&str>) -> Result<crate::view::Which
 pub struct ExplainQuery {
     /// The period to explain (any date inside it).
     pub period: String,
-    /// The period to compare with; default: the one before `period`.
+    /// The period to compare with (a date or label, or `last-year`: the
+    /// same period of the year before); default: the one before `period`.
     pub compare: Option<String>,
     /// Split the change into within-group and mix effects over this dimension.
     pub by: Option<String>,
@@ -547,6 +548,12 @@ pub async fn explain(
     let grain = state.store.grain(&name)?;
     let p = parse_period("period", &q.period, grain)?;
     let c = match &q.compare {
+        Some(c) if c.trim() == engine::period::LAST_YEAR => engine::period::last_year(grain, p)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "compare=last-year: {p} has no counterpart in the year before (a week 53 after a 52-week ISO year, or 29 February): name the period to compare with"
+                ))
+            })?,
         Some(c) => parse_period("compare", c, grain)?,
         None => engine::period::floor(grain, p.pred_opt().unwrap_or(p)),
     };

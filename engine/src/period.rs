@@ -33,6 +33,24 @@ pub fn next(grain: Grain, start: NaiveDate) -> NaiveDate {
     }
 }
 
+/// The same period of the previous year, for `--compare last-year`: the
+/// same month, quarter or year; the ISO week with the same number in the
+/// previous ISO year; the same day. `None` when there is none: week 53
+/// when the previous ISO year has 52 weeks, 29 February when the previous
+/// year is not a leap year (croo does not pair them with a neighbour).
+pub fn last_year(grain: Grain, start: NaiveDate) -> Option<NaiveDate> {
+    match grain {
+        Grain::Week => {
+            let w = start.iso_week();
+            NaiveDate::from_isoywd_opt(w.year() - 1, w.week(), chrono::Weekday::Mon)
+        }
+        _ => NaiveDate::from_ymd_opt(start.year() - 1, start.month(), start.day()),
+    }
+}
+
+/// How a comparison period is named: `last-year`, or a date or label.
+pub const LAST_YEAR: &str = "last-year";
+
 /// Every period from the one containing `from` to the one containing `to`,
 /// both included.
 pub fn range(grain: Grain, from: NaiveDate, to: NaiveDate) -> Vec<NaiveDate> {
@@ -172,6 +190,35 @@ mod tests {
             vec![d("2026-01-01")]
         );
         assert_eq!(next(Grain::Month, d("2026-12-01")), d("2027-01-01"));
+    }
+
+    #[test]
+    fn the_same_period_last_year() {
+        assert_eq!(
+            last_year(Grain::Month, d("2026-10-01")),
+            Some(d("2025-10-01"))
+        );
+        assert_eq!(
+            last_year(Grain::Quarter, d("2026-07-01")),
+            Some(d("2025-07-01"))
+        );
+        assert_eq!(
+            last_year(Grain::Year, d("2026-01-01")),
+            Some(d("2025-01-01"))
+        );
+        // ISO week 45 of 2026 starts on Monday 2 November; week 45 of 2025
+        // on Monday 3 November.
+        assert_eq!(
+            last_year(Grain::Week, d("2026-11-02")),
+            Some(d("2025-11-03"))
+        );
+        // 2026 has 53 ISO weeks (week 53 starts on 28 December); 2025 has 52.
+        assert_eq!(last_year(Grain::Week, d("2026-12-28")), None);
+        assert_eq!(last_year(Grain::Day, d("2028-02-29")), None);
+        assert_eq!(
+            last_year(Grain::Day, d("2028-03-01")),
+            Some(d("2027-03-01"))
+        );
     }
 
     #[test]

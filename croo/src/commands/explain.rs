@@ -19,7 +19,8 @@ pub struct Args {
     /// 2026-Q4, 2026-W45, 2026).
     #[arg(long)]
     pub period: String,
-    /// The period to compare with (default: the one before --period, as
+    /// The period to compare with: a date or label, or `last-year` (the
+    /// same period of the year before) (default: the one before --period, as
     /// the API).
     #[arg(long)]
     pub compare: Option<String>,
@@ -61,6 +62,13 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
     // The period before, unless another is named (as the API does).
     let explicit = compare.is_some();
     let mut c = match compare {
+        Some(c) if c.trim() == engine::period::LAST_YEAR => {
+            Some(engine::period::last_year(grain, p).ok_or_else(|| {
+                crate::exit::user(format!(
+                    "--compare last-year: {p} has no counterpart in the year before (a week 53 after a 52-week ISO year, or 29 February): name the period to compare with"
+                ))
+            })?)
+        }
         Some(c) => Some(one_period("--compare", c, grain)?),
         None => p
             .pred_opt()

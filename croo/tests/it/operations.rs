@@ -472,3 +472,48 @@ fn stale_sources_are_warned_about() {
         "{w:?}"
     );
 }
+
+/// `--compare last-year`: the same month of the year before.
+#[test]
+fn explain_compares_with_the_same_period_last_year() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let o = croo(
+        dir,
+        &[
+            "sample",
+            "--out",
+            "s",
+            "--customers",
+            "40",
+            "--months",
+            "13",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = croo(
+        dir,
+        &[
+            "explain",
+            "s/retail-croo.toml",
+            "--period",
+            "2026-10",
+            "--compare",
+            "last-year",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(e["period"], "2026-10-01");
+    assert_eq!(e["compare"], "2025-10-01");
+    let change = e["change"].as_f64().unwrap();
+    let (after, before) = (
+        e["score"].as_f64().unwrap(),
+        e["score_before"].as_f64().unwrap(),
+    );
+    assert!((change - (after - before)).abs() < 1e-9, "{e:#}");
+}
