@@ -120,6 +120,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .routes(routes!(routes::get_formula))
         .routes(routes!(routes::scores))
         .routes(routes!(routes::period_scores))
+        .routes(routes!(routes::editions))
         .routes(routes!(routes::explain))
         .routes(routes!(routes::start_run))
         .routes(routes!(routes::list_runs))

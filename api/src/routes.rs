@@ -441,6 +441,43 @@ pub async fn get_formula(
     Ok(Json(formula_doc(state, &f.loaded)?))
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EditionsQuery {
+    /// The period (any date inside it, or its label).
+    pub period: String,
+}
+
+/// The editions of one period (docs/operations.md): who published each,
+/// when, why, from which formula version and git commit; the period's
+/// state. No numbers (the scores of an edition: `scores/{period}?edition=N`).
+#[utoipa::path(get, path = "/v1/formulas/{name}/editions", tag = "scores",
+    params(("name" = String, Path, description = "formula name"), EditionsQuery),
+    responses((status = 200, description = "`{formula, period, state, final_at, editions: [...]}`", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn editions(
+    view: View,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<EditionsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let state = view.state();
+    check_formula(state, &name)?;
+    let grain = state.store.grain(&name)?;
+    let p = parse_period("period", &q.period, grain)?;
+    let current = state.store.current()?;
+    let log = current.log(&name, &p.to_string()).ok_or_else(|| {
+        ApiError::not_found(format!("`{name}` has no editions for the period {p}"))
+    })?;
+    Ok(Json(serde_json::json!({
+        "formula": name,
+        "period": p,
+        "state": log.state(grain, p, chrono::Utc::now()),
+        "final_at": log.final_at,
+        "editions": log.editions,
+    })))
+}
+
 /// The score series: the whole population, or one row per value of `by`.
 #[utoipa::path(get, path = "/v1/formulas/{name}/scores", tag = "scores",
     params(("name" = String, Path, description = "formula name"), SeriesQuery),

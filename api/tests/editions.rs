@@ -195,6 +195,18 @@ async fn the_board_sees_what_was_published_at_the_time() {
     );
     let (code, _) = get(format!("{p}?edition=1&as_of={}", between.to_rfc3339())).await;
     assert_eq!(code, 400);
+
+    // The editions themselves: who, when, why; no numbers.
+    let (code, log) = get("/v1/formulas/retail-croo/editions?period=2026-10".to_string()).await;
+    assert_eq!(code, 200, "{log}");
+    assert_eq!(log["state"], "final");
+    let eds = log["editions"].as_array().unwrap();
+    assert_eq!(eds.len(), 2);
+    assert_eq!(eds[0]["run_id"], one.manifest.run_id.as_str());
+    assert_eq!(eds[1]["reason"], "late revenue");
+    assert_eq!(eds[1]["restated"], true);
+    let (code, _) = get("/v1/formulas/retail-croo/editions?period=2026-08".to_string()).await;
+    assert_eq!(code, 404);
 }
 
 #[tokio::test]
