@@ -377,18 +377,33 @@ pub async fn run_with_id(
             };
             let now = clock();
             let rows = &c.rows;
-            let out = req.out.clone();
+            let remote = store::is_remote(&req.out);
+            let staging = if remote {
+                Some(Staging::new(&manifest.run_id)?)
+            } else {
+                None
+            };
+            // Where the current editions' rows are read from, for the numbers
+            // a refused restatement would change: the store, or for a bucket
+            // the staging folder, where those of final periods are copied.
+            let old_store = match &staging {
+                Some(s) => {
+                    store::fetch_final_results(&req.out, &manifest, &s.0).await;
+                    s.0.clone()
+                }
+                None => req.out.clone(),
+            };
             let mut decide = |cur: &mut store::Current, m: &mut Manifest| {
-                let old = |run: &str| store::read_results(&out, run).ok();
+                let old = |run: &str| store::read_results(&old_store, run).ok();
                 m.publications =
                     publish::publish(cur, m, rows, settle, &publishing.publisher, now, &old);
             };
-            let dir = if store::is_remote(&req.out) {
-                let staging = Staging::new(&manifest.run_id)?;
-                store::commit(&staging.0, &mut manifest, files, &mut |_, _| {})?;
-                store::publish(&staging.0, &req.out, &mut manifest, Some(&mut decide)).await?
-            } else {
-                store::commit(&req.out, &mut manifest, files, &mut decide)?
+            let dir = match &staging {
+                Some(staging) => {
+                    store::commit(&staging.0, &mut manifest, files, &mut |_, _| {})?;
+                    store::publish(&staging.0, &req.out, &mut manifest, Some(&mut decide)).await?
+                }
+                None => store::commit(&req.out, &mut manifest, files, &mut decide)?,
             };
             Ok(RunReport {
                 manifest,

@@ -558,6 +558,47 @@ pub async fn read_current_anywhere(out: &Path) -> Result<Current> {
     }
 }
 
+/// Copies the results of the current editions of `manifest`'s final
+/// periods from the object store `out` into the local store `local`, so
+/// that a refused restatement can say which numbers would change. Best
+/// effort: what cannot be read is left out (the refusal then names the
+/// period alone).
+pub async fn fetch_final_results(out: &Path, manifest: &Manifest, local: &Path) {
+    use object_store::ObjectStoreExt;
+    let Ok(current) = read_current_anywhere(out).await else {
+        return;
+    };
+    let Ok((store, prefix, _)) = remote_store(out) else {
+        return;
+    };
+    let mut runs: Vec<&str> = manifest
+        .periods
+        .iter()
+        .filter_map(|p| current.log(&manifest.formula, p))
+        .filter(|l| l.final_at.is_some())
+        .filter_map(|l| l.current().map(|e| e.run_id.as_str()))
+        .collect();
+    runs.sort_unstable();
+    runs.dedup();
+    for run in runs {
+        let path = prefix
+            .clone()
+            .join("runs")
+            .join(run)
+            .join("results.parquet");
+        let Ok(got) = store.get(&path).await else {
+            continue;
+        };
+        let Ok(bytes) = got.bytes().await else {
+            continue;
+        };
+        let dir = run_dir(local, run);
+        if fs::create_dir_all(&dir).is_ok() {
+            let _ = fs::write(dir.join("results.parquet"), &bytes);
+        }
+    }
+}
+
 /// Copies a run committed in the local staging store `staging` into the
 /// object store `out` (`s3://bucket/prefix`), the same layout as a local
 /// store: the run's files first, then, when `decide` is given, the run's

@@ -665,6 +665,31 @@ async fn s3_sources_and_results_store_give_the_same_rows() {
     let p1 = &after["editions"]["retail-croo"][&case.periods[1]];
     assert_eq!(p1["editions"].as_array().unwrap().len(), 1, "{after}");
 
+    // Another version of the formula would change a final period: refused,
+    // with the numbers that would change read back from the bucket.
+    let text_v1 = std::fs::read_to_string(case.dir.join("s3.toml")).unwrap();
+    let text_v2 = text_v1.replacen("weight = 0.4", "weight = 0.45", 1);
+    assert_ne!(text_v1, text_v2, "the formula has a weight of 0.4 to change");
+    std::fs::write(case.dir.join("s3-v2.toml"), text_v2).unwrap();
+    let o = croo(
+        &case.dir,
+        &[
+            "run",
+            "s3-v2.toml",
+            "--period",
+            &case.periods[1],
+            "--out",
+            &out,
+        ],
+        &s3_env(&s),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("is final at edition 1") && text(&o).contains("whole population: score"),
+        "{}",
+        text(&o)
+    );
+
     // Writers at once: each replaces current.json only if nobody did since
     // it read it (a conditional write), so no writer's periods are lost.
     let text_of = std::fs::read_to_string(case.dir.join("s3.toml")).unwrap();
