@@ -259,10 +259,9 @@ pub async fn run_with_id(
     manifest.warnings.extend(notes);
 
     // The same formula, engine and input files as every period's current
-    // edition: the numbers cannot differ, so nothing is computed (a local
-    // store; a bucket's runs always compute and compare).
-    if !publishing.force && !store::is_remote(&req.out) {
-        let current = store::read_current(&req.out)?;
+    // edition: the numbers cannot differ, so nothing is computed.
+    if !publishing.force {
+        let current = store::read_current_anywhere(&req.out).await?;
         if let Some(eds) = publish::unchanged_inputs(
             &current,
             &manifest.formula,
@@ -272,23 +271,35 @@ pub async fn run_with_id(
             publish::inputs_digest(&manifest.sources).as_deref(),
             req.detail,
         ) {
+            let runs: Vec<(NaiveDate, String)> = periods
+                .iter()
+                .zip(&eds)
+                .filter_map(|(p, e)| {
+                    let log = current.log(&manifest.formula, &p.to_string())?;
+                    Some((*p, log.edition(*e)?.run_id.clone()))
+                })
+                .collect();
+            // A bucket's runs are read from a local copy.
+            let staging = if store::is_remote(&req.out) {
+                let s = Staging::new(&manifest.run_id)?;
+                let ids: Vec<String> = runs.iter().map(|(_, r)| r.clone()).collect();
+                store::fetch_runs(&req.out, &ids, &["results.parquet", "manifest.json"], &s.0)
+                    .await;
+                Some(s)
+            } else {
+                None
+            };
+            let from = staging.as_ref().map_or(req.out.clone(), |s| s.0.clone());
             let mut rows = Vec::new();
-            for (p, e) in periods.iter().zip(&eds) {
-                let Some(run) = current
-                    .log(&manifest.formula, &p.to_string())
-                    .and_then(|l| l.edition(*e))
-                    .map(|e| e.run_id.clone())
-                else {
-                    continue;
-                };
+            for (p, run) in &runs {
                 rows.extend(
-                    store::read_results(&req.out, &run)?
+                    store::read_results(&from, run)?
                         .into_iter()
                         .filter(|r| r.period == *p),
                 );
                 // What the current edition's run found about the period.
                 let key = p.to_string();
-                if let Ok(m) = store::read_manifest(&req.out, &run) {
+                if let Ok(m) = store::read_manifest(&from, run) {
                     if let Some(x) = m.exclusions.get(&key) {
                         manifest.exclusions.insert(key.clone(), x.clone());
                     }
@@ -311,7 +322,10 @@ pub async fn run_with_id(
             let mut decide = |cur: &mut store::Current, m: &mut Manifest| {
                 m.publications = publish::confirm(cur, &formula, grain, &names, settle, &run, now);
             };
-            let dir = store::record(&req.out, &mut manifest, &mut decide)?;
+            let dir = match &staging {
+                Some(s) => store::publish(&s.0, &req.out, &mut manifest, Some(&mut decide)).await?,
+                None => store::record(&req.out, &mut manifest, &mut decide)?,
+            };
             return Ok(RunReport {
                 manifest,
                 rows,

@@ -564,37 +564,42 @@ pub async fn read_current_anywhere(out: &Path) -> Result<Current> {
 /// effort: what cannot be read is left out (the refusal then names the
 /// period alone).
 pub async fn fetch_final_results(out: &Path, manifest: &Manifest, local: &Path) {
-    use object_store::ObjectStoreExt;
     let Ok(current) = read_current_anywhere(out).await else {
         return;
     };
-    let Ok((store, prefix, _)) = remote_store(out) else {
-        return;
-    };
-    let mut runs: Vec<&str> = manifest
+    let runs: Vec<String> = manifest
         .periods
         .iter()
         .filter_map(|p| current.log(&manifest.formula, p))
         .filter(|l| l.final_at.is_some())
-        .filter_map(|l| l.current().map(|e| e.run_id.as_str()))
+        .filter_map(|l| l.current().map(|e| e.run_id.clone()))
         .collect();
+    fetch_runs(out, &runs, &["results.parquet"], local).await;
+}
+
+/// Copies the `files` of the runs `runs` from the object store `out` into
+/// the local store `local` (best effort: what cannot be read is left out).
+pub async fn fetch_runs(out: &Path, runs: &[String], files: &[&str], local: &Path) {
+    use object_store::ObjectStoreExt;
+    let Ok((store, prefix, _)) = remote_store(out) else {
+        return;
+    };
+    let mut runs: Vec<&String> = runs.iter().collect();
     runs.sort_unstable();
     runs.dedup();
     for run in runs {
-        let path = prefix
-            .clone()
-            .join("runs")
-            .join(run)
-            .join("results.parquet");
-        let Ok(got) = store.get(&path).await else {
-            continue;
-        };
-        let Ok(bytes) = got.bytes().await else {
-            continue;
-        };
-        let dir = run_dir(local, run);
-        if fs::create_dir_all(&dir).is_ok() {
-            let _ = fs::write(dir.join("results.parquet"), &bytes);
+        for name in files {
+            let path = prefix.clone().join("runs").join(run.as_str()).join(*name);
+            let Ok(got) = store.get(&path).await else {
+                continue;
+            };
+            let Ok(bytes) = got.bytes().await else {
+                continue;
+            };
+            let dir = run_dir(local, run);
+            if fs::create_dir_all(&dir).is_ok() {
+                let _ = fs::write(dir.join(name), &bytes);
+            }
         }
     }
 }

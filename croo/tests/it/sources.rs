@@ -659,7 +659,9 @@ async fn s3_sources_and_results_store_give_the_same_rows() {
             .unwrap();
     let runs_after = after["formulas"]["retail-croo"].as_object().unwrap();
     assert_eq!(runs_after.len(), 4, "{after}");
-    // The same numbers: the period stays at edition 1 of the first run.
+    // The same inputs: nothing computed, the period stays at edition 1 of
+    // the first run.
+    assert!(text(&o).contains("unchanged: edition 1"), "{}", text(&o));
     assert_eq!(runs_after[&case.periods[1]], runs[&case.periods[1]]);
     assert_eq!(runs_after[&case.periods[3]], runs[&case.periods[3]]);
     let p1 = &after["editions"]["retail-croo"][&case.periods[1]];
@@ -669,7 +671,10 @@ async fn s3_sources_and_results_store_give_the_same_rows() {
     // with the numbers that would change read back from the bucket.
     let text_v1 = std::fs::read_to_string(case.dir.join("s3.toml")).unwrap();
     let text_v2 = text_v1.replacen("weight = 0.4", "weight = 0.45", 1);
-    assert_ne!(text_v1, text_v2, "the formula has a weight of 0.4 to change");
+    assert_ne!(
+        text_v1, text_v2,
+        "the formula has a weight of 0.4 to change"
+    );
     std::fs::write(case.dir.join("s3-v2.toml"), text_v2).unwrap();
     let o = croo(
         &case.dir,
