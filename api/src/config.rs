@@ -32,10 +32,9 @@ pub struct ServeFile {
 /// against the file's folder, schedules are parsed (every problem names
 /// the file and the entry).
 pub fn read(path: &Path) -> Result<(ServeFile, Vec<Schedule>), Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        context: format!("reading {}", path.display()),
-        source,
-    })?;
+    // A configuration that cannot be read is the operator's to fix (exit 1).
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))?;
     let mut file: ServeFile =
         toml::from_str(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
     let base = path.parent().unwrap_or(Path::new("."));
@@ -115,6 +114,8 @@ lookback = 2
     fn mistakes_name_the_file_and_the_entry() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("serve.toml");
+        let missing = read(&dir.path().join("nope.toml")).unwrap_err();
+        assert!(missing.is_user_error() && missing.to_string().contains("nope.toml"));
         std::fs::write(&path, "resultz = \"x\"\n").unwrap();
         let e = read(&path).unwrap_err().to_string();
         assert!(e.contains("serve.toml") && e.contains("resultz"), "{e}");
