@@ -12,6 +12,7 @@ mod cluster;
 mod crash;
 mod memberships;
 mod operations;
+mod serve;
 mod services;
 mod snapshots;
 mod sources;
