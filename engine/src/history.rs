@@ -14,22 +14,31 @@ use crate::editions::{Edition, PeriodLog};
 use crate::error::{Error, Result};
 use crate::store::{self, Manifest, PopulationStats};
 
+/// Every period of `formula` with editions, and its editions (an error
+/// naming the formulas that have some when it has none).
+pub fn periods(out: &Path, formula: &str) -> Result<BTreeMap<String, PeriodLog>> {
+    let mut current = store::read_current(out)?;
+    match current.editions.remove(formula) {
+        Some(periods) => Ok(periods),
+        None => {
+            let known: Vec<&str> = current.editions.keys().map(String::as_str).collect();
+            Err(Error::User(format!(
+                "no editions of formula `{formula}` in {} (formulas with editions: {})",
+                out.display(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )))
+        }
+    }
+}
+
 /// The editions of `formula` in `period` (an error naming the formulas or
 /// periods that have some when there are none).
 pub fn log(out: &Path, formula: &str, period: NaiveDate) -> Result<PeriodLog> {
-    let current = store::read_current(out)?;
-    let Some(periods) = current.editions.get(formula) else {
-        let known: Vec<&str> = current.editions.keys().map(String::as_str).collect();
-        return Err(Error::User(format!(
-            "no editions of formula `{formula}` in {} (formulas with editions: {})",
-            out.display(),
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            }
-        )));
-    };
+    let periods = periods(out, formula)?;
     periods.get(&period.to_string()).cloned().ok_or_else(|| {
         let known: Vec<&str> = periods.keys().map(String::as_str).collect();
         Error::User(format!(

@@ -14,23 +14,104 @@ use crate::render;
 pub struct Args {
     /// A formula file, or the name of a formula in the results store.
     pub formula: String,
-    /// The period: a date or a label (2026-10-01, 2026-10).
+    /// The period: a date or a label (2026-10-01, 2026-10). Without it,
+    /// every period with editions: its state and current edition.
     #[arg(long)]
-    pub period: String,
+    pub period: Option<String>,
     /// Results store folder.
     #[arg(long, default_value = "croo-results")]
     pub out: PathBuf,
     /// Compare two editions: what differs in the formula, the sources,
     /// the population statistics and the scores.
-    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    #[arg(long, num_args = 2, value_names = ["A", "B"], requires = "period")]
     pub compare: Option<Vec<u32>>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
 }
 
+/// The formula's name given a file or a name.
+fn name_of(formula: &str) -> Result<String, Failure> {
+    let path = std::path::Path::new(formula);
+    Ok(if path.is_file() {
+        engine::load(path)?.formula.name().to_string()
+    } else {
+        formula.to_string()
+    })
+}
+
+/// Every period with editions: its state, current edition, and who
+/// published it when.
+fn overview(a: &Args) -> Result<u8, Failure> {
+    let name = name_of(&a.formula)?;
+    let periods = engine::history::periods(&a.out, &name)?;
+    let grain = periods
+        .values()
+        .find_map(|l| l.current())
+        .and_then(|e| engine::store::read_manifest(&a.out, &e.run_id).ok())
+        .and_then(|m| formulas::Grain::parse(&m.grain))
+        .unwrap_or(formulas::Grain::Month);
+    let now = chrono::Utc::now();
+    let mut out = std::io::stdout().lock();
+    let state = |p: &str, l: &engine::editions::PeriodLog| {
+        engine::period::parse_date(p).map(|d| l.state(grain, d, now))
+    };
+    match a.format {
+        OutputFormat::Json => {
+            let doc: Vec<serde_json::Value> = periods
+                .iter()
+                .map(|(p, l)| {
+                    serde_json::json!({
+                        "period": p,
+                        "state": state(p, l),
+                        "edition": l.current().map(|e| e.edition),
+                        "final_at": l.final_at,
+                        "published_at": l.current().map(|e| e.published_at.clone()),
+                        "actor": l.current().map(|e| e.actor.clone()),
+                    })
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"formula": name, "periods": doc}))
+                    .unwrap_or_default()
+            );
+        }
+        OutputFormat::Table => {
+            let headers = render::headers(&[
+                "period",
+                "state",
+                "edition",
+                "published_at",
+                "actor",
+                "final_at",
+            ]);
+            let rows: Vec<Vec<String>> = periods
+                .iter()
+                .map(|(p, l)| {
+                    let e = l.current();
+                    vec![
+                        p.clone(),
+                        state(p, l)
+                            .map(|s| s.as_str().to_string())
+                            .unwrap_or_default(),
+                        e.map(|e| e.edition.to_string()).unwrap_or_default(),
+                        e.map(|e| e.published_at.clone()).unwrap_or_default(),
+                        e.map(|e| e.actor.clone()).unwrap_or_default(),
+                        l.final_at.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            let _ = writeln!(out, "{name}");
+            let _ = write!(out, "{}", render::table(&headers, &rows));
+        }
+    }
+    Ok(0)
+}
+
 /// The formula's name and the first day of the period the arguments name.
-fn resolve(a: &Args) -> Result<(String, NaiveDate), Failure> {
-    let (first, _) = span("--period", &a.period)?;
+fn resolve(a: &Args, period: &str) -> Result<(String, NaiveDate), Failure> {
+    let (first, _) = span("--period", period)?;
     let path = std::path::Path::new(&a.formula);
     if path.is_file() {
         let loaded = engine::load(path)?;
@@ -55,7 +136,10 @@ fn resolve(a: &Args) -> Result<(String, NaiveDate), Failure> {
 }
 
 pub fn run(a: Args) -> Result<u8, Failure> {
-    let (name, period) = resolve(&a)?;
+    let Some(p) = a.period.clone() else {
+        return overview(&a);
+    };
+    let (name, period) = resolve(&a, &p)?;
     let mut out = std::io::stdout().lock();
     if let Some(ab) = &a.compare {
         let (x, y) = match ab.as_slice() {

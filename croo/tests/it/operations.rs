@@ -297,6 +297,34 @@ fn lookback_recomputes_earlier_periods_and_keeps_unchanged_ones() {
             ("2026-10-01".to_string(), "unchanged".to_string(), 1),
         ]
     );
+    // The overview: every period, its state and current edition.
+    let o = croo(
+        dir,
+        &["history", "s/retail-croo.toml", "--format", "json"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let all: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let seen: Vec<(String, String, u64)> = all["periods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["period"].as_str().unwrap().to_string(),
+                p["state"].as_str().unwrap().to_string(),
+                p["edition"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("2026-08-01".to_string(), "provisional".to_string(), 1),
+            ("2026-09-01".to_string(), "provisional".to_string(), 2),
+            ("2026-10-01".to_string(), "provisional".to_string(), 1),
+        ]
+    );
     // August was not asked for: it stays at edition 1.
     assert_eq!(
         editions(dir, "2026-08")["editions"]
