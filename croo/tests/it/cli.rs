@@ -496,17 +496,8 @@ fn sample_then_run_example_formula() {
     );
 }
 
-/// `croo test` runs the `[[tests]]` of FORMULA.md's example: inline rows
-/// replace the sources; a failing expectation shows expected and actual.
-///
-/// Customers 1 (smb) and 2 (ent); customer 1 has one 300 s interaction in
-/// January at 0.02 EUR/s -> cost 6; customer 2 none -> cost 0 (default).
-/// service = if(cost > 5, 0, 1) = 0, 1; the score is their mean: 100 * 0.5
-/// = 50; smb = 0, ent = 100.
-#[test]
-fn test_command_passes_and_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let formula = r#"[formula]
+/// The formula of the `croo test` tests, up to its first measure's `expr`.
+const TESTED_HEAD: &str = r#"[formula]
 name = "tested"
 version = "1"
 grain = "month"
@@ -527,7 +518,21 @@ segment = "segment"
 [measures.cost]
 source = "interactions"
 expr = "sum(handle_seconds * cost_per_second)"
-filter = "channel <> 'test'"
+"#;
+
+/// `croo test` runs the `[[tests]]` of FORMULA.md's example: inline rows
+/// replace the sources; a failing expectation shows expected and actual.
+///
+/// Customers 1 (smb) and 2 (ent); customer 1 has one 300 s interaction in
+/// January at 0.02 EUR/s -> cost 6; customer 2 none -> cost 0 (default).
+/// service = if(cost > 5, 0, 1) = 0, 1; the score is their mean: 100 * 0.5
+/// = 50; smb = 0, ent = 100.
+#[test]
+fn test_command_passes_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let formula = format!(
+        "{TESTED_HEAD}{}",
+        r#"filter = "channel <> 'test'"
 default = 0
 
 [score.components.service]
@@ -556,8 +561,9 @@ rows = [ { customer_id = 1, segment = "smb" } ]
 rows = [ { customer_id = 1, started_at = "2026-02-01T00:00:00Z", handle_seconds = 300, cost_per_second = 0.02 } ]
 [tests.expect]
 score = 0.0
-"#;
-    std::fs::write(dir.path().join("f.toml"), formula).unwrap();
+"#
+    );
+    std::fs::write(dir.path().join("f.toml"), &formula).unwrap();
     let o = croo(dir.path(), &["test", "f.toml"]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
@@ -592,28 +598,9 @@ score = 0.0
 #[test]
 fn test_expectations_of_every_kind() {
     let dir = tempfile::tempdir().unwrap();
-    let base = r#"[formula]
-name = "tested"
-version = "1"
-grain = "month"
-
-[sources.customers]
-role = "entity"
-uri = "customers.parquet"
-key = "customer_id"
-
-[sources.interactions]
-uri = "interactions/"
-key = "customer_id"
-time = "started_at"
-
-[dimensions]
-segment = "segment"
-
-[measures.cost]
-source = "interactions"
-expr = "sum(handle_seconds * cost_per_second)"
-default = 0
+    let base = format!(
+        "{TESTED_HEAD}{}",
+        r#"default = 0
 
 [measures.w]
 source = "interactions"
@@ -642,8 +629,9 @@ score = 50.0
 "segment=mid included" = 0
 excluded = 1
 population = 3
-"#;
-    std::fs::write(dir.path().join("f.toml"), base).unwrap();
+"#
+    );
+    std::fs::write(dir.path().join("f.toml"), &base).unwrap();
     let o = croo(dir.path(), &["test", "f.toml"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("PASS f.toml: every kind"), "{}", text(&o));
