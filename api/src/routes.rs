@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use chrono::NaiveDate;
 use engine::ResultRow;
+use engine::calendar::Calendar;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -45,6 +46,10 @@ pub struct ComponentDoc {
 pub struct ScoreRow {
     #[schema(value_type = String, format = Date)]
     pub period: NaiveDate,
+    /// The period's fiscal name (`FY2027-Q1`) when the formula declares a
+    /// `[calendar]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period_label: Option<String>,
     /// NULL for the whole population.
     pub dimension: Option<String>,
     pub value: Option<String>,
@@ -81,7 +86,12 @@ type Provenance = BTreeMap<String, (String, String, String)>;
 type Editions = BTreeMap<String, (Option<u32>, Option<engine::editions::State>)>;
 
 impl ScoreRow {
-    fn with_edition(r: ResultRow, provenance: &Provenance, editions: &Editions) -> Self {
+    fn with_edition(
+        r: ResultRow,
+        provenance: &Provenance,
+        editions: &Editions,
+        (cal, grain): (&Calendar, formulas::Grain),
+    ) -> Self {
         let p = r.period.to_string();
         let (run_id, version, formula_hash) = provenance.get(&p).cloned().unwrap_or_default();
         let (edition, state) = editions.get(&p).copied().unwrap_or_default();
@@ -92,6 +102,7 @@ impl ScoreRow {
             edition,
             state,
             period: r.period,
+            period_label: cal.label(grain, r.period),
             dimension: r.dimension,
             value: r.value,
             score: r.score,
@@ -300,11 +311,14 @@ pub struct Health {
 }
 
 /// The first and last day a date or a period label names (`2026-10-07`,
-/// `2026-10`, `2026-Q4`, `2026-W45`, `2026`), as the command line reads them.
-fn parse_span(what: &str, s: &str) -> Result<(NaiveDate, NaiveDate), ApiError> {
-    engine::period::parse_span(s).ok_or_else(|| {
+/// `2026-10`, `2026-Q4`, `2026-W45`, `2026`, or a fiscal name such as
+/// `FY2027-Q1` in a formula with a `[calendar]`), as the command line
+/// reads them.
+fn parse_span(what: &str, s: &str, cal: &Calendar) -> Result<(NaiveDate, NaiveDate), ApiError> {
+    cal.parse_span(s).ok_or_else(|| {
+        let fiscal = if cal.is_default() { "" } else { ", FY2027-Q1" };
         ApiError::bad_request(format!(
-            "{what} `{s}` is not a date or a period (2026-10-01, 2026-10, 2026-Q4, 2026-W45, 2026)"
+            "{what} `{s}` is not a date or a period (2026-10-01, 2026-10, 2026-Q4, 2026-W45{fiscal}, 2026)"
         ))
     })
 }
@@ -312,12 +326,13 @@ fn parse_span(what: &str, s: &str) -> Result<(NaiveDate, NaiveDate), ApiError> {
 /// The period of `grain` a date or label names: for `from`, the one
 /// holding its first day; for `to`, its last day; otherwise it must name
 /// one period.
-fn parse_period(what: &str, s: &str, grain: formulas::Grain) -> Result<NaiveDate, ApiError> {
-    let (first, last) = parse_span(what, s)?;
-    let (a, b) = (
-        engine::period::floor(grain, first),
-        engine::period::floor(grain, last),
-    );
+fn parse_period(
+    what: &str,
+    s: &str,
+    (cal, grain): (&Calendar, formulas::Grain),
+) -> Result<NaiveDate, ApiError> {
+    let (first, last) = parse_span(what, s, cal)?;
+    let (a, b) = (cal.floor(grain, first), cal.floor(grain, last));
     match what {
         "from" => Ok(a),
         "to" => Ok(b),
@@ -463,8 +478,8 @@ pub async fn editions(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let state = view.state();
     check_formula(state, &name)?;
-    let grain = state.store.grain(&name)?;
-    let p = parse_period("period", &q.period, grain)?;
+    let (cal, grain) = state.store.calendar(&name)?;
+    let p = parse_period("period", &q.period, (&cal, grain))?;
     let current = state.store.current()?;
     let log = current.log(&name, &p.to_string()).ok_or_else(|| {
         ApiError::not_found(format!("`{name}` has no editions for the period {p}"))
@@ -472,7 +487,7 @@ pub async fn editions(
     Ok(Json(serde_json::json!({
         "formula": name,
         "period": p,
-        "state": log.state(grain, p, chrono::Utc::now()),
+        "state": log.state(cal.end(grain, p), chrono::Utc::now()),
         "final_at": log.final_at,
         "editions": log.editions,
     })))
@@ -493,15 +508,15 @@ pub async fn scores(
     check_formula(state, &name)?;
     check_dimension(state, &name, q.by.as_deref())?;
     who.check_by(q.by.as_deref())?;
-    let grain = state.store.grain(&name)?;
+    let (cal, grain) = state.store.calendar(&name)?;
     let from = q
         .from
         .as_deref()
-        .map(|s| parse_period("from", s, grain))
+        .map(|s| parse_period("from", s, (&cal, grain)))
         .transpose()?;
     let to =
         q.to.as_deref()
-            .map(|s| parse_period("to", s, grain))
+            .map(|s| parse_period("to", s, (&cal, grain)))
             .transpose()?;
     let sel = view.select(&name, from, to, which(q.edition, q.as_of.as_deref())?)?;
     let (rows, runs) = (sel.rows, sel.runs);
@@ -509,7 +524,7 @@ pub async fn scores(
     let results = rows
         .into_iter()
         .filter(|r| r.dimension.as_deref() == q.by.as_deref())
-        .map(|r| ScoreRow::with_edition(r, &provenance, &sel.editions))
+        .map(|r| ScoreRow::with_edition(r, &provenance, &sel.editions, (&cal, grain)))
         .collect();
     Ok(Json(ScoresDoc {
         formula: name,
@@ -536,8 +551,8 @@ pub async fn period_scores(
     check_formula(state, &name)?;
     check_dimension(state, &name, q.by.as_deref())?;
     who.check_by(q.by.as_deref())?;
-    let grain = state.store.grain(&name)?;
-    let p = parse_period("period", &period, grain)?;
+    let (cal, grain) = state.store.calendar(&name)?;
+    let p = parse_period("period", &period, (&cal, grain))?;
     let sel = view.select(
         &name,
         Some(p),
@@ -556,7 +571,7 @@ pub async fn period_scores(
     let results = rows
         .into_iter()
         .filter(|r| r.dimension.is_none() || r.dimension.as_deref() == q.by.as_deref())
-        .map(|r| ScoreRow::with_edition(r, &provenance, &sel.editions))
+        .map(|r| ScoreRow::with_edition(r, &provenance, &sel.editions, (&cal, grain)))
         .collect();
     Ok(Json(ScoresDoc {
         formula: name,
@@ -582,17 +597,17 @@ pub async fn explain(
     let (state, who) = (view.state(), view.who());
     check_formula(state, &name)?;
     check_dimension(state, &name, q.by.as_deref())?;
-    let grain = state.store.grain(&name)?;
-    let p = parse_period("period", &q.period, grain)?;
+    let (cal, grain) = state.store.calendar(&name)?;
+    let p = parse_period("period", &q.period, (&cal, grain))?;
     let c = match &q.compare {
-        Some(c) if c.trim() == engine::period::LAST_YEAR => engine::period::last_year(grain, p)
+        Some(c) if c.trim() == engine::period::LAST_YEAR => cal.last_year(grain, p)
             .ok_or_else(|| {
                 ApiError::bad_request(format!(
-                    "compare=last-year: {p} has no counterpart in the year before (a week 53 after a 52-week ISO year, or 29 February): name the period to compare with"
+                    "compare=last-year: {p} has no counterpart in the year before (a week 53, or 29 February): name the period to compare with"
                 ))
             })?,
-        Some(c) => parse_period("compare", c, grain)?,
-        None => engine::period::floor(grain, p.pred_opt().unwrap_or(p)),
+        Some(c) => parse_period("compare", c, (&cal, grain))?,
+        None => cal.floor(grain, p.pred_opt().unwrap_or(p)),
     };
     let group = match (&q.group, who.single_group()) {
         (Some(g), _) => Some(
@@ -793,6 +808,7 @@ pub async fn start_run(
             .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?
     };
     let grain = f.loaded.formula.file.grain;
+    let cal = Calendar::of(&f.loaded.formula.file);
     let choice = match (&body.period, &body.from, &body.to, body.last_complete) {
         (Some(p), None, None, None | Some(false)) if p.trim() == "current" => {
             engine::PeriodChoice::Current
@@ -800,12 +816,9 @@ pub async fn start_run(
         (Some(p), None, None, None | Some(false)) => {
             // A label may name several periods (`2026-Q3` of a monthly
             // formula), as on the command line.
-            let (first, last) = parse_span("period", p)?;
-            let (a, b) = (
-                engine::period::floor(grain, first),
-                engine::period::floor(grain, last),
-            );
-            let n = engine::period::range(grain, a, b).len();
+            let (first, last) = parse_span("period", p, &cal)?;
+            let (a, b) = (cal.floor(grain, first), cal.floor(grain, last));
+            let n = cal.range(grain, a, b).len();
             if n > state.max_run_periods {
                 return Err(ApiError::bad_request(format!(
                     "{n} periods asked; one request computes at most {}",
@@ -820,13 +833,13 @@ pub async fn start_run(
         }
         (None, Some(a), Some(b), None | Some(false)) => {
             let (a, b) = (
-                parse_period("from", a, grain)?,
-                parse_period("to", b, grain)?,
+                parse_period("from", a, (&cal, grain))?,
+                parse_period("to", b, (&cal, grain))?,
             );
             if a > b {
                 return Err(ApiError::bad_request("`from` is after `to`"));
             }
-            let n = engine::period::range(grain, a, b).len();
+            let n = cal.range(grain, a, b).len();
             if n > state.max_run_periods {
                 return Err(ApiError::bad_request(format!(
                     "{n} periods asked; one request computes at most {}",

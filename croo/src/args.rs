@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use chrono::NaiveDate;
 use clap::ValueEnum;
+use engine::calendar::Calendar;
 use engine::{PeriodChoice, SessionOptions};
 
 use crate::exit::{Failure, user};
@@ -19,8 +20,9 @@ pub enum OutputFormat {
 pub struct PeriodArgs {
     /// The periods of a date or a label: 2026-10-01 (the period holding
     /// that day), 2026-10, 2026-Q4, 2026-W45, 2026 (every period that
-    /// overlaps the month, quarter, ISO week or year); `current` for the
-    /// period that holds today (open).
+    /// overlaps the month, quarter, ISO week or year), or a fiscal name of
+    /// the formula's [calendar] (FY2027, FY2027-Q1, FY2027-M01,
+    /// FY2023-W53); `current` for the period that holds today (open).
     #[arg(long, conflicts_with_all = ["from", "to", "last_complete"])]
     pub period: Option<String>,
     /// First period of a range (inclusive): a date or a label, as --period.
@@ -36,17 +38,17 @@ pub struct PeriodArgs {
 }
 
 impl PeriodArgs {
-    /// The periods these arguments name.
-    pub fn choice(&self) -> Result<PeriodChoice, Failure> {
+    /// The periods these arguments name in the calendar `cal`.
+    pub fn choice(&self, cal: &Calendar) -> Result<PeriodChoice, Failure> {
         Ok(
             match (&self.period, &self.from, &self.to, self.last_complete) {
                 (Some(d), None, None, false) if d.trim() == "current" => PeriodChoice::Current,
-                (Some(d), None, None, false) => match span("--period", d)? {
+                (Some(d), None, None, false) => match span("--period", d, cal)? {
                     (first, last) if first == last => PeriodChoice::One(first),
                     (first, last) => PeriodChoice::Range(first, last),
                 },
                 (None, Some(f), Some(t), false) => {
-                    PeriodChoice::Range(span("--from", f)?.0, span("--to", t)?.1)
+                    PeriodChoice::Range(span("--from", f, cal)?.0, span("--to", t, cal)?.1)
                 }
                 (None, None, None, true) => PeriodChoice::LastComplete,
                 _ => {
@@ -135,23 +137,29 @@ impl RunArgs {
     }
 }
 
-/// A period argument's first and last day (`engine::period::parse_span`).
-pub fn span(flag: &str, s: &str) -> Result<(NaiveDate, NaiveDate), Failure> {
-    engine::period::parse_span(s).ok_or_else(|| {
+/// A period argument's first and last day (`Calendar::parse_span`).
+pub fn span(flag: &str, s: &str, cal: &Calendar) -> Result<(NaiveDate, NaiveDate), Failure> {
+    cal.parse_span(s).ok_or_else(|| {
+        let fiscal = if cal.is_default() {
+            ""
+        } else {
+            ", a fiscal name such as FY2027-Q1,"
+        };
         user(format!(
-            "{flag} `{s}` is not a date or a period (expected 2026-10-01, 2026-10, 2026-Q4, 2026-W45 or 2026)"
+            "{flag} `{s}` is not a date or a period (expected 2026-10-01, 2026-10, 2026-Q4, 2026-W45{fiscal} or 2026)"
         ))
     })
 }
 
 /// The one period of `grain` a date or label names (`--period 2026-11` of
 /// a monthly formula); a label spanning several periods is an error.
-pub fn one_period(flag: &str, s: &str, grain: formulas::Grain) -> Result<NaiveDate, Failure> {
-    let (first, last) = span(flag, s)?;
-    let (a, b) = (
-        engine::period::floor(grain, first),
-        engine::period::floor(grain, last),
-    );
+pub fn one_period(
+    flag: &str,
+    s: &str,
+    (cal, grain): (&Calendar, formulas::Grain),
+) -> Result<NaiveDate, Failure> {
+    let (first, last) = span(flag, s, cal)?;
+    let (a, b) = (cal.floor(grain, first), cal.floor(grain, last));
     if a != b {
         return Err(user(format!(
             "{flag} `{s}` spans several {} periods ({a} to {b}); name one",

@@ -36,7 +36,6 @@ use serde::{Deserialize, Serialize};
 use crate::columns::{KEY, PERIOD, table_name};
 use crate::error::{Error, Result};
 use crate::load::Loaded;
-use crate::period;
 use crate::plan::rows_column;
 
 /// How many offending values a message and the manifest show.
@@ -93,8 +92,9 @@ async fn rows_in_range(
     ctx: &SessionContext,
     s: &Source,
     periods: &[NaiveDate],
-    grain: formulas::Grain,
+    file: &formulas::FormulaFile,
 ) -> Result<DataFrame> {
+    let (cal, grain) = (crate::calendar::Calendar::of(file), file.grain);
     let name = &s.name.value;
     let df = ctx
         .table(table_name(name))
@@ -113,8 +113,8 @@ async fn rows_in_range(
     };
     df.filter(
         at.clone()
-            .gt_eq(crate::plan::ts_lit(*first))
-            .and(at.lt(crate::plan::ts_lit(period::next(grain, *last)))),
+            .gt_eq(crate::plan::micros_lit(cal.micros(*first)))
+            .and(at.lt(crate::plan::micros_lit(cal.micros(cal.next(grain, *last))))),
     )
     .map_err(Error::engine(format!("reading source `{name}`")))
 }
@@ -363,7 +363,7 @@ pub async fn enforce(
             if matches!(kind, CheckKind::MinRowsPerPeriod(_)) {
                 continue;
             }
-            let rows = rows_in_range(ctx, s, periods, f.grain).await?;
+            let rows = rows_in_range(ctx, s, periods, f).await?;
             let (failing, examples, keep) = evaluate(rows, s, &kind).await?;
             let check = kind.describe();
             let outcome = match (failing, policy) {
@@ -427,7 +427,7 @@ pub async fn check_all(
             if matches!(kind, CheckKind::MinRowsPerPeriod(_)) {
                 continue;
             }
-            let rows = rows_in_range(ctx, s, &[], loaded.formula.file.grain).await?;
+            let rows = rows_in_range(ctx, s, &[], &loaded.formula.file).await?;
             let (failing, examples, _) = evaluate(rows, s, &kind).await?;
             if failing == 0 {
                 continue;
@@ -804,7 +804,7 @@ async fn non_finite_message(
         // A measure: which column of its source holds NaN or infinities?
         if let Some(s) = f.file.source(&m.source.value) {
             for (c, _) in &f.measure_columns[i] {
-                let rows = rows_in_range(ctx, s, periods, f.file.grain).await?;
+                let rows = rows_in_range(ctx, s, periods, &f.file).await?;
                 let is_float = rows
                     .schema()
                     .field_with_unqualified_name(c)

@@ -14,11 +14,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use formulas::Grain;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::period;
 use crate::rollup::ResultRow;
 
 /// Where a period stands.
@@ -114,9 +112,10 @@ impl PeriodLog {
             .find(|e| parse_time(&e.published_at).is_some_and(|t| t <= at))
     }
 
-    /// The period's state at `now`.
-    pub fn state(&self, grain: Grain, period: NaiveDate, now: DateTime<Utc>) -> State {
-        if now < end_of(grain, period) {
+    /// The state at `now` of the period ending at `end`
+    /// ([`crate::calendar::Calendar::end`]).
+    pub fn state(&self, end: DateTime<Utc>, now: DateTime<Utc>) -> State {
+        if now < end {
             State::Open
         } else if self.final_at.is_some() {
             State::Final
@@ -134,19 +133,9 @@ impl PeriodLog {
     }
 }
 
-/// The instant a period ends (its next period's first day, midnight UTC).
-pub fn end_of(grain: Grain, period: NaiveDate) -> DateTime<Utc> {
-    midnight(period::next(grain, period))
-}
-
-fn midnight(d: NaiveDate) -> DateTime<Utc> {
-    d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
-}
-
-/// What a publication at `at` makes of a period: open before its end,
-/// provisional until end + settle, final after.
-pub fn state_at(grain: Grain, period: NaiveDate, settle_s: i64, at: DateTime<Utc>) -> State {
-    let end = end_of(grain, period);
+/// What a publication at `at` makes of a period ending at `end`: open
+/// before its end, provisional until end + settle, final after.
+pub fn state_at(end: DateTime<Utc>, settle_s: i64, at: DateTime<Utc>) -> State {
     if at < end {
         State::Open
     } else if at < end + chrono::Duration::seconds(settle_s) {
@@ -314,6 +303,7 @@ pub fn changes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use formulas::Grain;
 
     fn d(s: &str) -> NaiveDate {
         s.parse().unwrap()
@@ -326,28 +316,25 @@ mod tests {
     #[test]
     fn a_period_is_open_then_provisional_then_final() {
         let settle = 5 * 86_400;
-        let p = d("2026-10-01");
+        let end = crate::calendar::Calendar::default().end(Grain::Month, d("2026-10-01"));
         assert_eq!(
-            state_at(Grain::Month, p, settle, t("2026-10-31T23:59:59Z")),
+            state_at(end, settle, t("2026-10-31T23:59:59Z")),
             State::Open
         );
         assert_eq!(
-            state_at(Grain::Month, p, settle, t("2026-11-01T00:00:00Z")),
+            state_at(end, settle, t("2026-11-01T00:00:00Z")),
             State::Provisional
         );
         assert_eq!(
-            state_at(Grain::Month, p, settle, t("2026-11-05T23:59:59Z")),
+            state_at(end, settle, t("2026-11-05T23:59:59Z")),
             State::Provisional
         );
         assert_eq!(
-            state_at(Grain::Month, p, settle, t("2026-11-06T00:00:00Z")),
+            state_at(end, settle, t("2026-11-06T00:00:00Z")),
             State::Final
         );
         // No settle: final as soon as the period has ended.
-        assert_eq!(
-            state_at(Grain::Month, p, 0, t("2026-11-01T00:00:00Z")),
-            State::Final
-        );
+        assert_eq!(state_at(end, 0, t("2026-11-01T00:00:00Z")), State::Final);
     }
 
     #[test]

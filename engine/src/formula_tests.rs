@@ -181,11 +181,13 @@ async fn run_one(loaded: &Loaded, t: &TestCase) -> Result<Vec<Check>> {
             .push((name.clone(), batch_of(loaded, name, &d.rows)?));
     }
     let grain = loaded.formula.file.grain;
+    let cal = crate::calendar::Calendar::of(&loaded.formula.file);
     let mut periods = BTreeSet::new();
     for p in &t.periods {
-        let d = crate::period::parse_date(&p.value)
-            .ok_or_else(|| Error::User(format!("test period `{}` is not a date", p.value)))?;
-        periods.insert(crate::period::floor(grain, d));
+        let (d, _) = cal.parse_span(&p.value).ok_or_else(|| {
+            Error::User(format!("test period `{}` is not a date or period", p.value))
+        })?;
+        periods.insert(cal.floor(grain, d));
     }
     let periods: Vec<_> = periods.into_iter().collect();
     let Some(first) = periods.first().copied() else {

@@ -17,11 +17,10 @@ use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::prelude::SessionContext;
 use formulas::Source;
 
+use crate::calendar::Calendar;
 use crate::columns::table_name;
-use crate::editions::end_of;
 use crate::error::{Error, Result};
 use crate::load::Loaded;
-use crate::period;
 use crate::store::SourceRecord;
 
 /// The latest time of each event source (`None`: the source has no rows).
@@ -153,10 +152,10 @@ pub async fn latest_times(
 
 /// The instant from which a source counts as having data up to the end of
 /// `p`.
-fn needed(s: &Source, grain: formulas::Grain, p: NaiveDate) -> DateTime<Utc> {
+fn needed(s: &Source, (cal, grain): (&Calendar, formulas::Grain), p: NaiveDate) -> DateTime<Utc> {
     match &s.freshness {
-        Some(f) => end_of(grain, p) - Duration::seconds(f.error_after.map_or(0, |e| e.0)),
-        None => p.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc(),
+        Some(f) => cal.end(grain, p) - Duration::seconds(f.error_after.map_or(0, |e| e.0)),
+        None => cal.instant(p),
     }
 }
 
@@ -168,6 +167,7 @@ pub fn missing(
     p: NaiveDate,
 ) -> Vec<(String, Option<DateTime<Utc>>)> {
     let grain = loaded.formula.file.grain;
+    let cal = Calendar::of(&loaded.formula.file);
     loaded
         .formula
         .file
@@ -175,7 +175,7 @@ pub fn missing(
         .iter()
         .filter_map(|s| {
             let l = latest.get(&s.name.value)?;
-            let ok = l.is_some_and(|t| t >= needed(s, grain, p));
+            let ok = l.is_some_and(|t| t >= needed(s, (&cal, grain), p));
             (!ok).then(|| (s.name.value.clone(), *l))
         })
         .collect()
@@ -198,10 +198,12 @@ pub fn last_complete(
     settle_s: i64,
 ) -> Result<(NaiveDate, Option<String>)> {
     let grain = loaded.formula.file.grain;
-    let mut p = period::last_complete(grain, now.date_naive());
+    let cal = Calendar::of(&loaded.formula.file);
+    let before = |p: NaiveDate| cal.floor(grain, p.pred_opt().unwrap_or(p));
+    let mut p = cal.last_complete(grain, now);
     // The latest period that has ended and settled.
-    while end_of(grain, p) + Duration::seconds(settle_s) > now {
-        p = period::last_complete(grain, p);
+    while cal.end(grain, p) + Duration::seconds(settle_s) > now {
+        p = before(p);
     }
     let settled = p;
     let mut first_missing = None;
@@ -222,7 +224,7 @@ pub fn last_complete(
             first_missing = lacking.first().cloned();
         }
         blocking = lacking;
-        p = period::last_complete(grain, p);
+        p = before(p);
     }
     let why: Vec<String> = blocking
         .iter()
@@ -245,13 +247,14 @@ pub fn warnings(
     now: DateTime<Utc>,
 ) -> Vec<String> {
     let grain = loaded.formula.file.grain;
+    let cal = Calendar::of(&loaded.formula.file);
     let mut out = Vec::new();
     for s in &loaded.formula.file.sources {
         let (Some(f), Some(l)) = (&s.freshness, latest.get(&s.name.value)) else {
             continue;
         };
         for p in periods {
-            let end = end_of(grain, *p);
+            let end = cal.end(grain, *p);
             if end > now {
                 continue;
             }

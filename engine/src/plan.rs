@@ -22,9 +22,9 @@ use formulas::compile::{Scope, compile};
 use formulas::{Formula, Grain, Source};
 use kernels::sum::exact_sum;
 
+use crate::calendar::Calendar;
 use crate::columns::{INCLUDED, KEY, PERIOD, SCORE, WEIGHT, as_instant, dim_col, table_name};
 use crate::error::{Error, Result};
-use crate::period;
 use kernels::instant::instant_type;
 
 /// `(KEY, PERIOD)` as one column (`croo_period_key`), for integer keys.
@@ -44,9 +44,10 @@ pub(crate) fn rows_column(source: &str) -> String {
     format!("__rows_{source}")
 }
 
-pub(crate) fn ts_lit(d: NaiveDate) -> Expr {
+/// An instant (microseconds since the epoch) as a UTC timestamp literal.
+pub(crate) fn micros_lit(t: i64) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(
-        Some(period::micros(d)),
+        Some(t),
         Some("UTC".into()),
     ))
 }
@@ -84,6 +85,7 @@ pub async fn plan(
 ) -> Result<Scored> {
     let file = &f.file;
     let grain = file.grain;
+    let cal = Calendar::of(file);
     let entity = file
         .entity()
         .ok_or_else(|| Error::User("the formula has no entity source".into()))?;
@@ -131,7 +133,7 @@ pub async fn plan(
     }
 
     // Periods as a small table.
-    let periods_df = periods_table(ctx, grain, periods)?;
+    let periods_df = periods_table(ctx, &cal, grain, periods)?;
 
     // Population: entity rows active in each period.
     let mut sel = vec![cast(ident(&entity.key.value), key_ty.clone()).alias(KEY)];
@@ -186,12 +188,9 @@ pub async fn plan(
         .map_err(Error::engine("planning the population"))?;
 
     // Measures: one grouped aggregation per source.
-    let range = (
-        *periods
-            .first()
-            .ok_or_else(|| Error::User("no period to compute".into()))?,
-        period::next(grain, *periods.last().unwrap_or(&periods[0])),
-    );
+    if periods.is_empty() {
+        return Err(Error::User("no period to compute".into()));
+    }
     // With integer keys, the sources that have a time column are grouped
     // and joined by (key, period) packed into one column: DataFusion's
     // single-column hash tables (one hash, one comparison per row).
@@ -220,10 +219,19 @@ pub async fn plan(
             .collect();
         (!idx.is_empty()).then(|| {
             let schema = &schemas[&s.name.value];
-            let (key_ty, packed) = (&key_ty, packed(s));
+            let (key_ty, packed, cal) = (&key_ty, packed(s), &cal);
             async move {
-                let table =
-                    measure_table(ctx, f, s, schema, &idx, key_ty, grain, range, packed).await?;
+                let table = measure_table(
+                    ctx,
+                    f,
+                    s,
+                    schema,
+                    &idx,
+                    key_ty,
+                    (cal, grain, periods),
+                    packed,
+                )
+                .await?;
                 Ok::<_, Error>((s, table))
             }
         })
@@ -528,16 +536,21 @@ impl Scope for ColumnScope {
     }
 }
 
-fn periods_table(ctx: &SessionContext, grain: Grain, periods: &[NaiveDate]) -> Result<DataFrame> {
+fn periods_table(
+    ctx: &SessionContext,
+    cal: &Calendar,
+    grain: Grain,
+    periods: &[NaiveDate],
+) -> Result<DataFrame> {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     let days: Vec<i32> = periods
         .iter()
         .map(|p| (*p - epoch).num_days() as i32)
         .collect();
-    let starts: Vec<i64> = periods.iter().map(|p| period::micros(*p)).collect();
+    let starts: Vec<i64> = periods.iter().map(|p| cal.micros(*p)).collect();
     let ends: Vec<i64> = periods
         .iter()
-        .map(|p| period::micros(period::next(grain, *p)))
+        .map(|p| cal.micros(cal.next(grain, *p)))
         .collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new(PERIOD, DataType::Date32, false),
@@ -592,8 +605,7 @@ async fn measure_table(
     schema: &SchemaRef,
     idx: &[usize],
     key_ty: &DataType,
-    grain: Grain,
-    range: (NaiveDate, NaiveDate),
+    (cal, grain, periods): (&Calendar, Grain, &[NaiveDate]),
     packed: bool,
 ) -> Result<(DataFrame, Vec<(String, Expr)>, DataFrame)> {
     let name = &s.name.value;
@@ -618,19 +630,23 @@ async fn measure_table(
                 t.value
             ))
         })?;
+        let start = periods.first().map_or(i64::MAX, |p| cal.micros(*p));
+        let end = periods
+            .last()
+            .map_or(i64::MIN, |p| cal.micros(cal.next(grain, *p)));
         rows = rows
             .filter(
                 instant
                     .clone()
-                    .gt_eq(ts_lit(range.0))
-                    .and(instant.clone().lt(ts_lit(range.1))),
+                    .gt_eq(micros_lit(start))
+                    .and(instant.clone().lt(micros_lit(end))),
             )
             .map_err(Error::engine(format!("source `{name}`")))?;
-        // The period's first day from the UTC micros, in integer arithmetic
-        // (`croo_period_start`: the same days as `date_trunc`, without a
-        // calendar conversion per row).
+        // The period's first day from the UTC micros (`Calendar::assign`:
+        // integer arithmetic for the default calendar, else a search over
+        // the periods' boundaries).
         let micros = cast(instant, DataType::Int64);
-        let period = kernels::period::period_start_expr(micros, grain);
+        let period = cal.assign(micros, grain, periods);
         if packed {
             let key = cast(ident(&s.key.value), key_ty.clone());
             group =

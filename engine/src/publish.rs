@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use formulas::Grain;
 use sha2::{Digest, Sha256};
 
+use crate::calendar::Calendar;
 use crate::editions::{
     Edition, Outcome, Publication, Publisher, State, changes, results_digest, state_at,
 };
@@ -47,7 +48,7 @@ pub fn publish(
     now: DateTime<Utc>,
     old_rows: &dyn Fn(&str) -> Option<Vec<ResultRow>>,
 ) -> Vec<Publication> {
-    let grain = Grain::parse(&manifest.grain).unwrap_or(Grain::Month);
+    let (cal, grain) = (manifest.calendar(), manifest.grain());
     let inputs = inputs_digest(&manifest.sources);
     let mut out = Vec::new();
     for p in &manifest.periods {
@@ -56,7 +57,8 @@ pub fn publish(
         };
         let log = current.log_mut(&manifest.formula, p);
         let digest = results_digest(rows, day);
-        let at_publication = state_at(grain, day, settle_s, now);
+        let end = cal.end(grain, day);
+        let at_publication = state_at(end, settle_s, now);
         let next = log.current().map_or(1, |e| e.edition + 1);
         let new_edition = |restated: bool| Edition {
             edition: next,
@@ -100,7 +102,7 @@ pub fn publish(
             log.final_at = Some(now.to_rfc3339());
             log.final_run = Some(manifest.run_id.clone());
         }
-        let state = log.state(grain, day, now);
+        let state = log.state(end, now);
         if let Some(e) = log.current() {
             let run = e.run_id.clone();
             current
@@ -151,7 +153,7 @@ pub fn unchanged_inputs(
 pub fn confirm(
     current: &mut Current,
     formula: &str,
-    grain: Grain,
+    (cal, grain): (&Calendar, Grain),
     periods: &[String],
     settle_s: i64,
     run_id: &str,
@@ -166,14 +168,15 @@ pub fn confirm(
         let Some(edition) = log.current().map(|e| e.edition) else {
             continue;
         };
-        if state_at(grain, day, settle_s, now) == State::Final && log.final_at.is_none() {
+        let end = cal.end(grain, day);
+        if state_at(end, settle_s, now) == State::Final && log.final_at.is_none() {
             log.final_at = Some(now.to_rfc3339());
             log.final_run = Some(run_id.to_string());
         }
         out.push(Publication {
             period: p.clone(),
             outcome: Outcome::Unchanged { edition },
-            state: log.state(grain, day, now),
+            state: log.state(end, now),
         });
     }
     out

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::calendar::Calendar;
 use crate::editions::{Outcome, Publication, Publisher};
 use crate::error::{Error, Result};
 use crate::freshness;
 use crate::load::Loaded;
-use crate::period;
 use crate::publish;
 use crate::rollup::ResultRow;
 use crate::score::{ScoreOptions, score};
@@ -76,19 +76,20 @@ impl RunReport {
 pub fn resolve_periods(
     loaded: &Loaded,
     choice: &PeriodChoice,
-    today: NaiveDate,
+    now: DateTime<Utc>,
 ) -> Result<Vec<NaiveDate>> {
     let grain = loaded.formula.file.grain;
+    let cal = Calendar::of(&loaded.formula.file);
     let periods = match choice {
-        PeriodChoice::One(p) => vec![period::floor(grain, *p)],
+        PeriodChoice::One(p) => vec![cal.floor(grain, *p)],
         PeriodChoice::Range(from, to) => {
             if to < from {
                 return Err(Error::User(format!("--to {to} is before --from {from}")));
             }
-            period::range(grain, *from, *to)
+            cal.range(grain, *from, *to)
         }
-        PeriodChoice::LastComplete => vec![period::last_complete(grain, today)],
-        PeriodChoice::Current => vec![period::floor(grain, today)],
+        PeriodChoice::LastComplete => vec![cal.last_complete(grain, now)],
+        PeriodChoice::Current => vec![cal.floor(grain, cal.day_of(now))],
     };
     if periods.len() > 100_000 {
         return Err(Error::User(format!(
@@ -137,6 +138,7 @@ pub async fn run_with_id(
     let started = clock();
     let f = &loaded.formula.file;
     let grain = f.grain;
+    let cal = Calendar::of(f);
     let settle = f.operations.settle.0;
     let base = loaded.base_dir();
     let mut sources = Vec::new();
@@ -195,13 +197,13 @@ pub async fn run_with_id(
         notes.extend(note);
         vec![p]
     } else {
-        resolve_periods(loaded, &req.periods, started.date_naive())?
+        resolve_periods(loaded, &req.periods, started)?
     };
     if let Some(&first) = periods.first() {
         let mut before = Vec::new();
         let mut p = first;
         for _ in 0..req.publishing.lookback.min(1000) {
-            p = period::last_complete(grain, p);
+            p = cal.floor(grain, p.pred_opt().unwrap_or(p));
             before.push(p);
         }
         before.reverse();
@@ -241,6 +243,7 @@ pub async fn run_with_id(
         formula_path: loaded.path.display().to_string(),
         engine_version: env!("CARGO_PKG_VERSION").to_string(),
         grain: f.grain.as_str().to_string(),
+        calendar: f.calendar.clone(),
         periods: periods.iter().map(|p| p.to_string()).collect(),
         parameters,
         started_at: started.to_rfc3339(),
@@ -320,7 +323,8 @@ pub async fn run_with_id(
             let (formula, run) = (manifest.formula.clone(), manifest.run_id.clone());
             let names = manifest.periods.clone();
             let mut decide = |cur: &mut store::Current, m: &mut Manifest| {
-                m.publications = publish::confirm(cur, &formula, grain, &names, settle, &run, now);
+                m.publications =
+                    publish::confirm(cur, &formula, (&cal, grain), &names, settle, &run, now);
             };
             let dir = match &staging {
                 Some(s) => store::publish(&s.0, &req.out, &mut manifest, Some(&mut decide)).await?,

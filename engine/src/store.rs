@@ -74,6 +74,10 @@ pub struct Manifest {
     pub formula_path: String,
     pub engine_version: String,
     pub grain: String,
+    /// The formula's `[calendar]`, when it declares one: how its periods
+    /// are bounded and named (`engine::calendar`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<formulas::CalendarSpec>,
     pub periods: Vec<String>,
     pub parameters: BTreeMap<String, serde_json::Value>,
     pub started_at: String,
@@ -114,6 +118,19 @@ pub struct Current {
     /// existed have none: their current run counts as edition 1).
     #[serde(default)]
     pub editions: BTreeMap<String, BTreeMap<String, crate::editions::PeriodLog>>,
+}
+
+impl Manifest {
+    /// The calendar the run's periods are in (a calendar that cannot be
+    /// rebuilt, from an edited manifest, is the default one).
+    pub fn calendar(&self) -> crate::calendar::Calendar {
+        crate::calendar::Calendar::new(self.calendar.as_ref()).unwrap_or_default()
+    }
+
+    /// The run's grain.
+    pub fn grain(&self) -> formulas::Grain {
+        formulas::Grain::parse(&self.grain).unwrap_or(formulas::Grain::Month)
+    }
 }
 
 impl Current {

@@ -177,6 +177,58 @@ pub struct Operations {
     pub settle: Seconds,
 }
 
+/// `[calendar]`: the business's own calendar (docs/formula-reference.md,
+/// "Calendars"). Absent: calendar months, quarters and years, ISO weeks,
+/// in UTC.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CalendarSpec {
+    pub kind: CalendarKind,
+    /// How a fiscal year is named: after the calendar year it ends in, or
+    /// the one it starts in.
+    pub year_label: YearLabel,
+    /// An IANA time zone: periods begin at local midnight there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+/// The kind of a `[calendar]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum CalendarKind {
+    /// Calendar months; quarters and years start in `fiscal_year_start`
+    /// (1 = January).
+    Gregorian { fiscal_year_start: u32 },
+    /// A 52/53-week retail calendar: the year ends on the `weekday`
+    /// (0 = Monday .. 6 = Sunday) nearest the end of, or last in,
+    /// `year_end_month`; quarters of 13 weeks split into months of
+    /// `pattern` weeks, the 53rd week added to the year's last month.
+    Retail {
+        pattern: [u8; 3],
+        year_end_month: u32,
+        year_end_weekday: u32,
+        year_end: YearEnd,
+    },
+}
+
+/// `year_label`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum YearLabel {
+    End,
+    Start,
+}
+
+/// `year_end` of a retail calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum YearEnd {
+    /// The weekday nearest the last day of the month (up to three days
+    /// into the next month).
+    Nearest,
+    /// The last such weekday in the month.
+    Last,
+}
+
 /// How to read one column of a source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnRead {
@@ -495,6 +547,8 @@ pub struct FormulaFile {
     pub score_expr: Option<Text>,
     pub rollup_weight: Option<Text>,
     pub operations: Operations,
+    /// `[calendar]`, when the file declares one.
+    pub calendar: Option<CalendarSpec>,
     pub tests: Vec<TestCase>,
     /// Names declared in the file (measures, derived values, components,
     /// dimensions) whose definition has an error, already reported: other

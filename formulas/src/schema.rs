@@ -94,6 +94,10 @@ mod tests {
             sorted(keys::OPERATIONS)
         );
         assert_eq!(
+            props(&v, &["properties", "calendar"]),
+            sorted(keys::CALENDAR)
+        );
+        assert_eq!(
             props(
                 &v,
                 &[

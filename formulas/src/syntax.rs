@@ -86,6 +86,17 @@ pub mod keys {
     pub const FRESHNESS: &[&str] = &["warn_after", "error_after"];
     /// `[operations]`.
     pub const OPERATIONS: &[&str] = &["settle"];
+    /// `[calendar]`.
+    pub const CALENDAR: &[&str] = &[
+        "type",
+        "fiscal_year_start",
+        "year_label",
+        "pattern",
+        "year_end_month",
+        "year_end_weekday",
+        "year_end",
+        "time_zone",
+    ];
     /// `[sources.NAME.columns.COLUMN]`.
     pub const COLUMN: &[&str] = &["type", "format", "unit"];
     /// A `checks` entry: one kind, and a policy.
@@ -120,6 +131,7 @@ pub mod keys {
         "score",
         "rollup",
         "operations",
+        "calendar",
         "tests",
     ];
 }
@@ -318,6 +330,141 @@ impl Parser<'_> {
         Operations {
             settle: self.duration(&keys, "settle").unwrap_or_default(),
         }
+    }
+
+    /// `[calendar]`: `type = "gregorian"` (fiscal quarters and years from
+    /// `fiscal_year_start`) or `"retail"` (52/53 weeks), `year_label`,
+    /// `time_zone`.
+    fn calendar(&mut self, root: &Table<'_>) -> Option<CalendarSpec> {
+        let keys = self.subtable(root, "calendar", "[calendar]", keys::CALENDAR)?;
+        #[derive(Clone, Copy, PartialEq)]
+        enum Type {
+            Gregorian,
+            Retail,
+        }
+        let ty = self
+            .choice(
+                &keys,
+                "type",
+                false,
+                &[("gregorian", Type::Gregorian), ("retail", Type::Retail)],
+            )
+            .unwrap_or(Type::Gregorian);
+        let month = |p: &mut Self, key: &str| -> Option<u32> {
+            let (n, span) = p.num(&keys, key)?;
+            if n.fract() == 0.0 && (1.0..=12.0).contains(&n) {
+                Some(n as u32)
+            } else {
+                p.err(
+                    "croo::invalid-value",
+                    span,
+                    format!("`{key}` must be a month number from 1 (January) to 12 (December)"),
+                );
+                None
+            }
+        };
+        // Keys of the other type are mistakes, not silently ignored.
+        let only = |p: &mut Self, key: &str, of: &str| {
+            if let Some(v) = keys.get(key) {
+                p.err(
+                    "croo::invalid-value",
+                    v.span(),
+                    format!("`{key}` applies to `type = \"{of}\"` calendars only"),
+                );
+            }
+        };
+        let kind = match ty {
+            Type::Gregorian => {
+                for k in ["pattern", "year_end_month", "year_end_weekday", "year_end"] {
+                    only(self, k, "retail");
+                }
+                CalendarKind::Gregorian {
+                    fiscal_year_start: month(self, "fiscal_year_start").unwrap_or(1),
+                }
+            }
+            Type::Retail => {
+                only(self, "fiscal_year_start", "gregorian");
+                let pattern = self
+                    .choice(
+                        &keys,
+                        "pattern",
+                        false,
+                        &[
+                            ("4-5-4", [4, 5, 4]),
+                            ("4-4-5", [4, 4, 5]),
+                            ("5-4-4", [5, 4, 4]),
+                        ],
+                    )
+                    .unwrap_or([4, 5, 4]);
+                let weekday = self
+                    .choice(
+                        &keys,
+                        "year_end_weekday",
+                        false,
+                        &[
+                            ("monday", 0),
+                            ("tuesday", 1),
+                            ("wednesday", 2),
+                            ("thursday", 3),
+                            ("friday", 4),
+                            ("saturday", 5),
+                            ("sunday", 6),
+                        ],
+                    )
+                    .unwrap_or(5);
+                let year_end = self
+                    .choice(
+                        &keys,
+                        "year_end",
+                        false,
+                        &[("nearest", YearEnd::Nearest), ("last", YearEnd::Last)],
+                    )
+                    .unwrap_or(YearEnd::Nearest);
+                CalendarKind::Retail {
+                    pattern,
+                    year_end_month: month(self, "year_end_month").unwrap_or(1),
+                    year_end_weekday: weekday,
+                    year_end,
+                }
+            }
+        };
+        // NRF names a retail year after the year it starts in; a fiscal
+        // year is commonly named after the year it ends in.
+        let default_label = match ty {
+            Type::Gregorian => YearLabel::End,
+            Type::Retail => YearLabel::Start,
+        };
+        let year_label = self
+            .choice(
+                &keys,
+                "year_label",
+                false,
+                &[("end", YearLabel::End), ("start", YearLabel::Start)],
+            )
+            .unwrap_or(default_label);
+        let time_zone = self.string(&keys, "time_zone", false).and_then(|t| {
+            if t.value.parse::<chrono_tz::Tz>().is_ok() {
+                Some(t.value)
+            } else {
+                let mut d = Diagnostic::error(
+                    "croo::invalid-value",
+                    t.span.clone(),
+                    format!("`{}` is not an IANA time zone", t.value),
+                )
+                .with_label("expected a name such as \"Europe/Berlin\" or \"UTC\"");
+                if let Some(n) = nearest(&t.value, chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()))
+                {
+                    d = d.with_help(format!("did you mean `{n}`?"));
+                }
+                self.diags.push(d);
+                None
+            }
+        });
+        Some(CalendarSpec {
+            kind,
+            year_label,
+            time_zone,
+        })
     }
 
     /// A one-character ASCII string (`delimiter = ";"`).
@@ -581,6 +728,7 @@ impl Parser<'_> {
             .subtable(root, "rollup", "[rollup]", keys::ROLLUP)
             .and_then(|k| self.expression(&k, "weight", false));
         let operations = self.operations(root);
+        let calendar = self.calendar(root);
         let tests = self.tests(root);
 
         // A missing or invalid `name`, `version` or `grain` has been
@@ -607,6 +755,7 @@ impl Parser<'_> {
             score_expr,
             rollup_weight,
             operations,
+            calendar,
             tests,
             broken: std::mem::take(&mut self.broken),
         })

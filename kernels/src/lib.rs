@@ -11,6 +11,8 @@
 //!   `croo_or`, `croo_if`);
 //! - [`fused`]: `croo_fused`, a straight-line program of row operators run
 //!   as one vectorised kernel;
+//! - [`bucket`]: `croo_period_bucket(micros, boundaries)`, the first day
+//!   of an instant's period in a calendar given as literal boundaries;
 //! - [`period`]: `croo_period_start(micros, grain)`, the first day of an
 //!   instant's period, and `croo_period_key(key, period)`, (customer,
 //!   period) as one grouping and join key;
@@ -27,6 +29,7 @@ use datafusion::common::Result;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::AggregateUDF;
 
+pub mod bucket;
 pub mod exact;
 pub mod fused;
 pub mod instant;
@@ -45,6 +48,7 @@ pub fn scalars() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
     let mut all = strict::all();
     all.push(fused::udf());
     all.push(period::udf());
+    all.push(bucket::udf());
     all.push(period::key_udf());
     all.push(period::key_period_udf());
     all.push(instant::udf());

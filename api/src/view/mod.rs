@@ -67,6 +67,9 @@ pub struct ScopedManifest {
     pub formula_hash: String,
     pub engine_version: String,
     pub grain: String,
+    /// The formula's `[calendar]`, when it declares one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<formulas::CalendarSpec>,
     pub periods: Vec<String>,
     pub started_at: String,
     pub finished_at: String,
@@ -85,6 +88,7 @@ pub const MANIFEST_FOR_SCOPED: &[&str] = &[
     "formula_hash",
     "engine_version",
     "grain",
+    "calendar",
     "periods",
     "started_at",
     "finished_at",
@@ -118,6 +122,7 @@ impl From<&Manifest> for ScopedManifest {
             formula_hash: m.formula_hash.clone(),
             engine_version: m.engine_version.clone(),
             grain: m.grain.clone(),
+            calendar: m.calendar.clone(),
             periods: m.periods.clone(),
             started_at: m.started_at.clone(),
             finished_at: m.finished_at.clone(),
@@ -260,6 +265,13 @@ mod tests {
             formula_path: "/f.toml".into(),
             engine_version: "0".into(),
             grain: "month".into(),
+            calendar: Some(formulas::CalendarSpec {
+                kind: formulas::CalendarKind::Gregorian {
+                    fiscal_year_start: 7,
+                },
+                year_label: formulas::YearLabel::End,
+                time_zone: None,
+            }),
             periods: vec!["2026-01-01".into()],
             parameters: BTreeMap::new(),
             started_at: "t0".into(),

@@ -193,8 +193,18 @@ impl Store {
 
     /// The grain of a formula: from its file, else from its latest run.
     pub fn grain(&self, formula: &str) -> Result<formulas::Grain, ApiError> {
+        Ok(self.calendar(formula)?.1)
+    }
+
+    /// The calendar and grain of `formula`: its file's, else those of its
+    /// latest published run.
+    pub fn calendar(
+        &self,
+        formula: &str,
+    ) -> Result<(engine::calendar::Calendar, formulas::Grain), ApiError> {
         if let Some(f) = self.formulas().get(formula) {
-            return Ok(f.loaded.formula.file.grain);
+            let file = &f.loaded.formula.file;
+            return Ok((engine::calendar::Calendar::of(file), file.grain));
         }
         let current = self.current()?;
         let Some(run) = current
@@ -205,8 +215,11 @@ impl Store {
             return Err(ApiError::not_found(format!("no formula `{formula}`")));
         };
         let m = self.manifest(run)?;
-        formulas::Grain::parse(&m.grain)
-            .ok_or_else(|| ApiError::internal(format!("run `{run}` has an unknown grain")))
+        let grain = formulas::Grain::parse(&m.grain)
+            .ok_or_else(|| ApiError::internal(format!("run `{run}` has an unknown grain")))?;
+        let cal = engine::calendar::Calendar::new(m.calendar.as_ref())
+            .map_err(|e| ApiError::internal(format!("run `{run}`: {e}")))?;
+        Ok((cal, grain))
     }
 
     /// Whether the formula is known (a file or results).
@@ -230,7 +243,7 @@ impl Store {
         let Some(pointers) = current.formulas.get(formula) else {
             return Ok(out);
         };
-        let grain = self.grain(formula).ok();
+        let calendar = self.calendar(formula).ok();
         let logs = current.editions.get(formula);
         let now = chrono::Utc::now();
         let mut periods: Vec<&String> = pointers.keys().collect();
@@ -251,7 +264,7 @@ impl Store {
                     (
                         e.run_id.clone(),
                         Some(e.edition),
-                        grain.map(|g| log.state(g, d, now)),
+                        calendar.as_ref().map(|(c, g)| log.state(c.end(*g, d), now)),
                     )
                 }),
                 (super::Which::Current, None) => pointers.get(p).map(|r| (r.clone(), None, None)),
@@ -259,8 +272,8 @@ impl Store {
                     .edition(n)
                     .map(|e| (e.run_id.clone(), Some(e.edition), Some(e.state))),
                 (super::Which::AsOf(t), Some(log)) => log.as_of(t).map(|e| {
-                    let state = grain.map(|g| {
-                        if t < engine::editions::end_of(g, d) {
+                    let state = calendar.as_ref().map(|(c, g)| {
+                        if t < c.end(*g, d) {
                             State::Open
                         } else if log.final_by(t) {
                             State::Final

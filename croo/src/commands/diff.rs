@@ -26,7 +26,8 @@ async fn score_period(
     loaded: &engine::Loaded,
     day: chrono::NaiveDate,
 ) -> Result<Vec<engine::ResultRow>, Failure> {
-    let p = engine::period::floor(loaded.formula.file.grain, day);
+    let cal = engine::calendar::Calendar::of(&loaded.formula.file);
+    let p = cal.floor(loaded.formula.file.grain, day);
     Ok(engine::score(loaded, &[p], &ScoreOptions::default())
         .await?
         .rows)
@@ -34,7 +35,8 @@ async fn score_period(
 
 pub async fn run(a: Args) -> Result<u8, Failure> {
     let (old, new) = (engine::load(&a.old)?, engine::load(&a.new)?);
-    let day = one_period("--period", &a.period, old.formula.file.grain)?;
+    let cal = engine::calendar::Calendar::of(&old.formula.file);
+    let day = one_period("--period", &a.period, (&cal, old.formula.file.grain))?;
     let definitions = engine::diff::definitions(&old.formula, &new.formula);
     let results = engine::diff::results(
         &score_period(&old, day).await?,

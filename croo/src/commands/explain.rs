@@ -58,21 +58,22 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
     }
     let loaded = engine::load(path)?;
     let grain = loaded.formula.file.grain;
-    let p = one_period("--period", period, grain)?;
+    let cal = engine::calendar::Calendar::of(&loaded.formula.file);
+    let p = one_period("--period", period, (&cal, grain))?;
     // The period before, unless another is named (as the API does).
     let explicit = compare.is_some();
     let mut c = match compare {
         Some(c) if c.trim() == engine::period::LAST_YEAR => {
-            Some(engine::period::last_year(grain, p).ok_or_else(|| {
+            Some(cal.last_year(grain, p).ok_or_else(|| {
                 crate::exit::user(format!(
-                    "--compare last-year: {p} has no counterpart in the year before (a week 53 after a 52-week ISO year, or 29 February): name the period to compare with"
+                    "--compare last-year: {p} has no counterpart in the year before (a week 53, or 29 February): name the period to compare with"
                 ))
             })?)
         }
-        Some(c) => Some(one_period("--compare", c, grain)?),
+        Some(c) => Some(one_period("--compare", c, (&cal, grain))?),
         None => p
             .pred_opt()
-            .map(|d| engine::period::floor(grain, d))
+            .map(|d| cal.floor(grain, d))
             .filter(|d| *d != p),
     };
     if let Some(d) = by

@@ -44,16 +44,11 @@ fn name_of(formula: &str) -> Result<String, Failure> {
 fn overview(a: &Args) -> Result<u8, Failure> {
     let name = name_of(&a.formula)?;
     let periods = engine::history::periods(&a.out, &name)?;
-    let grain = periods
-        .values()
-        .find_map(|l| l.current())
-        .and_then(|e| engine::store::read_manifest(&a.out, &e.run_id).ok())
-        .and_then(|m| formulas::Grain::parse(&m.grain))
-        .unwrap_or(formulas::Grain::Month);
+    let (cal, grain) = calendar(&a.out, periods.values().find_map(|l| l.current()));
     let now = chrono::Utc::now();
     let mut out = std::io::stdout().lock();
     let state = |p: &str, l: &engine::editions::PeriodLog| {
-        engine::period::parse_date(p).map(|d| l.state(grain, d, now))
+        engine::period::parse_date(p).map(|d| l.state(cal.end(grain, d), now))
     };
     match a.format {
         OutputFormat::Json => {
@@ -109,30 +104,43 @@ fn overview(a: &Args) -> Result<u8, Failure> {
     Ok(0)
 }
 
+/// The calendar and grain of the run that published `edition` (the
+/// default calendar and months when there is none).
+fn calendar(
+    out: &std::path::Path,
+    edition: Option<&engine::editions::Edition>,
+) -> (engine::calendar::Calendar, formulas::Grain) {
+    edition
+        .and_then(|e| engine::store::read_manifest(out, &e.run_id).ok())
+        .map_or((Default::default(), formulas::Grain::Month), |m| {
+            (m.calendar(), m.grain())
+        })
+}
+
 /// The formula's name and the first day of the period the arguments name.
 fn resolve(a: &Args, period: &str) -> Result<(String, NaiveDate), Failure> {
-    let (first, _) = span("--period", period)?;
     let path = std::path::Path::new(&a.formula);
     if path.is_file() {
         let loaded = engine::load(path)?;
-        let grain = loaded.formula.file.grain;
-        return Ok((
-            loaded.formula.name().to_string(),
-            engine::period::floor(grain, first),
-        ));
+        let (cal, grain) = (
+            engine::calendar::Calendar::of(&loaded.formula.file),
+            loaded.formula.file.grain,
+        );
+        let (first, _) = span("--period", period, &cal)?;
+        return Ok((loaded.formula.name().to_string(), cal.floor(grain, first)));
     }
-    // A name: the period whose editions hold that day.
+    // A name: the period whose editions hold that day, in the calendar of
+    // the published runs.
     let current = engine::store::read_current(&a.out)?;
-    let grain = current
-        .editions
-        .get(&a.formula)
-        .and_then(|ps| ps.values().find_map(|l| l.current()))
-        .and_then(|e| engine::store::read_manifest(&a.out, &e.run_id).ok())
-        .and_then(|m| formulas::Grain::parse(&m.grain));
-    Ok((
-        a.formula.clone(),
-        grain.map_or(first, |g| engine::period::floor(g, first)),
-    ))
+    let (cal, grain) = calendar(
+        &a.out,
+        current
+            .editions
+            .get(&a.formula)
+            .and_then(|ps| ps.values().find_map(|l| l.current())),
+    );
+    let (first, _) = span("--period", period, &cal)?;
+    Ok((a.formula.clone(), cal.floor(grain, first)))
 }
 
 pub fn run(a: Args) -> Result<u8, Failure> {
@@ -162,14 +170,8 @@ pub fn run(a: Args) -> Result<u8, Failure> {
         return Ok(0);
     }
     let log = engine::history::log(&a.out, &name, period)?;
-    let grain = engine::store::read_manifest(
-        &a.out,
-        &log.current().map(|e| e.run_id.clone()).unwrap_or_default(),
-    )
-    .ok()
-    .and_then(|m| formulas::Grain::parse(&m.grain))
-    .unwrap_or(formulas::Grain::Month);
-    let state = log.state(grain, period, chrono::Utc::now());
+    let (cal, grain) = calendar(&a.out, log.current());
+    let state = log.state(cal.end(grain, period), chrono::Utc::now());
     match a.format {
         OutputFormat::Json => {
             let doc = serde_json::json!({

@@ -33,5 +33,5 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
     }
     let (from, to) = engine::sample::default_range(3);
     eprintln!("running {} for {from} to {to}", formula.display());
-    run::run_formula(&formula, PeriodChoice::Range(from, to), &a.run).await
+    run::run_formula(&formula, &|_| Ok(PeriodChoice::Range(from, to)), &a.run).await
 }

@@ -21,14 +21,18 @@ pub struct Args {
 }
 
 pub async fn run(a: Args) -> Result<u8, Failure> {
-    let choice = a.periods.choice()?;
-    run_formula(&a.formula, choice, &a.run).await
+    run_formula(&a.formula, &|cal| a.periods.choice(cal), &a.run).await
 }
 
+/// The periods of a run, named in the formula's calendar.
+pub type Choose<'a> = &'a dyn Fn(&engine::calendar::Calendar) -> Result<PeriodChoice, Failure>;
+
 /// Runs the formula at `path` over `choice` and prints the result rows.
-pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> Result<u8, Failure> {
+pub async fn run_formula(path: &Path, choose: Choose<'_>, args: &RunArgs) -> Result<u8, Failure> {
     let session = args.session()?;
     let loaded = engine::load(path)?;
+    let cal = engine::calendar::Calendar::of(&loaded.formula.file);
+    let choice = choose(&cal)?;
     for w in &loaded.warnings {
         eprintln!("{}", render::diagnostic(&loaded.file, w, color()));
     }
@@ -88,6 +92,9 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
                         o.insert("run_id".into(), m.run_id.clone().into());
                         o.insert("version".into(), m.version.clone().into());
                         o.insert("formula_hash".into(), m.formula_hash.clone().into());
+                        if let Some(l) = cal.label(loaded.formula.file.grain, r.period) {
+                            o.insert("period_label".into(), l.into());
+                        }
                         if let Some(p) = published.get(&r.period) {
                             o.insert("state".into(), p.state.as_str().into());
                             o.insert("edition".into(), p.outcome.edition().into());
@@ -121,22 +128,29 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
                 .iter()
                 .map(|c| c.name.value.clone())
                 .collect();
-            let mut headers = render::headers(&[
-                "period",
+            let labelled = !cal.is_default();
+            let mut headers = render::headers(&["period"]);
+            if labelled {
+                headers.extend(render::headers(&["fiscal"]));
+            }
+            headers.extend(render::headers(&[
                 "state",
                 "group",
                 "score",
                 "population",
                 "included",
                 "excluded",
-            ]);
+            ]));
             headers.extend(comps.iter().cloned());
             let num = |v: Option<f64>| render::number(v, 2);
             let rows: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
-                    let mut row = vec![
-                        r.period.to_string(),
+                    let mut row = vec![r.period.to_string()];
+                    if labelled {
+                        row.extend(cal.label(loaded.formula.file.grain, r.period));
+                    }
+                    row.extend([
                         published
                             .get(&r.period)
                             .map(|p| p.state.as_str().to_string())
@@ -146,7 +160,7 @@ pub async fn run_formula(path: &Path, choice: PeriodChoice, args: &RunArgs) -> R
                         r.population.to_string(),
                         r.included.to_string(),
                         r.excluded.to_string(),
-                    ];
+                    ]);
                     row.extend(
                         r.components
                             .0

@@ -7,6 +7,7 @@
 )]
 
 mod bad_data;
+mod calendars;
 mod cli;
 mod cluster;
 mod crash;
