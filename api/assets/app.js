@@ -67,11 +67,12 @@ function drawTrend(rows) {
   });
   el("path", { class: "line", d }, svg);
   rows.forEach((r, i) => {
-    el("text", { x: x(i), y: 248, "text-anchor": "middle" }, svg, r.period.slice(0, 7));
+    // A fiscal calendar's name (FY2027-Q1) where the formula has one.
+    el("text", { x: x(i), y: 248, "text-anchor": "middle" }, svg, r.period_label || r.period.slice(0, 7));
     if (r.score === null) return;
     const c = el("circle", { class: "point", cx: x(i), cy: y(r.score), r: 4,
       "data-period": r.period, "data-score": String(r.score) }, svg);
-    el("title", {}, c, r.period + ": " + fmt(r.score));
+    el("title", {}, c, r.period + (r.period_label ? " (" + r.period_label + ")" : "") + ": " + fmt(r.score));
     el("text", { x: x(i), y: y(r.score) - 8, "text-anchor": "middle", class: "score-label" }, svg, fmt(r.score, 1));
   });
 }
@@ -203,7 +204,7 @@ async function render() {
   const prev = first.length > 1 ? first[first.length - 2] : null;
   $("latest-score").textContent = fmt(latest.score);
   $("latest-score").dataset.score = String(latest.score);
-  $("latest-period").textContent = latest.period;
+  $("latest-period").textContent = latest.period + (latest.period_label ? " · " + latest.period_label : "");
   // The period's state in words (open, provisional, final) and its edition.
   $("latest-state").textContent = latest.state
     ? latest.state + (latest.edition ? " · edition " + latest.edition : "")

@@ -341,7 +341,7 @@ fn schema_keys() -> std::collections::BTreeSet<(String, String)> {
     for (table, v) in s["properties"].as_object().unwrap() {
         let named = &v["additionalProperties"];
         match table.as_str() {
-            "formula" | "rollup" | "operations" => {
+            "formula" | "rollup" | "operations" | "calendar" => {
                 for k in keys(v) {
                     out.insert((table.clone(), k));
                 }

@@ -1,3 +1,6 @@
+//! The calendar arithmetic against hand-worked dates and an independent
+//! implementation of the NRF rule (`tests/data/calendar/nrf.py`).
+
 use super::*;
 use formulas::{CalendarKind, CalendarSpec, YearEnd, YearLabel};
 
