@@ -210,6 +210,9 @@ async function render() {
     ? latest.state + (latest.edition ? " · edition " + latest.edition : "")
     : "–";
   $("latest-state").dataset.state = latest.state || "";
+  // The status against the targets, in words (the colour only repeats it).
+  $("latest-status").textContent = latest.status ? latest.status.replace(/_/g, " ") : "no target";
+  $("latest-status").dataset.status = latest.status || "";
   $("latest-change").textContent = prev ? signed(latest.score - prev.score) : "–";
   $("dim-name").textContent = scoped || dim;
   const period = await api(base + "/scores/" + latest.period + "?by=" + encodeURIComponent(scoped || dim));

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod routes;
 pub mod runs;
 pub mod schedules;
+pub mod targets;
 pub mod view;
 
 pub use error::{ApiError, Error};
@@ -47,7 +48,7 @@ use utoipa_axum::routes;
 pub struct AppState {
     pub store: view::store::Store,
     pub keys: auth::Keys,
-    pub audit: audit::AuditLog,
+    pub audit: Arc<audit::AuditLog>,
     pub metrics: metrics::Metrics,
     pub runs: runs::Runs,
     /// Session options of runs started over HTTP.
@@ -122,6 +123,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .routes(routes!(routes::period_scores))
         .routes(routes!(routes::editions))
         .routes(routes!(routes::explain))
+        .routes(routes!(targets::status))
         .routes(routes!(routes::start_run))
         .routes(routes!(routes::list_runs))
         .routes(routes!(routes::get_run))
@@ -311,10 +313,15 @@ pub fn state(config: &Config) -> Result<Arc<AppState>, Error> {
         context: format!("creating {}", config.results.display()),
         source,
     })?;
+    let audit = Arc::new(audit::AuditLog::new(&config.results));
     Ok(Arc::new(AppState {
-        store: view::store::Store::new(config.results.clone(), config.formulas.clone()),
+        store: view::store::Store::new(
+            config.results.clone(),
+            config.formulas.clone(),
+            Arc::clone(&audit),
+        ),
         keys: auth::Keys::new(config.keys.clone()),
-        audit: audit::AuditLog::new(&config.results),
+        audit,
         metrics: metrics::Metrics::default(),
         runs: runs::Runs::default(),
         session: config.session.clone(),

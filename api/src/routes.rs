@@ -77,6 +77,11 @@ pub struct ScoreRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub state: Option<engine::editions::State>,
+    /// The group's status against its targets (`on_track`, `at_risk`, ...;
+    /// docs/targets.md), when the formula has a targets file and a target
+    /// applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 /// Period -> (run id, formula version, formula hash).
@@ -96,6 +101,7 @@ impl ScoreRow {
         let (run_id, version, formula_hash) = provenance.get(&p).cloned().unwrap_or_default();
         let (edition, state) = editions.get(&p).copied().unwrap_or_default();
         Self {
+            status: None,
             run_id,
             version,
             formula_hash,
@@ -191,7 +197,10 @@ pub struct ByQuery {
 }
 
 /// Which published rows `edition` and `as_of` ask for.
-fn which(edition: Option<u32>, as_of: Option<&str>) -> Result<crate::view::Which, ApiError> {
+pub(crate) fn which(
+    edition: Option<u32>,
+    as_of: Option<&str>,
+) -> Result<crate::view::Which, ApiError> {
     use crate::view::Which;
     match (edition, as_of) {
         (Some(_), Some(_)) => Err(ApiError::bad_request("give `edition` or `as_of`, not both")),
@@ -326,7 +335,7 @@ fn parse_span(what: &str, s: &str, cal: &Calendar) -> Result<(NaiveDate, NaiveDa
 /// The period of `grain` a date or label names: for `from`, the one
 /// holding its first day; for `to`, its last day; otherwise it must name
 /// one period.
-fn parse_period(
+pub(crate) fn parse_period(
     what: &str,
     s: &str,
     (cal, grain): (&Calendar, formulas::Grain),
@@ -344,7 +353,7 @@ fn parse_period(
     }
 }
 
-fn check_formula(state: &AppState, name: &str) -> Result<(), ApiError> {
+pub(crate) fn check_formula(state: &AppState, name: &str) -> Result<(), ApiError> {
     if state.store.exists(name)? {
         Ok(())
     } else {
@@ -352,7 +361,11 @@ fn check_formula(state: &AppState, name: &str) -> Result<(), ApiError> {
     }
 }
 
-fn check_dimension(state: &AppState, formula: &str, by: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn check_dimension(
+    state: &AppState,
+    formula: &str,
+    by: Option<&str>,
+) -> Result<(), ApiError> {
     let Some(d) = by else { return Ok(()) };
     let formulas = state.store.formulas();
     let known: Option<Vec<String>> = formulas.get(formula).map(|f| {
@@ -519,12 +532,19 @@ pub async fn scores(
             .map(|s| parse_period("to", s, (&cal, grain)))
             .transpose()?;
     let sel = view.select(&name, from, to, which(q.edition, q.as_of.as_deref())?)?;
+    let targets = state.store.targets(&name).ok().flatten();
     let (rows, runs) = (sel.rows, sel.runs);
     let provenance = view.provenance(&runs);
     let results = rows
         .into_iter()
         .filter(|r| r.dimension.as_deref() == q.by.as_deref())
-        .map(|r| ScoreRow::with_edition(r, &provenance, &sel.editions, (&cal, grain)))
+        .map(|r| {
+            let status = targets.as_ref().and_then(|t| t.group_status(&r).status);
+            ScoreRow {
+                status,
+                ..ScoreRow::with_edition(r, &provenance, &sel.editions, (&cal, grain))
+            }
+        })
         .collect();
     Ok(Json(ScoresDoc {
         formula: name,
@@ -559,6 +579,7 @@ pub async fn period_scores(
         Some(p),
         which(q.edition, q.as_of.as_deref())?,
     )?;
+    let targets = state.store.targets(&name).ok().flatten();
     let (rows, runs) = (sel.rows, sel.runs);
     if runs.is_empty() {
         return Err(ApiError::not_found(match (q.edition, &q.as_of) {
@@ -571,7 +592,13 @@ pub async fn period_scores(
     let results = rows
         .into_iter()
         .filter(|r| r.dimension.is_none() || r.dimension.as_deref() == q.by.as_deref())
-        .map(|r| ScoreRow::with_edition(r, &provenance, &sel.editions, (&cal, grain)))
+        .map(|r| {
+            let status = targets.as_ref().and_then(|t| t.group_status(&r).status);
+            ScoreRow {
+                status,
+                ..ScoreRow::with_edition(r, &provenance, &sel.editions, (&cal, grain))
+            }
+        })
         .collect();
     Ok(Json(ScoresDoc {
         formula: name,

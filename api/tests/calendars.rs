@@ -11,7 +11,8 @@ use serde_json::Value;
 
 #[tokio::test]
 async fn scores_are_read_by_fiscal_name() {
-    let case = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../croo/tests/it/data/calendars");
+    let case =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../croo/tests/it/data/calendars");
     let dir = tempfile::tempdir().unwrap().keep();
     for e in std::fs::read_dir(&case).unwrap() {
         let p = e.unwrap().path();
@@ -75,7 +76,10 @@ async fn scores_are_read_by_fiscal_name() {
         assert_eq!(rows[0]["period"], period.as_str());
         assert_eq!(rows[0]["period_label"], label.to_uppercase());
         let got = rows[0]["score"].as_f64().unwrap();
-        assert!((got - score).abs() <= 1e-9 * score.abs().max(1.0), "{got} vs {score}");
+        assert!(
+            (got - score).abs() <= 1e-9 * score.abs().max(1.0),
+            "{got} vs {score}"
+        );
         let doc: Value = get(format!("{base}/v1/formulas/calendar-july/scores/{label}"))
             .await
             .json()
@@ -85,11 +89,13 @@ async fn scores_are_read_by_fiscal_name() {
     }
     // A day names the quarter holding it; a bad fiscal name is a 400
     // naming it.
-    let doc: Value = get(format!("{base}/v1/formulas/calendar-july/scores/2026-08-15"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = get(format!(
+        "{base}/v1/formulas/calendar-july/scores/2026-08-15"
+    ))
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(doc["results"][0]["period_label"], "FY2027-Q1", "{doc:#}");
     let r = get(format!("{base}/v1/formulas/calendar-july/scores/FY2027-Q5")).await;
     assert_eq!(r.status(), 400);

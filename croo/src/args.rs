@@ -101,6 +101,10 @@ pub struct RunArgs {
     /// Who publishes (recorded in each edition; default: the OS user).
     #[arg(long)]
     pub actor: Option<String>,
+    /// A targets file: adds each group's status (default: NAME.targets.toml
+    /// beside NAME.toml, when there is one).
+    #[arg(long, value_name = "FILE")]
+    pub targets: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -167,6 +171,26 @@ pub fn one_period(
         )));
     }
     Ok(a)
+}
+
+/// The targets of the formula at `formula`: `--targets FILE`, else the
+/// file beside the formula when there is one.
+pub fn targets(
+    given: Option<&std::path::Path>,
+    formula: &std::path::Path,
+    file: &formulas::FormulaFile,
+) -> Result<Option<engine::targets::Targets>, Failure> {
+    let path = match given {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let beside = engine::targets::beside(formula);
+            if !beside.is_file() {
+                return Ok(None);
+            }
+            beside
+        }
+    };
+    Ok(Some(engine::targets::load(&path, file)?))
 }
 
 /// Session options from `--threads` and `--memory-limit`.

@@ -20,7 +20,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use commands::{
-    check, cluster, diff, explain, history, keys, quickstart, run, sample, schema, serve, test,
+    check, cluster, diff, explain, history, keys, quickstart, run, sample, schema, serve, status,
+    test,
 };
 use exit::Failure;
 
@@ -58,6 +59,8 @@ enum Command {
     Diff(diff::Args),
     /// The editions of a period, and what differs between two of them.
     History(history::Args),
+    /// Each group's status against its targets (on_track, at_risk, ...).
+    Status(status::Args),
     /// Print the JSON Schema of formula files (for taplo / Even Better TOML).
     Schema,
     /// Write a realistic sample data set and an example formula.
@@ -147,6 +150,7 @@ async fn dispatch(cmd: Command) -> Result<u8, Failure> {
         Command::Explain(a) => explain::run(a).await,
         Command::Diff(a) => diff::run(a).await,
         Command::History(a) => history::run(a),
+        Command::Status(a) => status::run(a),
         Command::Schema => schema::run(),
         Command::Sample(a) => sample::run(a),
         Command::Serve(a) => serve::run(a).await,

@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 
 use crate::load::Loaded;
 
-/// The formula files of a folder: its `*.toml` files, sorted by path.
+/// The formula files of a folder: its `*.toml` files but targets files
+/// (`NAME.targets.toml`, `engine::targets`), sorted by path.
 pub fn formula_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+        .filter(|p| !crate::targets::is_targets_file(p))
         .collect();
     files.sort();
     Ok(files)

@@ -44,6 +44,7 @@ pub mod score;
 pub mod session;
 pub mod sources;
 pub mod store;
+pub mod targets;
 pub mod uncertainty;
 
 pub use error::{Class, Error, Result};

@@ -23,6 +23,9 @@ use crate::error::ApiError;
 pub struct FormulaEntry {
     pub path: PathBuf,
     pub loaded: Arc<engine::Loaded>,
+    /// Its targets file (`NAME.targets.toml` beside it), when there is one:
+    /// read and checked, or why it could not be.
+    pub targets: Option<Result<Arc<engine::targets::Targets>, String>>,
 }
 
 type Signature = Vec<(PathBuf, Option<SystemTime>, u64)>;
@@ -36,12 +39,31 @@ struct Cache {
     formulas: Option<(Signature, Arc<BTreeMap<String, FormulaEntry>>)>,
     /// Files that failed to load, with why (reported in the server log once).
     broken: BTreeMap<PathBuf, String>,
+    /// Formula -> the digest of the targets last loaded (a change is
+    /// written to the audit log).
+    targets_seen: BTreeMap<String, String>,
 }
 
 pub struct Store {
     pub results: PathBuf,
     pub formulas_dir: Option<PathBuf>,
     cache: Mutex<Cache>,
+    audit: Arc<crate::audit::AuditLog>,
+}
+
+/// An engine error as one text, with the place of each diagnostic.
+fn engine_error_text(e: &engine::Error) -> String {
+    match e {
+        engine::Error::Formula { file, diagnostics } => diagnostics
+            .iter()
+            .map(|d| {
+                let (l, c) = file.line_col(d.span.start);
+                format!("{}:{l}:{c}: {}", file.path, d.message)
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -49,11 +71,16 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 }
 
 impl Store {
-    pub fn new(results: PathBuf, formulas_dir: Option<PathBuf>) -> Self {
+    pub fn new(
+        results: PathBuf,
+        formulas_dir: Option<PathBuf>,
+        audit: Arc<crate::audit::AuditLog>,
+    ) -> Self {
         Self {
             results,
             formulas_dir,
             cache: Mutex::new(Cache::default()),
+            audit,
         }
     }
 
@@ -131,12 +158,15 @@ impl Store {
             return Arc::new(BTreeMap::new());
         };
         let files = engine::folder::formula_files(dir).unwrap_or_default();
-        let sig: Signature = files
+        // A formula and its targets file: a change to either is seen.
+        let watched = files
             .iter()
+            .flat_map(|p| [p.clone(), engine::targets::beside(p)]);
+        let sig: Signature = watched
             .map(|p| {
-                let m = std::fs::metadata(p).ok();
+                let m = std::fs::metadata(&p).ok();
                 (
-                    p.clone(),
+                    p,
                     m.as_ref().and_then(|m| m.modified().ok()),
                     m.map_or(0, |m| m.len()),
                 )
@@ -171,15 +201,50 @@ impl Store {
             if clashes.iter().any(|c| c.name == name) {
                 continue;
             }
+            let beside = engine::targets::beside(&l.path);
+            let targets = beside.is_file().then(|| {
+                engine::targets::load(&beside, &l.formula.file)
+                    .map(Arc::new)
+                    .map_err(|e| engine_error_text(&e))
+            });
             out.insert(
                 name,
                 FormulaEntry {
                     path: l.path.clone(),
                     loaded: Arc::new(l),
+                    targets,
                 },
             );
         }
         let mut cache = self.cache();
+        // Targets loaded for the first time or changed: one audit line
+        // each, with the file's version and digest.
+        for (name, f) in &out {
+            match &f.targets {
+                Some(Ok(t)) if cache.targets_seen.get(name) != Some(&t.digest) => {
+                    let mut e = crate::audit::AuditEvent::new("targets.loaded", "ok");
+                    e.detail = Some(format!(
+                        "formula {name}: {} version {} {}",
+                        t.path.display(),
+                        t.version,
+                        t.digest
+                    ));
+                    self.audit.record(&e);
+                    cache.targets_seen.insert(name.clone(), t.digest.clone());
+                }
+                Some(Err(why)) => {
+                    let digest = format!("error:{why}");
+                    if cache.targets_seen.get(name) != Some(&digest) {
+                        tracing::warn!(formula = %name, error = %why, "targets left out");
+                        let mut e = crate::audit::AuditEvent::new("targets.loaded", "failed");
+                        e.detail = Some(format!("formula {name}: {why}"));
+                        self.audit.record(&e);
+                        cache.targets_seen.insert(name.clone(), digest);
+                    }
+                }
+                _ => {}
+            }
+        }
         for (p, why) in &broken {
             if cache.broken.get(p) != Some(why) {
                 tracing::warn!(file = %p.display(), error = %why, "formula left out");
@@ -189,6 +254,21 @@ impl Store {
         let out = Arc::new(out);
         cache.formulas = Some((sig, Arc::clone(&out)));
         out
+    }
+
+    /// The targets of a formula of the formulas folder (`None`: it has no
+    /// targets file; an error: the file does not check, and why).
+    pub fn targets(
+        &self,
+        formula: &str,
+    ) -> Result<Option<Arc<engine::targets::Targets>>, ApiError> {
+        match self.formulas().get(formula).and_then(|f| f.targets.clone()) {
+            None => Ok(None),
+            Some(Ok(t)) => Ok(Some(t)),
+            Some(Err(why)) => Err(ApiError::unprocessable(format!(
+                "the targets of `{formula}` do not check: {why}"
+            ))),
+        }
     }
 
     /// The grain of a formula: from its file, else from its latest run.

@@ -47,6 +47,11 @@ def main():
     sample, results, keys = (os.path.join(work, n) for n in ("sample", "results", "keys.json"))
     croo(binary, "sample", "--out", sample, "--customers", "400", "--months", "5")
     formula = os.path.join(sample, "retail-croo.toml")
+    # Targets beside the formula: the headline shows the latest status.
+    with open(os.path.join(sample, "retail-croo.targets.toml"), "w") as f:
+        f.write('version = "browser"\n[status]\nrules = ["on_track >= 1.0", "at_risk >= 0.9"]\n'
+                'otherwise = "off_track"\n[[targets]]\nfrom = "2026-01"\nvalue = 90\n'
+                'baseline = 10\ndirection = "higher"\n')
     run = json.loads(croo(binary, "run", formula, "--from", "2026-07-01", "--to", "2026-10-01",
                           "--out", results, "--format", "json"))
     rows = run["results"]
@@ -94,6 +99,9 @@ def main():
             latest = whole[-1]
             check("headline", float(driver.find_element(By.ID, "latest-score").get_attribute("data-score")),
                   latest["score"])
+            shown = driver.find_element(By.ID, "latest-status").text
+            if not latest.get("status") or shown.replace(" ", "_") != latest["status"]:
+                failures.append(f"status: page shows {shown!r}, croo run says {latest.get('status')!r}")
             # The breakdown by the first dimension (segment) of the latest period.
             groups = {r["value"]: r for r in rows
                       if r["period"] == latest["period"] and r["dimension"] == "segment"}

@@ -11,4 +11,5 @@ pub mod run;
 pub mod sample;
 pub mod schema;
 pub mod serve;
+pub mod status;
 pub mod test;

@@ -33,6 +33,8 @@ pub async fn run_formula(path: &Path, choose: Choose<'_>, args: &RunArgs) -> Res
     let loaded = engine::load(path)?;
     let cal = engine::calendar::Calendar::of(&loaded.formula.file);
     let choice = choose(&cal)?;
+    let targets = crate::args::targets(args.targets.as_deref(), path, &loaded.formula.file)?;
+    let status = |r: &engine::ResultRow| targets.as_ref().and_then(|t| t.group_status(r).status);
     for w in &loaded.warnings {
         eprintln!("{}", render::diagnostic(&loaded.file, w, color()));
     }
@@ -95,6 +97,10 @@ pub async fn run_formula(path: &Path, choose: Choose<'_>, args: &RunArgs) -> Res
                         if let Some(l) = cal.label(loaded.formula.file.grain, r.period) {
                             o.insert("period_label".into(), l.into());
                         }
+                        if let Some(t) = &targets {
+                            o.insert("status".into(), status(r).into());
+                            o.insert("targets_version".into(), t.version.clone().into());
+                        }
                         if let Some(p) = published.get(&r.period) {
                             o.insert("state".into(), p.state.as_str().into());
                             o.insert("edition".into(), p.outcome.edition().into());
@@ -133,6 +139,9 @@ pub async fn run_formula(path: &Path, choose: Choose<'_>, args: &RunArgs) -> Res
             if labelled {
                 headers.extend(render::headers(&["fiscal"]));
             }
+            if targets.is_some() {
+                headers.extend(render::headers(&["status"]));
+            }
             headers.extend(render::headers(&[
                 "state",
                 "group",
@@ -149,6 +158,9 @@ pub async fn run_formula(path: &Path, choose: Choose<'_>, args: &RunArgs) -> Res
                     let mut row = vec![r.period.to_string()];
                     if labelled {
                         row.extend(cal.label(loaded.formula.file.grain, r.period));
+                    }
+                    if targets.is_some() {
+                        row.push(status(r).unwrap_or_else(|| "-".into()));
                     }
                     row.extend([
                         published

@@ -17,4 +17,5 @@ mod serve;
 mod services;
 mod snapshots;
 mod sources;
+mod targets;
 mod tidy;
