@@ -71,6 +71,16 @@ impl Principal {
         }
     }
 
+    /// Whether a customer is visible to this key, given its value of each
+    /// dimension in the period: in a group of the key's scope.
+    pub fn sees_customer(&self, value_of: &dyn Fn(&str) -> Option<String>) -> bool {
+        !self.is_scoped()
+            || self
+                .scope
+                .iter()
+                .any(|(d, vs)| value_of(d).is_some_and(|v| vs.contains(&v)))
+    }
+
     /// Checks that a key may see the group `dimension=value`.
     pub fn check_group(&self, dimension: &str, value: &str) -> Result<(), ApiError> {
         if !self.is_scoped()

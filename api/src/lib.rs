@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod customers;
 pub mod dashboard;
 pub mod error;
 pub mod guard;
@@ -124,6 +125,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .routes(routes!(routes::editions))
         .routes(routes!(routes::explain))
         .routes(routes!(targets::status))
+        .routes(routes!(customers::customers))
+        .routes(routes!(customers::customer))
         .routes(routes!(routes::start_run))
         .routes(routes!(routes::list_runs))
         .routes(routes!(routes::get_run))

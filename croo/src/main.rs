@@ -20,8 +20,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use commands::{
-    check, cluster, diff, explain, history, keys, quickstart, run, sample, schema, serve, status,
-    test,
+    check, cluster, customers, diff, explain, history, keys, quickstart, run, sample, schema,
+    serve, status, test,
 };
 use exit::Failure;
 
@@ -61,6 +61,8 @@ enum Command {
     History(history::Args),
     /// Each group's status against its targets (on_track, at_risk, ...).
     Status(status::Args),
+    /// The customers behind a number: a sorted page, or one customer over time.
+    Customers(customers::Args),
     /// Print the JSON Schema of formula files (for taplo / Even Better TOML).
     Schema,
     /// Write a realistic sample data set and an example formula.
@@ -151,6 +153,7 @@ async fn dispatch(cmd: Command) -> Result<u8, Failure> {
         Command::Diff(a) => diff::run(a).await,
         Command::History(a) => history::run(a),
         Command::Status(a) => status::run(a),
+        Command::Customers(a) => customers::run(a).await,
         Command::Schema => schema::run(),
         Command::Sample(a) => sample::run(a),
         Command::Serve(a) => serve::run(a).await,

@@ -79,6 +79,21 @@ pub struct Edition {
     /// Whether the run kept per-customer rows.
     #[serde(default)]
     pub detail: bool,
+    /// A later run that computed the same numbers and kept the
+    /// per-customer rows this edition's run did not: where its detail is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail_run: Option<String>,
+}
+
+impl Edition {
+    /// The run whose `detail.parquet` holds this edition's customers.
+    pub fn detail_run(&self) -> Option<&str> {
+        if self.detail {
+            Some(&self.run_id)
+        } else {
+            self.detail_run.as_deref()
+        }
+    }
 }
 
 /// The editions of one (formula, period), oldest first, and when it

@@ -19,6 +19,7 @@ pub mod calendar;
 pub mod cluster;
 pub mod columns;
 pub mod contracts;
+pub mod customers;
 pub mod diff;
 pub mod durable;
 pub mod editions;

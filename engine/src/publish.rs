@@ -75,9 +75,18 @@ pub fn publish(
             results: digest.clone(),
             git: who.git.clone(),
             detail: manifest.parameters.get("detail") == Some(&serde_json::Value::Bool(true)),
+            detail_run: None,
         };
-        let outcome = match log.current() {
-            Some(e) if e.results == digest => Outcome::Unchanged { edition: e.edition },
+        let detail = manifest.parameters.get("detail") == Some(&serde_json::Value::Bool(true));
+        let outcome = match log.editions.last_mut() {
+            Some(e) if e.results == digest => {
+                // The same numbers: the edition stays; a run that kept the
+                // per-customer rows its run did not is where they are.
+                if detail && e.detail_run().is_none() {
+                    e.detail_run = Some(manifest.run_id.clone());
+                }
+                Outcome::Unchanged { edition: e.edition }
+            }
             Some(e) if log.final_at.is_some() => {
                 if who.restate.is_some() {
                     log.editions.push(new_edition(true));
@@ -142,7 +151,7 @@ pub fn unchanged_inputs(
             (e.formula_hash == formula_hash
                 && e.engine_version == engine_version
                 && e.inputs.as_deref() == Some(inputs)
-                && (e.detail || !detail))
+                && (e.detail_run().is_some() || !detail))
                 .then_some(e.edition)
         })
         .collect()

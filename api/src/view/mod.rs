@@ -192,6 +192,115 @@ impl View {
         Ok(s)
     }
 
+    /// A page of the customers of one period that this key may see (those
+    /// in a group of its scope as of the period), in `group` when given,
+    /// sorted by `sort`; `previous` names the period `change` is measured
+    /// from. Returns the period's run with the page.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn customers(
+        &self,
+        formula: &str,
+        period: NaiveDate,
+        previous: Option<NaiveDate>,
+        group: Option<(&str, &str)>,
+        sort: &engine::customers::Sort,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(String, engine::customers::Page), ApiError> {
+        if let Some((d, v)) = group {
+            self.who.check_group(d, v)?;
+        }
+        let store = &self.state.store;
+        let Some(run) = store.detail_runs(formula, period, period)?.remove(&period) else {
+            return Err(ApiError::not_found(format!(
+                "no results of `{formula}` for the period {period}"
+            )));
+        };
+        let table = store.period_table(&run, period).await?;
+        let before = match (sort, previous) {
+            (engine::customers::Sort::Change { .. }, Some(p)) => {
+                match store.detail_runs(formula, p, p)?.remove(&p) {
+                    Some(r) => Some((r.clone(), store.period_table(&r, p).await?)),
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        let order = store.order(
+            (
+                run.clone(),
+                period,
+                sort.clone(),
+                before.as_ref().map(|b| b.0.clone()),
+            ),
+            &table,
+            before.as_ref().map(|b| b.1.as_ref()),
+        )?;
+        let page = table.page(
+            &order,
+            group,
+            &|value_of| self.who.sees_customer(value_of),
+            offset,
+            limit,
+        );
+        Ok((run, page))
+    }
+
+    /// One customer's rows in the periods of `[from, to]` in which this
+    /// key may see it, with the population statistics of those periods
+    /// for an unscoped key (they describe customers outside any scope).
+    /// A customer this key cannot see is not found, like one that does
+    /// not exist.
+    pub async fn customer(
+        &self,
+        formula: &str,
+        key: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<
+        (
+            Vec<engine::customers::CustomerPeriod>,
+            Vec<engine::store::PopulationStats>,
+        ),
+        ApiError,
+    > {
+        let mut by_run: BTreeMap<String, Vec<NaiveDate>> = BTreeMap::new();
+        for (p, run) in self.state.store.detail_runs(formula, from, to)? {
+            by_run.entry(run).or_default().push(p);
+        }
+        let mut rows = Vec::new();
+        let mut stats = Vec::new();
+        for (run, periods) in by_run {
+            let found =
+                engine::customers::read_customer(&self.state.store.results, &run, key, &periods)
+                    .await
+                    .map_err(ApiError::from_engine)?;
+            let mut seen = Vec::new();
+            for c in found {
+                let value_of = |d: &str| c.dimensions.get(d).cloned().flatten();
+                if self.who.sees_customer(&value_of) {
+                    seen.push(c.period.to_string());
+                    rows.push(c);
+                }
+            }
+            if !self.who.is_scoped() && !seen.is_empty() {
+                let m = self.state.store.manifest(&run)?;
+                stats.extend(
+                    m.population_stats
+                        .into_iter()
+                        .filter(|s| seen.contains(&s.period)),
+                );
+            }
+        }
+        if rows.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "no customer `{key}` of `{formula}` from {from} to {to}"
+            )));
+        }
+        rows.sort_by_key(|c| c.period);
+        Ok((rows, stats))
+    }
+
     /// For each period of `runs` (period -> run id): the run id, and the
     /// formula version and hash that produced its rows.
     pub fn provenance(
@@ -330,7 +439,12 @@ mod tests {
     /// OpenAPI annotation) takes the view and nothing that bypasses it.
     #[test]
     fn every_data_route_takes_the_view() {
-        let src = [include_str!("../routes.rs"), include_str!("../targets.rs")].concat();
+        let src = [
+            include_str!("../routes.rs"),
+            include_str!("../targets.rs"),
+            include_str!("../customers.rs"),
+        ]
+        .concat();
         let mut data_routes = 0;
         for chunk in src.split("#[utoipa::path(").skip(1) {
             let at = chunk
@@ -350,6 +464,6 @@ mod tests {
                 );
             }
         }
-        assert!(data_routes >= 10, "found {data_routes} data routes");
+        assert!(data_routes >= 12, "found {data_routes} data routes");
     }
 }

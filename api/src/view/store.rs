@@ -42,7 +42,20 @@ struct Cache {
     /// Formula -> the digest of the targets last loaded (a change is
     /// written to the audit log).
     targets_seen: BTreeMap<String, String>,
+    /// Per-customer tables of (run, period), most recently used last.
+    periods: Vec<((String, NaiveDate), Arc<engine::customers::PeriodTable>)>,
+    /// Sorts of those tables: (run, period, sort, previous run).
+    orders: Vec<(OrderKey, Arc<engine::customers::Order>)>,
 }
+
+/// What a sort of one period's customers is cached under.
+pub(super) type OrderKey = (String, NaiveDate, engine::customers::Sort, Option<String>);
+
+/// How many per-customer period tables the cache keeps (each one period of
+/// one run: ~8 bytes per customer and component, score and dimension).
+const PERIOD_TABLES: usize = 8;
+/// How many sorts of them it keeps (4 bytes per customer each).
+const ORDERS: usize = 32;
 
 pub struct Store {
     pub results: PathBuf,
@@ -116,6 +129,92 @@ impl Store {
             .rows
             .insert(run_id.to_string(), Arc::clone(&rows));
         Ok(rows)
+    }
+
+    /// The run holding the per-customer rows of each period's current
+    /// edition of `formula` in `[from, to]` (`Edition::detail_run`; the
+    /// edition's own run otherwise, whose reader then says it kept none).
+    pub(super) fn detail_runs(
+        &self,
+        formula: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<BTreeMap<NaiveDate, String>, ApiError> {
+        let current = self.current()?;
+        let mut out = BTreeMap::new();
+        for (p, run) in current.formulas.get(formula).into_iter().flatten() {
+            let Some(d) = engine::period::parse_date(p) else {
+                continue;
+            };
+            if d < from || d > to {
+                continue;
+            }
+            let run = current
+                .log(formula, p)
+                .and_then(|l| l.current())
+                .map_or(run.as_str(), |e| e.detail_run().unwrap_or(&e.run_id));
+            out.insert(d, run.to_string());
+        }
+        Ok(out)
+    }
+
+    /// One period's customers of a committed run (`detail.parquet`), read
+    /// once and kept while used.
+    pub(super) async fn period_table(
+        &self,
+        run_id: &str,
+        period: NaiveDate,
+    ) -> Result<Arc<engine::customers::PeriodTable>, ApiError> {
+        let key = (run_id.to_string(), period);
+        {
+            let mut c = self.cache();
+            if let Some(i) = c.periods.iter().position(|(k, _)| *k == key) {
+                let hit = c.periods.remove(i);
+                let t = Arc::clone(&hit.1);
+                c.periods.push(hit);
+                return Ok(t);
+            }
+        }
+        let t = Arc::new(
+            engine::customers::read_period(&self.results, run_id, period)
+                .await
+                .map_err(ApiError::from_engine)?,
+        );
+        let mut c = self.cache();
+        c.periods.push((key, Arc::clone(&t)));
+        if c.periods.len() > PERIOD_TABLES {
+            c.periods.remove(0);
+        }
+        Ok(t)
+    }
+
+    /// A sort of a period table, computed once and kept while used.
+    pub(super) fn order(
+        &self,
+        key: OrderKey,
+        table: &engine::customers::PeriodTable,
+        previous: Option<&engine::customers::PeriodTable>,
+    ) -> Result<Arc<engine::customers::Order>, ApiError> {
+        {
+            let mut c = self.cache();
+            if let Some(i) = c.orders.iter().position(|(k, _)| *k == key) {
+                let hit = c.orders.remove(i);
+                let o = Arc::clone(&hit.1);
+                c.orders.push(hit);
+                return Ok(o);
+            }
+        }
+        let o = Arc::new(
+            table
+                .order(&key.2, previous)
+                .map_err(ApiError::from_engine)?,
+        );
+        let mut c = self.cache();
+        c.orders.push((key, Arc::clone(&o)));
+        if c.orders.len() > ORDERS {
+            c.orders.remove(0);
+        }
+        Ok(o)
     }
 
     /// The formula version and hash of a committed run (runs are

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod cluster;
+pub mod customers;
 pub mod diff;
 pub mod explain;
 pub mod history;

@@ -11,6 +11,7 @@ mod calendars;
 mod cli;
 mod cluster;
 mod crash;
+mod customers;
 mod memberships;
 mod operations;
 mod serve;
