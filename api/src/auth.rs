@@ -74,11 +74,13 @@ impl Principal {
     /// Whether a customer is visible to this key, given its value of each
     /// dimension in the period: in a group of the key's scope.
     pub fn sees_customer(&self, value_of: &dyn Fn(&str) -> Option<String>) -> bool {
-        !self.is_scoped()
-            || self
-                .scope
-                .iter()
-                .any(|(d, vs)| value_of(d).is_some_and(|v| vs.contains(&v)))
+        !self.is_scoped() || engine::customers::sees(&self.scope, value_of)
+    }
+
+    /// The scope pages of customers are filtered by (`None`: every
+    /// customer).
+    pub fn customer_scope(&self) -> Option<&crate::keys::Scope> {
+        self.is_scoped().then_some(&self.scope)
     }
 
     /// Checks that a key may see the group `dimension=value`.

@@ -1,13 +1,14 @@
 //! The server configuration file (`croo serve --config FILE`, TOML): every
 //! flag of `croo serve` under its own name (`results`, `formulas`, `keys`,
 //! `bind`, `insecure`, `threads`, `memory_limit`, `key_rate`,
-//! `denied_rate`), and `[[schedules]]`. A flag given on the command line
+//! `denied_rate`), `[[schedules]]` and `[[alerts]]`. A flag given on the command line
 //! wins over the file. [`read`] is the entry point.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::alerts::{Alert, AlertFile};
 use crate::error::Error;
 use crate::schedules::{Schedule, ScheduleFile};
 
@@ -26,12 +27,22 @@ pub struct ServeFile {
     pub denied_rate: Option<u32>,
     #[serde(default)]
     pub schedules: Vec<ScheduleFile>,
+    #[serde(default)]
+    pub alerts: Vec<AlertFile>,
+}
+
+/// A configuration file, read and checked.
+#[derive(Debug)]
+pub struct Read {
+    pub file: ServeFile,
+    pub schedules: Vec<Schedule>,
+    pub alerts: Vec<Alert>,
 }
 
 /// The configuration file, read and checked: relative paths resolve
 /// against the file's folder, schedules are parsed (every problem names
 /// the file and the entry).
-pub fn read(path: &Path) -> Result<(ServeFile, Vec<Schedule>), Error> {
+pub fn read(path: &Path) -> Result<Read, Error> {
     // A configuration that cannot be read is the operator's to fix (exit 1).
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))?;
@@ -64,7 +75,23 @@ pub fn read(path: &Path) -> Result<(ServeFile, Vec<Schedule>), Error> {
             path.display()
         )));
     }
-    Ok((file, schedules))
+    let mut alerts: Vec<Alert> = Vec::new();
+    for (i, a) in file.alerts.iter().enumerate() {
+        let at = format!("{}: [[alerts]] entry {}", path.display(), i + 1);
+        let a = a.check(&at, base)?;
+        if alerts.iter().any(|o| o.name == a.name) {
+            return Err(Error::Invalid(format!(
+                "{at}: a second alert named `{}`",
+                a.name
+            )));
+        }
+        alerts.push(a);
+    }
+    Ok(Read {
+        file,
+        schedules,
+        alerts,
+    })
 }
 
 #[cfg(test)]
@@ -102,7 +129,11 @@ lookback = 2
 "#,
         )
         .unwrap();
-        let (f, s) = read(&path).unwrap();
+        let Read {
+            file: f,
+            schedules: s,
+            ..
+        } = read(&path).unwrap();
         assert_eq!(f.results, Some(dir.path().join("store")));
         assert_eq!(f.threads, Some(2));
         assert_eq!(s.len(), 2);
@@ -126,5 +157,55 @@ lookback = 2
         .unwrap();
         let e = read(&path).unwrap_err().to_string();
         assert!(e.contains("entry 1") && e.contains("every day"), "{e}");
+        // Alerts: one rule, a webhook URL, a secret.
+        std::fs::write(dir.path().join("secret"), "0123456789abcdef0123\n").unwrap();
+        for (entry, says) in [
+            (
+                "webhook = \"http://h/x\"\nsecret_file = \"secret\"\n",
+                "give one rule",
+            ),
+            (
+                "drops_by = 1.0\nstatus_becomes = \"x\"\nwebhook = \"http://h/x\"\nsecret_file = \"secret\"\n",
+                "give one rule",
+            ),
+            (
+                "drops_by = -1.0\nwebhook = \"http://h/x\"\nsecret_file = \"secret\"\n",
+                "0 or more",
+            ),
+            (
+                "drops_by = 1.0\nwebhook = \"ftp://h/x\"\nsecret_file = \"secret\"\n",
+                "http or https",
+            ),
+            (
+                "drops_by = 1.0\nwebhook = \"http://h/x\"\n",
+                "signing secret",
+            ),
+            (
+                "drops_by = 1.0\nwebhook = \"http://h/x\"\nsecret_env = \"CROO_NO_SUCH_VARIABLE\"\n",
+                "not set",
+            ),
+            (
+                "drops_by = 1.0\ngroup = \"segment\"\nwebhook = \"http://h/x\"\nsecret_file = \"secret\"\n",
+                "DIMENSION=VALUE",
+            ),
+        ] {
+            std::fs::write(
+                &path,
+                format!("[[alerts]]\nname = \"a\"\nformula = \"f\"\n{entry}"),
+            )
+            .unwrap();
+            let e = read(&path).unwrap_err().to_string();
+            assert!(
+                e.contains("[[alerts]] entry 1") && e.contains(says),
+                "{entry}: {e}"
+            );
+        }
+        std::fs::write(
+            &path,
+            "[[alerts]]\nname = \"a\"\nformula = \"f\"\ndrops_by = 2.5\nwebhook = \"https://h/x\"\nsecret_file = \"secret\"\n",
+        )
+        .unwrap();
+        let r = read(&path).unwrap();
+        assert_eq!(r.alerts[0].rule, crate::alerts::Rule::DropsBy(2.5));
     }
 }

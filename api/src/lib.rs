@@ -7,6 +7,7 @@
 //! from the handlers' annotations ([`routes`], utoipa). Nothing in the
 //! workspace depends on this crate but the `croo` binary.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod config;
@@ -76,6 +77,8 @@ pub struct Config {
     pub limits: guard::Limits,
     /// Formulas run at cron times (`schedules`).
     pub schedules: Vec<schedules::Schedule>,
+    /// Rules evaluated on every published edition (`alerts`).
+    pub alerts: Vec<alerts::Alert>,
 }
 
 /// Largest request body accepted (the only body is a run request).
@@ -361,6 +364,7 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
     tracing::info!(%addr, results = %config.results.display(), "serving");
     let app = app(Arc::clone(&state));
     let scheduled = schedules::spawn(&state, config.schedules.clone());
+    let watcher = alerts::spawn(&state, config.alerts.clone());
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -430,6 +434,9 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
     flusher.abort();
     for s in scheduled {
         s.abort();
+    }
+    if let Some(w) = watcher {
+        w.abort();
     }
     state.guard.flush(&state.audit, None);
     Ok(())

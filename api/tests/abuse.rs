@@ -55,6 +55,7 @@ fn start(limits: api::guard::Limits, extra: &[(&str, String)]) -> Server {
         request_timeout: Duration::from_secs(30),
         limits,
         schedules: Vec::new(),
+        alerts: Vec::new(),
     };
     let base = common::serve(config);
     Server {

@@ -47,6 +47,7 @@ async fn scores_are_read_by_fiscal_name() {
         request_timeout: Duration::from_secs(30),
         limits: api::guard::Limits::default(),
         schedules: Vec::new(),
+        alerts: Vec::new(),
     });
     let expected = std::fs::read_to_string(dir.join("expected.csv")).unwrap();
     let whole = |label: &str| -> (String, f64) {

@@ -115,6 +115,7 @@ async fn a_scoped_key_sees_its_customers_as_of_each_period() {
         request_timeout: Duration::from_secs(30),
         limits: api::guard::Limits::default(),
         schedules: Vec::new(),
+        alerts: Vec::new(),
     });
     let client = reqwest::Client::new();
     let get = |path: String, key: &str| {

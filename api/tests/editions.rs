@@ -82,6 +82,7 @@ fn config(dir: &Path, keys_file: &Path, schedules: Vec<api::schedules::Schedule>
         request_timeout: Duration::from_secs(30),
         limits: api::guard::Limits::default(),
         schedules,
+        alerts: Vec::new(),
     }
 }
 
@@ -226,7 +227,7 @@ async fn a_schedule_runs_inside_the_server() {
         "formulas = \"formulas\"\n[[schedules]]\nname = \"board\"\nformula = \"retail-croo\"\ncron = \"*/2 * * * * *\"\nrun = \"last-complete\"\n",
     )
     .unwrap();
-    let (_, schedules) = api::config::read(&cfg).unwrap();
+    let schedules = api::config::read(&cfg).unwrap().schedules;
     let base = common::serve(config(&dir, &keys_file, schedules));
     let client = reqwest::Client::new();
     let get = |path: &str| {
@@ -398,7 +399,7 @@ async fn a_missed_slot_runs_at_start_up() {
         "formulas = \"formulas\"\n[[schedules]]\nname = \"yearly\"\nformula = \"retail-croo\"\ncron = \"0 0 1 1 *\"\nrun = \"last-complete\"\n",
     )
     .unwrap();
-    let (_, schedules) = api::config::read(&cfg).unwrap();
+    let schedules = api::config::read(&cfg).unwrap().schedules;
     let keys_file = dir.join("keys.json");
     let mut keys = KeysFile::default();
     let admin = keys.add("ops", Role::Admin, Scope::new(), "t").unwrap().0;

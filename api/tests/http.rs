@@ -106,6 +106,7 @@ fn make_fixture() -> Fixture {
             limits: api::guard::Limits::default(),
             request_timeout: Duration::from_secs(30),
             schedules: Vec::new(),
+            alerts: Vec::new(),
         };
         let base = common::serve(config);
         Fixture {
@@ -599,6 +600,7 @@ async fn the_server_refuses_to_start_without_keys() {
         limits: api::guard::Limits::default(),
         request_timeout: Duration::from_secs(5),
         schedules: Vec::new(),
+        alerts: Vec::new(),
     };
     assert!(matches!(api::state(&config), Err(api::Error::Invalid(_))));
     config.insecure = true;
@@ -634,6 +636,7 @@ async fn two_files_claiming_one_name_are_refused() {
         limits: api::guard::Limits::default(),
         request_timeout: Duration::from_secs(5),
         schedules: Vec::new(),
+        alerts: Vec::new(),
     };
     let Err(api::Error::Invalid(message)) = api::state(&config) else {
         panic!("a folder with two `retail-croo` files was accepted");

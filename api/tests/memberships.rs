@@ -105,6 +105,7 @@ expr = "spend / 100"
         request_timeout: Duration::from_secs(30),
         limits: api::guard::Limits::default(),
         schedules: Vec::new(),
+        alerts: Vec::new(),
     });
     let client = reqwest::Client::new();
     let doc: Value = client

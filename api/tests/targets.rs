@@ -71,6 +71,7 @@ async fn statuses_through_the_scoped_view() {
         request_timeout: Duration::from_secs(30),
         limits: api::guard::Limits::default(),
         schedules: Vec::new(),
+        alerts: Vec::new(),
     });
     let client = reqwest::Client::new();
     let get = |path: &str, key: &str| {

@@ -52,6 +52,7 @@ async fn rows_name_their_version_and_a_new_version_is_announced() {
         request_timeout: Duration::from_secs(30),
         limits: api::guard::Limits::default(),
         schedules: Vec::new(),
+        alerts: Vec::new(),
     };
     let base = common::serve(config);
     let client = reqwest::Client::new();

@@ -223,19 +223,32 @@ fn texts(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
         .collect())
 }
 
-/// Reads `detail.parquet` of a run, rows where `filter` holds.
-async fn read_detail(
-    out: &Path,
-    run_id: &str,
-    filter: datafusion::prelude::Expr,
-) -> Result<RecordBatch> {
+/// `detail.parquet` of a run, which must have kept one.
+fn detail_path(out: &Path, run_id: &str) -> Result<std::path::PathBuf> {
     let path = store::run_dir(out, run_id).join("detail.parquet");
     if !path.is_file() {
         return Err(Error::User(format!(
             "run {run_id} kept no per-customer detail: run with --detail"
         )));
     }
-    let ctx = SessionContext::new();
+    Ok(path)
+}
+
+/// Reads `detail.parquet` of a run, rows where `filter` holds.
+async fn read_detail(
+    out: &Path,
+    run_id: &str,
+    filter: datafusion::prelude::Expr,
+) -> Result<RecordBatch> {
+    let path = detail_path(out, run_id)?;
+    // Filters evaluated while decoding (the key column first, the other
+    // columns only where it matched) and pages skipped by their
+    // statistics: one customer's rows are a few of millions.
+    let config = datafusion::prelude::SessionConfig::new()
+        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+        .set_bool("datafusion.execution.parquet.reorder_filters", true)
+        .set_bool("datafusion.execution.parquet.enable_page_index", true);
+    let ctx = SessionContext::new_with_config(config);
     let df = ctx
         .read_parquet(path.display().to_string(), ParquetReadOptions::default())
         .await
@@ -249,6 +262,20 @@ async fn read_detail(
         .map_err(Error::engine("reading the detail"))?;
     datafusion::arrow::compute::concat_batches(&schema, &batches)
         .map_err(|e| Error::engine("reading the detail")(e.into()))
+}
+
+/// The type of column `name` of a Parquet file.
+fn key_type(path: &Path, name: &str) -> Result<DataType> {
+    let file =
+        std::fs::File::open(path).map_err(Error::io(format!("reading {}", path.display())))?;
+    let builder =
+        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| Error::engine("reading the detail")(e.into()))?;
+    builder
+        .schema()
+        .field_with_name(name)
+        .map(|f| f.data_type().clone())
+        .map_err(|_| Error::User(format!("the detail has no column `{name}`")))
 }
 
 fn date_lit(d: NaiveDate) -> datafusion::prelude::Expr {
@@ -320,13 +347,6 @@ impl PeriodTable {
             .iter()
             .map(|(d, codes, dict)| (d.clone(), dict[codes[row] as usize].clone()))
             .collect()
-    }
-
-    /// Whether row `row` is in `dimension = value`.
-    fn in_group(&self, row: usize, dimension: &str, value: &str) -> bool {
-        self.dims.iter().any(|(d, codes, dict)| {
-            d == dimension && dict[codes[row] as usize].as_deref() == Some(value)
-        })
     }
 
     fn contribution(&self, weight: f64, v: Option<f64>) -> Option<f64> {
@@ -407,33 +427,61 @@ impl PeriodTable {
         })
     }
 
+    /// For each dimension, whether each of its values is one `scope`
+    /// allows.
+    fn scope_masks(&self, scope: &Scope) -> Vec<Vec<bool>> {
+        self.dims
+            .iter()
+            .map(|(d, _, dict)| {
+                dict.iter()
+                    .map(|v| {
+                        scope
+                            .get(d)
+                            .is_some_and(|vs| v.as_ref().is_some_and(|v| vs.contains(v)))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The customers at `offset..offset + limit` of `order` among those in
-    /// `group` (all when `None`) for whom `visible` holds (given each
-    /// dimension's value).
+    /// `group` (all when `None`) and, with a `scope`, in one of its groups
+    /// ([`sees`]).
     pub fn page(
         &self,
         order: &Order,
         group: Option<(&str, &str)>,
-        visible: &dyn Fn(&dyn Fn(&str) -> Option<String>) -> bool,
+        scope: Option<&Scope>,
         offset: usize,
         limit: usize,
     ) -> Page {
+        // The group and the scope as dimension codes: one comparison per
+        // customer.
+        let group = group.map(|(d, v)| {
+            self.dims.iter().position(|(n, _, _)| n == d).and_then(|i| {
+                let code = self.dims[i]
+                    .2
+                    .iter()
+                    .position(|x| x.as_deref() == Some(v))?;
+                Some((i, code as u32))
+            })
+        });
+        let masks = scope.map(|s| self.scope_masks(s));
         let mut total = 0;
         let mut customers = Vec::new();
         for &r in &order.rows {
             let r = r as usize;
-            if let Some((d, v)) = group
-                && !self.in_group(r, d, v)
-            {
-                continue;
+            match group {
+                Some(None) => break,
+                Some(Some((i, code))) if self.dims[i].1[r] != code => continue,
+                _ => {}
             }
-            let value_of = |d: &str| -> Option<String> {
-                self.dims
+            if let Some(m) = &masks
+                && !m
                     .iter()
-                    .find(|(n, _, _)| n == d)
-                    .and_then(|(_, codes, dict)| dict[codes[r] as usize].clone())
-            };
-            if !visible(&value_of) {
+                    .zip(&self.dims)
+                    .any(|(allowed, (_, codes, _))| allowed[codes[r] as usize])
+            {
                 continue;
             }
             if total >= offset && customers.len() < limit {
@@ -471,6 +519,17 @@ impl PeriodTable {
     }
 }
 
+/// Groups a reader may see: dimension -> values (an API key's scope).
+pub type Scope = BTreeMap<String, Vec<String>>;
+
+/// Whether a customer whose dimension `d` has the value `value_of(d)` is
+/// in a group of `scope`. The one rule for pages and single customers.
+pub fn sees(scope: &Scope, value_of: &dyn Fn(&str) -> Option<String>) -> bool {
+    scope
+        .iter()
+        .any(|(d, vs)| value_of(d).is_some_and(|v| vs.contains(&v)))
+}
+
 /// One customer in one period: everything its score was computed from.
 #[derive(Debug, Clone, Serialize)]
 pub struct CustomerPeriod {
@@ -497,10 +556,22 @@ pub async fn read_customer(
     let Some(first) = periods.first() else {
         return Ok(Vec::new());
     };
-    // The key compared as text: whatever its type, a customer is named by
-    // its text in the API and on the command line.
-    let filter = datafusion::prelude::cast(col(l.key.as_str()), DataType::Utf8)
-        .eq(lit(key))
+    // The key compared in the column's own type (a customer is named by
+    // its text in the API and on the command line), so that the Parquet
+    // page statistics of a file sorted by period then key skip the pages
+    // of other customers.
+    let key_type = key_type(&detail_path(out, run_id)?, &l.key)?;
+    let key_lit = if key_type.is_integer() {
+        match key.trim().parse::<i64>() {
+            Ok(k) => datafusion::prelude::cast(lit(k), key_type),
+            // No integer key is named so: no rows.
+            Err(_) => return Ok(Vec::new()),
+        }
+    } else {
+        datafusion::prelude::cast(lit(key), key_type)
+    };
+    let filter = col(l.key.as_str())
+        .eq(key_lit)
         .and(col(l.period.as_str()).gt_eq(date_lit(*first)))
         .and(col(l.period.as_str()).lt_eq(date_lit(*periods.last().unwrap_or(first))));
     let b = read_detail(out, run_id, filter).await?;

@@ -152,7 +152,7 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
         _ => None,
     };
     let order = table.order(&sort, previous.as_ref())?;
-    let page = table.page(&order, group, &|_| true, a.offset, a.limit);
+    let page = table.page(&order, group, None, a.offset, a.limit);
     match a.format {
         OutputFormat::Json => {
             let doc = serde_json::json!({

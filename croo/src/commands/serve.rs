@@ -46,8 +46,11 @@ pub struct Args {
 }
 
 pub async fn run(a: Args) -> Result<u8, Failure> {
-    let (file, schedules) = match &a.config {
-        Some(path) => api::config::read(path)?,
+    let (file, schedules, alerts) = match &a.config {
+        Some(path) => {
+            let r = api::config::read(path)?;
+            (r.file, r.schedules, r.alerts)
+        }
         None => Default::default(),
     };
     let session = session_options(
@@ -77,6 +80,7 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
             denied_burst: 50,
         },
         schedules,
+        alerts,
     };
     api::serve(config, |addr| {
         eprintln!("croo serve: listening on http://{addr}");
