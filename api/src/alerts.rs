@@ -277,7 +277,7 @@ async fn evaluate(
         periods
             .iter()
             .filter_map(|(p, log)| Some((p.clone(), log.current()?.clone())))
-            .filter(|(p, e)| !mine.get(p).is_some_and(|n| *n >= e.edition))
+            .filter(|(p, e)| mine.get(p).is_none_or(|n| *n < e.edition))
             .collect()
     };
     for (p, e) in &new {

@@ -27,19 +27,10 @@ use formulas::{CalendarKind, CalendarSpec, Grain, YearEnd, YearLabel};
 use crate::period;
 
 /// The calendar of a formula, built from its `[calendar]`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Calendar {
     spec: Option<CalendarSpec>,
     tz: Option<Tz>,
-}
-
-impl Default for Calendar {
-    fn default() -> Self {
-        Calendar {
-            spec: None,
-            tz: None,
-        }
-    }
 }
 
 /// A fiscal year: its name's number, first day and the first day of the

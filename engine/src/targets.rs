@@ -388,7 +388,6 @@ pub fn load(path: &Path, file: &FormulaFile) -> Result<Targets> {
             targets.push(t2);
         }
     }
-    drop(err);
     if !diags.is_empty() {
         return Err(fail(diags));
     }
