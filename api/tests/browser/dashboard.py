@@ -5,9 +5,13 @@ Runs the sample formula with `croo run`, makes a viewer key with
 `croo keys add`, serves the store with `croo serve`, then loads `/` in
 Debian's Chromium (through chromedriver and Selenium), enters the key and
 checks that the charts show the numbers of the store: every point of the
-score trend, every bar of the breakdown and every step of the waterfall.
-It also checks that the page loaded nothing from another origin, and keeps
-a screenshot.
+score trend, every bar of the breakdown and every step of the waterfall;
+that the status tiles, the customers table (sorted, paged) and one
+customer's history show what the API answers; that at laptop and tablet
+widths every chart label is at least 12 px and inside its chart; that
+axe-core (vendored by .ci/api-checks, AXE_JS) finds no serious or critical
+accessibility violation. It also checks that the page loaded nothing from
+another origin, and keeps screenshots.
 
 usage: dashboard.py CROO_BINARY ARTIFACT_DIR
 exit 0 when every check passes, 1 otherwise.
@@ -53,7 +57,7 @@ def main():
                 'otherwise = "off_track"\n[[targets]]\nfrom = "2026-01"\nvalue = 90\n'
                 'baseline = 10\ndirection = "higher"\n')
     run = json.loads(croo(binary, "run", formula, "--from", "2026-07-01", "--to", "2026-10-01",
-                          "--out", results, "--format", "json"))
+                          "--out", results, "--format", "json", "--detail"))
     rows = run["results"]
     key = croo(binary, "keys", "add", "--file", keys, "--name", "exec", "--role", "viewer",
                "--results", results).strip()
@@ -128,6 +132,82 @@ def main():
                 expected = (latest["components"][name]["contribution"]
                             - prev["components"][name]["contribution"])
                 check(f"moved {name}", float(tr.get_attribute("data-change")), expected)
+            # The status tiles: the whole population's items, as the API says.
+            def get(path):
+                req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {key}"})
+                return json.load(urllib.request.urlopen(req, timeout=10))
+
+            f = "/v1/formulas/retail-croo"
+            status = get(f"{f}/status?period={latest['period']}")
+            items = next(g for g in status["groups"] if g["dimension"] is None)["items"]
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#tiles .tile"))
+            tiles = {t.get_attribute("data-for"): t.get_attribute("data-status")
+                     for t in driver.find_elements(By.CSS_SELECTOR, "#tiles .tile")}
+            if tiles != {i["for"]: i["status"] for i in items}:
+                failures.append(f"tiles: page shows {tiles}, API says {items}")
+            # The customers table, lowest score first, then its second page.
+            page1 = get(f"{f}/customers?period={latest['period']}&limit=20&sort=score")
+            page2 = get(f"{f}/customers?period={latest['period']}&limit=20&sort=score&cursor={page1['next']}")
+
+            def shown_keys():
+                return [tr.get_attribute("data-key")
+                        for tr in driver.find_elements(By.CSS_SELECTOR, "#customer-table tbody tr")]
+
+            wait.until(lambda d: shown_keys() == [c["key"] for c in page1["customers"]])
+            driver.find_element(By.ID, "customer-next").click()
+            try:
+                wait.until(lambda d: shown_keys() == [c["key"] for c in page2["customers"]])
+            except Exception:
+                failures.append(f"customers page 2: page shows {shown_keys()}")
+            first_key = page2["customers"][0]["key"]
+            driver.find_element(By.CSS_SELECTOR, f"#customer-table tr[data-key='{first_key}'] button").click()
+            history = get(f"{f}/customers/{first_key}")
+            try:
+                wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history-table tbody tr"))
+                           == len(history["periods"]))
+            except Exception:
+                failures.append("customer history: rows do not match the API's periods")
+            # Open and provisional periods are hollow points.
+            for c in driver.find_elements(By.CSS_SELECTOR, "#trend circle.point"):
+                hollow = "hollow" in c.get_attribute("class")
+                if hollow != (c.get_attribute("data-state") not in ("", "final")):
+                    failures.append(f"trend point {c.get_attribute('data-period')}: state marking")
+            # Labels readable and whole at laptop and tablet widths.
+            for width, height in ((1366, 900), (1024, 768), (768, 1024)):
+                driver.set_window_size(width, height)
+                time.sleep(0.6)
+                bad = driver.execute_script("""
+                    const out = [];
+                    for (const svg of document.querySelectorAll('svg')) {
+                      const box = svg.getBoundingClientRect();
+                      const vb = svg.viewBox.baseVal;
+                      const k = vb && vb.width ? box.width / vb.width : 1;
+                      for (const t of svg.querySelectorAll('text')) {
+                        const px = parseFloat(getComputedStyle(t).fontSize) * k;
+                        const r = t.getBoundingClientRect();
+                        if (px < 12) out.push(svg.id + ': "' + t.textContent + '" is ' + px.toFixed(1) + 'px');
+                        if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1)
+                          out.push(svg.id + ': "' + t.textContent + '" overflows its chart');
+                      }
+                    }
+                    return out;""")
+                failures.extend(f"{width}px: {b}" for b in bad)
+                driver.save_screenshot(os.path.join(artifacts, f"dashboard-{width}.png"))
+            driver.set_window_size(1400, 1000)
+            # Accessibility: axe-core finds no serious or critical violation.
+            axe = os.environ.get("AXE_JS")
+            if not axe or not os.path.isfile(axe):
+                failures.append("AXE_JS: axe-core is not vendored (run .ci/api-checks)")
+            else:
+                driver.execute_script(open(axe).read())
+                found = driver.execute_async_script("""
+                    const done = arguments[arguments.length - 1];
+                    axe.run(document, { resultTypes: ['violations'] })
+                      .then(r => done(r.violations.map(v => [v.id, v.impact, v.nodes.length, v.help])))
+                      .catch(e => done([['error', 'critical', 0, String(e)]]));""")
+                for vid, impact, n, help_text in found:
+                    if impact in ("serious", "critical"):
+                        failures.append(f"axe {impact}: {vid} ({n} nodes): {help_text}")
             # Nothing from another origin.
             urls = driver.execute_script(
                 "return performance.getEntriesByType('resource').map(e => e.name)")
