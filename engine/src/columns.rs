@@ -14,6 +14,18 @@ pub const WEIGHT: &str = "__weight";
 /// weight > 0).
 pub const INCLUDED: &str = "__included";
 
+/// The table an experiment registers its cohort under
+/// (`engine::experiment`): `__ckey` (the unit's key), `__arm` (text),
+/// `__exposed` (the first exposure, a UTC timestamp) and `__ref` (whether
+/// the arm is the reference population functions normalise against).
+/// When it is registered, a period's population is the cohort's customers
+/// first exposed before the period starts.
+pub const COHORT_TABLE: &str = "croo_cohort";
+/// The customer's arm in the per-customer table (with a cohort).
+pub const ARM: &str = "__arm";
+/// Whether the customer is in the reference arm (with a cohort).
+pub const REFERENCE: &str = "__ref";
+
 /// Column name of dimension `i` in the per-customer table.
 pub fn dim_col(i: usize) -> String {
     format!("__dim_{i}")

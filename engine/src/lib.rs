@@ -25,6 +25,7 @@ pub mod durable;
 pub mod editions;
 pub mod error;
 pub mod exclusions;
+pub mod experiment;
 pub mod explain;
 pub mod folder;
 pub mod formula_tests;

@@ -23,7 +23,10 @@ use formulas::{Formula, Grain, Source};
 use kernels::sum::exact_sum;
 
 use crate::calendar::Calendar;
-use crate::columns::{INCLUDED, KEY, PERIOD, SCORE, WEIGHT, as_instant, dim_col, table_name};
+use crate::columns::{
+    ARM, COHORT_TABLE, INCLUDED, KEY, PERIOD, REFERENCE, SCORE, WEIGHT, as_instant, dim_col,
+    table_name,
+};
 use crate::error::{Error, Result};
 use kernels::instant::instant_type;
 
@@ -181,8 +184,39 @@ pub async fn plan(
         .map_err(Error::engine("planning the population"))?;
     pop = crate::memberships::attach(ctx, f, schemas, pop, &key_ty, (PSTART, PEND), &dim_type())
         .await?;
+    let cohort = ctx
+        .table_exist(COHORT_TABLE)
+        .map_err(Error::engine("planning the population"))?;
+    if cohort {
+        // An experiment: the customers exposed before the period starts,
+        // with their arm.
+        let c = ctx
+            .table(COHORT_TABLE)
+            .await
+            .map_err(Error::engine("reading the experiment's cohort"))?;
+        let c = c
+            .select(vec![
+                cast(col("__ckey"), key_ty.clone()).alias("__ckey"),
+                col("__arm").alias(ARM),
+                col("__exposed"),
+                col("__ref").alias(REFERENCE),
+            ])
+            .map_err(Error::engine("reading the experiment's cohort"))?;
+        pop = pop
+            .join_on(
+                c,
+                JoinType::Inner,
+                [col(KEY)
+                    .eq(col("__ckey"))
+                    .and(col("__exposed").lt(col(PSTART)))],
+            )
+            .map_err(Error::engine("planning the population"))?;
+    }
     let mut keep: Vec<Expr> = vec![col(KEY), col(PERIOD)];
     keep.extend((0..file.dimensions.len()).map(|i| col(dim_col(i))));
+    if cohort {
+        keep.extend([col(ARM), col(REFERENCE)]);
+    }
     pop = pop
         .select(keep.clone())
         .map_err(Error::engine("planning the population"))?;
@@ -288,7 +322,7 @@ pub async fn plan(
     cols.extend(measure_cols.iter().map(|(n, _)| ident(n)));
 
     // Derived values, in dependency order, then components, score, weight.
-    let scope = ColumnScope;
+    let scope = ColumnScope { reference: cohort };
     let mut windows = 0usize;
     let stage = |df: DataFrame,
                  cols: &mut Vec<Expr>,
@@ -524,11 +558,18 @@ async fn population_windows(
     Ok((df, e))
 }
 
-struct ColumnScope;
+struct ColumnScope {
+    /// Population functions normalise against the cohort's reference arm.
+    reference: bool,
+}
 
 impl Scope for ColumnScope {
     fn ident(&self, name: &str) -> Option<Expr> {
         Some(ident(name))
+    }
+
+    fn reference(&self) -> Option<Expr> {
+        self.reference.then(|| col(REFERENCE))
     }
 
     fn partition(&self) -> Vec<Expr> {

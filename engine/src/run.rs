@@ -341,7 +341,7 @@ pub async fn run_with_id(
     let options = ScoreOptions {
         session: req.session.clone(),
         detail: req.detail,
-        inline: Vec::new(),
+        ..ScoreOptions::default()
     };
     let result = score(loaded, &periods, &options).await;
     manifest.finished_at = clock().to_rfc3339();

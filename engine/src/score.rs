@@ -60,6 +60,10 @@ pub struct ScoreOptions {
     pub detail: bool,
     /// `(source name, rows)`: registered in place of those sources.
     pub inline: Vec<(String, RecordBatch)>,
+    /// An experiment's cohort (`columns::COHORT_TABLE`): the population is
+    /// its customers, population functions normalise against its reference
+    /// arm (`engine::experiment`).
+    pub cohort: Option<RecordBatch>,
 }
 
 /// Scores `loaded` over `periods`: sets up the session (local or on a
@@ -80,6 +84,14 @@ pub async fn score(
             vec![batch.clone()],
         )?;
         inline.push(name.clone());
+    }
+    if let Some(c) = &options.cohort {
+        connectors::register_batches(
+            &ctx,
+            crate::columns::COHORT_TABLE,
+            c.schema(),
+            vec![c.clone()],
+        )?;
     }
     let schemas = register_sources(&ctx, loaded, &inline).await?;
     let result = async {

@@ -30,6 +30,13 @@ pub trait Scope {
 
     /// Columns that partition the population: one partition is one period.
     fn partition(&self) -> Vec<Expr>;
+
+    /// A boolean column marking the customers population functions are
+    /// normalised against (an experiment's control arm); `None`: all of
+    /// the period's population.
+    fn reference(&self) -> Option<Expr> {
+        None
+    }
 }
 
 /// Compiles `ast` in `scope`. Population functions become window
@@ -73,25 +80,87 @@ fn window(
 /// A population function over one period's population as window
 /// expressions, skipping customers whose argument is NULL.
 pub fn window_population(f: Func, x: Expr, partition: Vec<Expr>) -> Result<Expr> {
+    window_population_against(f, x, partition, None)
+}
+
+/// The same with the statistics taken over the customers `reference`
+/// marks only (every customer is normalised, by the reference's
+/// statistics): `minmax` by the reference's min and max, `zscore` by its
+/// mean and population standard deviation, `pct_rank` as the share of the
+/// reference below the customer's value, `#(r < x) / (n_ref - 1)` for a
+/// reference customer (its percent rank among the reference) and
+/// `#(r < x) / n_ref` for another.
+pub fn window_population_against(
+    f: Func,
+    x: Expr,
+    partition: Vec<Expr>,
+    reference: Option<Expr>,
+) -> Result<Expr> {
+    let Some(reference) = reference else {
+        return whole_population(f, x, partition);
+    };
+    let is_ref = reference.is_true();
+    let xr = when(is_ref.clone(), x.clone()).otherwise(null_f64())?;
+    match f {
+        Func::MinMax | Func::ZScore => whole_population_of(f, x, xr, partition),
+        Func::PctRank => {
+            let one = |c: Expr| when(c, lit(1.0)).otherwise(lit(0.0));
+            let counted = one(is_ref.clone().and(x.clone().is_not_null()))?;
+            let n_ref = window(sum_udaf(), vec![counted.clone()], partition.clone());
+            // References at or below x (the default frame with an order:
+            // up to the last peer), less those equal to x.
+            let mut w = WindowFunction::new(sum_udaf(), vec![counted.clone()]);
+            w.params.partition_by = partition.clone();
+            w.params.order_by = vec![x.clone().sort(true, false)];
+            let at_or_below = Expr::WindowFunction(Box::new(w));
+            let mut by_value = partition;
+            by_value.push(x.clone());
+            let equal = window(sum_udaf(), vec![counted], by_value);
+            let below = at_or_below - equal;
+            let den = n_ref - one(is_ref)?;
+            when(x.is_null(), null_f64())
+                .when(den.clone().lt_eq(lit(0.0)), lit(0.0))
+                .otherwise(below / den)
+        }
+        other => plan_err!("`{}` is not a population function", other.name()),
+    }
+}
+
+fn whole_population(f: Func, x: Expr, partition: Vec<Expr>) -> Result<Expr> {
+    match f {
+        Func::MinMax | Func::ZScore => whole_population_of(f, x.clone(), x, partition),
+        _ => whole_population_rank(f, x, partition),
+    }
+}
+
+/// `minmax` and `zscore` of `x` with the statistics of `stats` (`x`
+/// itself, or its values in a reference).
+fn whole_population_of(f: Func, x: Expr, stats: Expr, partition: Vec<Expr>) -> Result<Expr> {
     match f {
         Func::MinMax => {
-            let mn = window(min_udaf(), vec![x.clone()], partition.clone());
-            let mx = window(max_udaf(), vec![x.clone()], partition);
+            let mn = window(min_udaf(), vec![stats.clone()], partition.clone());
+            let mx = window(max_udaf(), vec![stats], partition);
             when(x.clone().is_null(), null_f64())
                 .when(mx.clone().eq(mn.clone()), lit(0.5))
                 .otherwise((x - mn.clone()) / (mx - mn))
         }
         Func::ZScore => {
             // Exact sums: the same bits whatever the row order.
-            let x64 = f64c(x.clone());
-            let sum = window(sum_udaf(), vec![x64.clone()], partition.clone());
-            let n = window(count_udaf(), vec![x64.clone()], partition.clone());
+            let s64 = f64c(stats);
+            let sum = window(sum_udaf(), vec![s64.clone()], partition.clone());
+            let n = window(count_udaf(), vec![s64.clone()], partition.clone());
             let mean = sum / f64c(n);
-            let sd = math::sqrt(window(var_pop_udaf(), vec![x64], partition));
+            let sd = math::sqrt(window(var_pop_udaf(), vec![s64], partition));
             when(x.clone().is_null(), null_f64())
                 .when(sd.clone().eq(lit(0.0)), lit(0.0))
                 .otherwise((x - mean) / sd)
         }
+        other => plan_err!("`{}` is not a population function", other.name()),
+    }
+}
+
+fn whole_population_rank(f: Func, x: Expr, partition: Vec<Expr>) -> Result<Expr> {
+    match f {
         Func::PctRank => {
             let mut by = partition;
             by.push(x.clone().is_null());
@@ -142,7 +211,7 @@ impl Compiler<'_> {
     fn call(&self, f: Func, args: &[Ast]) -> Result<Expr> {
         if f.is_population() {
             let x = self.expr(&args[0])?;
-            return window_population(f, x, self.scope.partition());
+            return window_population_against(f, x, self.scope.partition(), self.scope.reference());
         }
         let a: Vec<Expr> = args.iter().map(|x| self.expr(x)).collect::<Result<_>>()?;
         Ok(match f {

@@ -4,6 +4,7 @@ pub mod check;
 pub mod cluster;
 pub mod customers;
 pub mod diff;
+pub mod experiment;
 pub mod explain;
 pub mod history;
 pub mod keys;

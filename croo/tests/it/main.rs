@@ -12,6 +12,7 @@ mod cli;
 mod cluster;
 mod crash;
 mod customers;
+mod experiment;
 mod memberships;
 mod operations;
 mod serve;
