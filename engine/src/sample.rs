@@ -5,7 +5,9 @@
 //! self-service, chatbot, IVR, chat, phone and store, with handling time,
 //! cost, first-contact resolution and sparse CSAT; transactions (CSV, ISO
 //! 8601 text instants) with refunds; product adoption and experiment
-//! exposure events (NDJSON). The same seed gives the same bytes.
+//! exposure events (NDJSON); and the assignments of an experiment
+//! (`assignments.csv`: a chatbot arm with a planted effect, for `croo
+//! experiment`). The same seed gives the same bytes.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -217,6 +219,38 @@ pub fn write(out: &Path, opts: &SampleOptions) -> Result<SampleSummary> {
     )?;
     write_parquet(&out.join("customers.parquet"), &customers)?;
 
+    // An experiment: a chatbot for half of the customers, first exposed in
+    // the sample's first month. Its own random stream, so the rest of the
+    // data is what it was without it. Planted: treated customers' contacts
+    // after exposure cost 20% less, and in smb 15% of them that would have
+    // been resolved at first contact are not.
+    let mut xrng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5EED_C4A7_B07u64);
+    let mut chatbot = Vec::with_capacity(n);
+    let mut exposed = Vec::with_capacity(n);
+    let a_path = out.join(ASSIGNMENTS_FILE);
+    let mut asg = BufWriter::new(
+        File::create(&a_path).map_err(Error::io(format!("writing {}", a_path.display())))?,
+    );
+    writeln!(asg, "customer_id,experiment,arm,first_exposure")
+        .map_err(Error::io(format!("writing {}", a_path.display())))?;
+    let first_end = period::micros(period::next(formulas::Grain::Month, first));
+    for i in 0..n {
+        let treated = xrng.random::<bool>();
+        let at = xrng.random_range(start..first_end);
+        chatbot.push(treated);
+        exposed.push(at);
+        writeln!(
+            asg,
+            "{},{EXPERIMENT},{},{}",
+            id[i],
+            if treated { "chatbot" } else { "control" },
+            iso(at)
+        )
+        .map_err(Error::io(format!("writing {}", a_path.display())))?;
+    }
+    asg.flush()
+        .map_err(Error::io(format!("writing {}", a_path.display())))?;
+
     // Events, month by month.
     let mut summary = SampleSummary {
         customers: n,
@@ -267,8 +301,13 @@ pub fn write(out: &Path, opts: &SampleOptions) -> Result<SampleSummary> {
                 c_at.push(rng.random_range(lo..hi));
                 c_ch.push(CHANNELS[ch].0);
                 c_secs.push(secs);
-                c_cost.push((secs * cps * 100.0).round() / 100.0);
-                c_fcr.push(rng.random::<f64>() < fcr);
+                let at = *c_at.last().unwrap_or(&lo);
+                let treated = chatbot[i] && at >= exposed[i];
+                let cost = if treated { 0.8 } else { 1.0 } * secs * cps;
+                c_cost.push((cost * 100.0).round() / 100.0);
+                let resolved = rng.random::<f64>() < fcr;
+                c_fcr
+                    .push(resolved && !(treated && segment[i] == 1 && xrng.random::<f64>() < 0.15));
                 c_csat.push((rng.random::<f64>() < 0.18).then(|| {
                     let base = if c_fcr.last() == Some(&true) {
                         4.2
@@ -364,6 +403,10 @@ pub fn write(out: &Path, opts: &SampleOptions) -> Result<SampleSummary> {
         .map_err(Error::io(format!("writing {}", schema.display())))?;
     Ok(summary)
 }
+
+/// The experiment of the sample data, and its assignments file.
+pub const EXPERIMENT: &str = "chatbot-2026";
+pub const ASSIGNMENTS_FILE: &str = "assignments.csv";
 
 /// The example formula written next to the sample data.
 pub const EXAMPLE_FORMULA: &str = include_str!("../../examples/retail-croo.toml");

@@ -15,7 +15,9 @@ use datafusion::functions_aggregate::count::count_udaf;
 use datafusion::functions_aggregate::min_max::{max_udaf, min_udaf};
 use datafusion::functions_window::rank::percent_rank_udwf;
 use datafusion::logical_expr::expr::WindowFunction;
-use datafusion::logical_expr::{Expr, ExprSchemable as _, lit, when};
+use datafusion::logical_expr::{
+    Expr, ExprSchemable as _, WindowFrame, WindowFrameBound, WindowFrameUnits, lit, when,
+};
 use datafusion::prelude::cast;
 
 use crate::expr::{Ast, BinOp, Func};
@@ -108,14 +110,21 @@ pub fn window_population_against(
             let counted = one(is_ref.clone().and(x.clone().is_not_null()))?;
             let n_ref = window(sum_udaf(), vec![counted.clone()], partition.clone());
             // References at or below x (the default frame with an order:
-            // up to the last peer), less those equal to x.
-            let mut w = WindowFunction::new(sum_udaf(), vec![counted.clone()]);
-            w.params.partition_by = partition.clone();
-            w.params.order_by = vec![x.clone().sort(true, false)];
-            let at_or_below = Expr::WindowFunction(Box::new(w));
-            let mut by_value = partition;
-            by_value.push(x.clone());
-            let equal = window(sum_udaf(), vec![counted], by_value);
+            // up to the last peer), less those equal to x (its peers), in
+            // one window over the period ordered by x.
+            let ordered = |frame: WindowFrame| {
+                let mut w = WindowFunction::new(sum_udaf(), vec![counted.clone()]);
+                w.params.partition_by = partition.clone();
+                w.params.order_by = vec![x.clone().sort(true, false)];
+                w.params.window_frame = frame;
+                Expr::WindowFunction(Box::new(w))
+            };
+            let at_or_below = ordered(WindowFrame::new(Some(false)));
+            let equal = ordered(WindowFrame::new_bounds(
+                WindowFrameUnits::Range,
+                WindowFrameBound::CurrentRow,
+                WindowFrameBound::CurrentRow,
+            ));
             let below = at_or_below - equal;
             let den = n_ref - one(is_ref)?;
             when(x.is_null(), null_f64())

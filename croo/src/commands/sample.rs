@@ -37,12 +37,15 @@ pub fn write(out: &Path, s: &SampleArgs) -> Result<String, Failure> {
     };
     let summary = engine::sample::write(out, &opts)?;
     Ok(format!(
-        "wrote {} customers, {} interactions, {} transactions and {} product events to {}\nexample formula: {}",
+        "wrote {} customers, {} interactions, {} transactions and {} product events to {}\nexample formula: {}\nan experiment: croo experiment {} --experiment {} --assignments {} --from FIRST --to LAST",
         summary.customers,
         summary.interactions,
         summary.transactions,
         summary.product_events,
         out.display(),
-        out.join(engine::sample::FORMULA_FILE).display()
+        out.join(engine::sample::FORMULA_FILE).display(),
+        out.join(engine::sample::FORMULA_FILE).display(),
+        engine::sample::EXPERIMENT,
+        out.join(engine::sample::ASSIGNMENTS_FILE).display(),
     ))
 }

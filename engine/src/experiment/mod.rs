@@ -652,3 +652,134 @@ pub async fn evaluate(loaded: &Loaded, req: &Request) -> Result<Report> {
         arms: reports,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{BooleanArray, Float64Array, Int32Array};
+    use datafusion::prelude::SessionContext;
+    use formulas::expr::Func;
+
+    use super::*;
+
+    /// Population functions against a reference, by hand. One period;
+    /// x = 1, 2, 2, 4 (reference) and 3, 6, 2, NULL (not).
+    ///
+    /// minmax by the reference's min 1 and max 4: (x - 1) / 3;
+    /// zscore by its mean 2.25 and population sd sqrt(1.1875);
+    /// pct_rank: references below x over n_ref - 1 = 3 for a reference
+    /// (1: 0, 2: 1/3, 2: 1/3, 4: 1), over n_ref = 4 otherwise (3: 3/4,
+    /// 6: 4/4, 2: 1/4); NULL stays NULL.
+    #[tokio::test]
+    async fn population_functions_against_a_reference() {
+        let xs = [
+            Some(1.0),
+            Some(2.0),
+            Some(2.0),
+            Some(4.0),
+            Some(3.0),
+            Some(6.0),
+            Some(2.0),
+            None,
+        ];
+        let refs = [true, true, true, true, false, false, false, false];
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("i", DataType::Int32, false),
+            Field::new(PERIOD, DataType::Int32, false),
+            Field::new("x", DataType::Float64, true),
+            Field::new("r", DataType::Boolean, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int32Array::from((0..8).collect::<Vec<i32>>())),
+                Arc::new(Int32Array::from(vec![0; 8])),
+                Arc::new(Float64Array::from(xs.to_vec())),
+                Arc::new(BooleanArray::from(refs.to_vec())),
+            ],
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_batch("t", batch).unwrap();
+        let sd = 1.1875f64.sqrt();
+        let cases: [(Func, [Option<f64>; 8]); 3] = [
+            (
+                Func::MinMax,
+                [
+                    0.0,
+                    1.0 / 3.0,
+                    1.0 / 3.0,
+                    1.0,
+                    2.0 / 3.0,
+                    5.0 / 3.0,
+                    1.0 / 3.0,
+                ]
+                .map(Some)
+                .into_iter()
+                .chain([None])
+                .collect::<Vec<_>>()
+                .try_into()
+                .unwrap(),
+            ),
+            (
+                Func::ZScore,
+                [1.0, 2.0, 2.0, 4.0, 3.0, 6.0, 2.0]
+                    .map(|x| Some((x - 2.25) / sd))
+                    .into_iter()
+                    .chain([None])
+                    .collect::<Vec<_>>()
+                    .try_into()
+                    .unwrap(),
+            ),
+            (
+                Func::PctRank,
+                [0.0, 1.0 / 3.0, 1.0 / 3.0, 1.0, 0.75, 1.0, 0.25]
+                    .map(Some)
+                    .into_iter()
+                    .chain([None])
+                    .collect::<Vec<_>>()
+                    .try_into()
+                    .unwrap(),
+            ),
+        ];
+        for (f, want) in cases {
+            let e = formulas::compile::window_population_against(
+                f,
+                col("x"),
+                vec![col(PERIOD)],
+                Some(col("r")),
+            )
+            .unwrap();
+            let got = ctx
+                .table("t")
+                .await
+                .unwrap()
+                .select(vec![
+                    col("i"),
+                    datafusion::prelude::cast(e, DataType::Float64).alias("v"),
+                ])
+                .unwrap()
+                .sort(vec![col("i").sort(true, false)])
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let v: Vec<Option<f64>> = got
+                .iter()
+                .flat_map(|b| {
+                    b.column(1)
+                        .as_primitive::<Float64Type>()
+                        .iter()
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            for (i, (g, w)) in v.iter().zip(want).enumerate() {
+                match (g, w) {
+                    (Some(g), Some(w)) => {
+                        assert!((g - w).abs() < 1e-12, "{f:?} row {i}: {g} vs {w}")
+                    }
+                    (g, w) => assert_eq!(*g, w, "{f:?} row {i}"),
+                }
+            }
+        }
+    }
+}
