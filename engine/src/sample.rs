@@ -224,7 +224,7 @@ pub fn write(out: &Path, opts: &SampleOptions) -> Result<SampleSummary> {
     // data is what it was without it. Planted: treated customers' contacts
     // after exposure cost 20% less, and in smb 15% of them that would have
     // been resolved at first contact are not.
-    let mut xrng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5EED_C4A7_B07u64);
+    let mut xrng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x05EE_DC4A_7B07_u64);
     let mut chatbot = Vec::with_capacity(n);
     let mut exposed = Vec::with_capacity(n);
     let a_path = out.join(ASSIGNMENTS_FILE);
@@ -234,7 +234,7 @@ pub fn write(out: &Path, opts: &SampleOptions) -> Result<SampleSummary> {
     writeln!(asg, "customer_id,experiment,arm,first_exposure")
         .map_err(Error::io(format!("writing {}", a_path.display())))?;
     let first_end = period::micros(period::next(formulas::Grain::Month, first));
-    for i in 0..n {
+    for customer in &id {
         let treated = xrng.random::<bool>();
         let at = xrng.random_range(start..first_end);
         chatbot.push(treated);
@@ -242,7 +242,7 @@ pub fn write(out: &Path, opts: &SampleOptions) -> Result<SampleSummary> {
         writeln!(
             asg,
             "{},{EXPERIMENT},{},{}",
-            id[i],
+            customer,
             if treated { "chatbot" } else { "control" },
             iso(at)
         )
