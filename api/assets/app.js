@@ -288,6 +288,58 @@ async function render() {
   fillCustomerSort(latest);
   customers = { cursors: [null], page: 0 };
   await renderCustomers();
+  await renderExperiments();
+}
+
+// Stored experiment reports (croo experiment): each treatment arm's lift,
+// overall and per group, with guardrails.
+async function renderExperiments() {
+  const panel = $("experiments");
+  let list;
+  try {
+    list = (await api(view.base + "/experiments")).experiments;
+  } catch (e) {
+    panel.hidden = true;
+    return;
+  }
+  if (list.length === 0) { panel.hidden = true; return; }
+  panel.hidden = false;
+  const sel = $("experiment");
+  const keep = sel.value;
+  sel.textContent = "";
+  for (const x of list) {
+    const o = document.createElement("option");
+    o.value = x.experiment;
+    o.textContent = x.experiment;
+    sel.appendChild(o);
+  }
+  if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+  const r = await api(view.base + "/experiments/" + encodeURIComponent(sel.value));
+  $("experiment-note").textContent = "control `" + r.control + "`, " + r.periods.length + " periods" +
+    (r.srm && !r.srm.valid ? " · SAMPLE RATIO MISMATCH: not valid" : "");
+  const body = $("experiment-table").querySelector("tbody");
+  body.textContent = "";
+  for (const a of r.arms) {
+    const guards = Object.fromEntries((a.guardrails || []).map((g) => [g.group, g.result]));
+    const rows = [];
+    if (a.overall) rows.push(["all", a.overall.lift, a.overall.lift.p]);
+    for (const g of a.groups || []) rows.push([g.dimension + "=" + g.value, g.lift, g.p_holm]);
+    for (const [group, l, p] of rows) {
+      const tr = document.createElement("tr");
+      tr.dataset.arm = a.arm;
+      tr.dataset.group = group;
+      tr.dataset.lift = String(l.absolute);
+      const cells = [a.arm, group, fmt(l.control), fmt(l.treatment), signed(l.absolute),
+        "[" + fmt(l.lower) + ", " + fmt(l.upper) + "]", fmt(p, 4), guards[group] || "–"];
+      cells.forEach((c, i) => {
+        const td = document.createElement("td");
+        td.textContent = c;
+        if (i === 4) td.className = l.lower > 0 ? "pos" : l.upper < 0 ? "neg" : "";
+        tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    }
+  }
 }
 
 // What the panels below the charts read: set by render().
@@ -515,6 +567,7 @@ $("status-group").addEventListener("change", () => {
   renderTargets().then(renderCustomers).catch(fail);
 });
 $("customer-sort").addEventListener("change", () => { customers = { cursors: [null], page: 0 }; renderCustomers().catch(fail); });
+$("experiment").addEventListener("change", () => renderExperiments().catch(fail));
 $("customer-next").addEventListener("click", () => { customers.page += 1; renderCustomers().catch(fail); });
 $("customer-prev").addEventListener("click", () => { customers.page = Math.max(0, customers.page - 1); renderCustomers().catch(fail); });
 // Charts are drawn at the width they are shown: redraw when it changes.

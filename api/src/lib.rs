@@ -14,6 +14,7 @@ pub mod config;
 pub mod customers;
 pub mod dashboard;
 pub mod error;
+pub mod experiments;
 pub mod guard;
 pub mod keys;
 pub mod metrics;
@@ -130,6 +131,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .routes(routes!(targets::status))
         .routes(routes!(customers::customers))
         .routes(routes!(customers::customer))
+        .routes(routes!(experiments::experiments))
+        .routes(routes!(experiments::experiment))
         .routes(routes!(routes::start_run))
         .routes(routes!(routes::list_runs))
         .routes(routes!(routes::get_run))

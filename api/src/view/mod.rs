@@ -198,6 +198,64 @@ impl View {
         Ok(s)
     }
 
+    /// The experiments with stored reports of `formula`: `(experiment,
+    /// latest report id)`. No numbers.
+    pub fn experiments(&self, formula: &str) -> Result<Vec<(String, String)>, ApiError> {
+        engine::experiment::store::list(&self.state.store.results, formula)
+            .map_err(ApiError::from_engine)
+    }
+
+    /// The latest report of an experiment: whole for an unscoped key; for
+    /// a scoped one, only the groups of its scope (and their guardrails),
+    /// without the whole-population comparisons, components, periods and
+    /// sample-ratio counts.
+    pub fn experiment(&self, formula: &str, id: &str) -> Result<serde_json::Value, ApiError> {
+        let Some(mut v) = engine::experiment::store::latest(&self.state.store.results, formula, id)
+            .map_err(ApiError::from_engine)?
+        else {
+            return Err(ApiError::not_found(format!(
+                "no report of experiment `{id}` of `{formula}` (croo experiment ... --out)"
+            )));
+        };
+        if self.who.is_scoped()
+            && let Some(o) = v.as_object_mut()
+        {
+            o.remove("srm");
+            o.remove("excluded_multiple_arms");
+            let sees = |d: &str, v: &str| self.who.check_group(d, v).is_ok();
+            for arm in o
+                .get_mut("arms")
+                .and_then(|a| a.as_array_mut())
+                .into_iter()
+                .flatten()
+            {
+                let Some(a) = arm.as_object_mut() else {
+                    continue;
+                };
+                for k in ["overall", "cuped", "bootstrap", "periods", "components"] {
+                    a.remove(k);
+                }
+                if let Some(g) = a.get_mut("groups").and_then(|g| g.as_array_mut()) {
+                    g.retain(|g| {
+                        sees(
+                            g["dimension"].as_str().unwrap_or_default(),
+                            g["value"].as_str().unwrap_or_default(),
+                        )
+                    });
+                }
+                if let Some(g) = a.get_mut("guardrails").and_then(|g| g.as_array_mut()) {
+                    g.retain(|g| {
+                        g["group"]
+                            .as_str()
+                            .and_then(|x| x.split_once('='))
+                            .is_some_and(|(d, v)| sees(d, v))
+                    });
+                }
+            }
+        }
+        Ok(v)
+    }
+
     /// A page of the customers of one period that this key may see (those
     /// in a group of its scope as of the period), in `group` when given,
     /// sorted by `sort`; `previous` names the period `change` is measured
@@ -443,6 +501,7 @@ mod tests {
             include_str!("../routes.rs"),
             include_str!("../targets.rs"),
             include_str!("../customers.rs"),
+            include_str!("../experiments.rs"),
         ]
         .concat();
         let mut data_routes = 0;
@@ -464,6 +523,6 @@ mod tests {
                 );
             }
         }
-        assert!(data_routes >= 12, "found {data_routes} data routes");
+        assert!(data_routes >= 14, "found {data_routes} data routes");
     }
 }

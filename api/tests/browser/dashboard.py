@@ -59,6 +59,11 @@ def main():
     run = json.loads(croo(binary, "run", formula, "--from", "2026-07-01", "--to", "2026-10-01",
                           "--out", results, "--format", "json", "--detail"))
     rows = run["results"]
+    # The sample's experiment, stored beside the runs: the dashboard's panel.
+    experiment = json.loads(croo(binary, "experiment", formula, "--experiment", "chatbot-2026",
+                                 "--assignments", os.path.join(sample, "assignments.csv"),
+                                 "--from", "2026-08-01", "--to", "2026-10-01", "--out", results,
+                                 "--format", "json"))
     key = croo(binary, "keys", "add", "--file", keys, "--name", "exec", "--role", "viewer",
                "--results", results).strip()
     port = free_port()
@@ -154,11 +159,15 @@ def main():
                         for tr in driver.find_elements(By.CSS_SELECTOR, "#customer-table tbody tr")]
 
             wait.until(lambda d: shown_keys() == [c["key"] for c in page1["customers"]])
-            driver.find_element(By.ID, "customer-next").click()
+            # Once the whole page has loaded (the experiments panel is last).
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#experiment-table tbody tr"))
+            nxt = driver.find_element(By.ID, "customer-next")
+            wait.until(lambda d: nxt.is_enabled())
+            driver.execute_script("arguments[0].click()", nxt)
             try:
                 wait.until(lambda d: shown_keys() == [c["key"] for c in page2["customers"]])
             except Exception:
-                failures.append(f"customers page 2: page shows {shown_keys()}")
+                failures.append(f"customers page 2: page shows {shown_keys()}, the API {[c['key'] for c in page2['customers']]} (page 1 {[c['key'] for c in page1['customers']]})")
             first_key = page2["customers"][0]["key"]
             driver.find_element(By.CSS_SELECTOR, f"#customer-table tr[data-key='{first_key}'] button").click()
             history = get(f"{f}/customers/{first_key}")
@@ -172,6 +181,11 @@ def main():
                 hollow = "hollow" in c.get_attribute("class")
                 if hollow != (c.get_attribute("data-state") not in ("", "final")):
                     failures.append(f"trend point {c.get_attribute('data-period')}: state marking")
+            # The experiments panel: the stored report's overall lift.
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#experiment-table tr[data-group='all']"))
+            tr = driver.find_element(By.CSS_SELECTOR, "#experiment-table tr[data-group='all']")
+            check("experiment lift", float(tr.get_attribute("data-lift")),
+                  experiment["arms"][0]["overall"]["lift"]["absolute"])
             # Labels readable and whole at laptop and tablet widths.
             for width, height in ((1366, 900), (1024, 768), (768, 1024)):
                 driver.set_window_size(width, height)

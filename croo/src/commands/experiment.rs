@@ -61,6 +61,13 @@ pub struct Args {
     pub exposure_column: String,
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Results store folder: the report is kept in it
+    /// (experiments/FORMULA/EXPERIMENT/), for the API and the dashboard.
+    #[arg(long, default_value = "croo-results")]
+    pub out: PathBuf,
+    /// Do not keep the report.
+    #[arg(long)]
+    pub no_store: bool,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
 }
@@ -153,6 +160,9 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
         session: session_options(a.threads, None)?,
     };
     let report = engine::experiment::evaluate(&loaded, &req).await?;
+    if !a.no_store {
+        engine::experiment::store::save(&a.out, &report, chrono::Utc::now())?;
+    }
     let mut out = std::io::stdout().lock();
     match a.format {
         OutputFormat::Json => {

@@ -7,6 +7,7 @@
 //! per value of each dimension, with the statistics of [`stats`].
 
 pub mod stats;
+pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -146,6 +147,9 @@ pub struct Report {
     pub correction: String,
     pub periods: Vec<NaiveDate>,
     pub pre_periods: Vec<NaiveDate>,
+    /// CUPED's covariate, when there is a pre-period.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub covariate: Option<String>,
     /// Customers assigned to more than one arm, left out.
     pub excluded_multiple_arms: u64,
     pub srm: SrmCheck,
@@ -647,6 +651,8 @@ pub async fn evaluate(loaded: &Loaded, req: &Request) -> Result<Report> {
         correction: "holm".into(),
         periods: req.periods.clone(),
         pre_periods: req.pre_periods.clone(),
+        covariate: (!req.pre_periods.is_empty())
+            .then(|| "each customer's rollup-weighted mean score over the pre-period".to_string()),
         excluded_multiple_arms: multiple,
         srm,
         arms: reports,
