@@ -208,7 +208,8 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
     Ok(0)
 }
 
-fn text(r: &engine::experiment::Report) -> String {
+/// The report as text.
+pub fn text(r: &engine::experiment::Report) -> String {
     let num = |v: f64| render::number(Some(v), 3);
     let interval =
         |l: &engine::experiment::stats::Lift| format!("[{}, {}]", num(l.lower), num(l.upper));

@@ -1,5 +1,6 @@
 //! `croo quickstart`: the sample (written if missing), its example formula
-//! run over the last three months, the scores printed.
+//! run over the last three months, the scores printed; then the sample's
+//! experiment (a chatbot arm) judged over the same months.
 
 use std::path::PathBuf;
 
@@ -33,5 +34,39 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
     }
     let (from, to) = engine::sample::default_range(3);
     eprintln!("running {} for {from} to {to}", formula.display());
-    run::run_formula(&formula, &|_| Ok(PeriodChoice::Range(from, to)), &a.run).await
+    let code = run::run_formula(&formula, &|_| Ok(PeriodChoice::Range(from, to)), &a.run).await?;
+    let assignments = a.dir.join(engine::sample::ASSIGNMENTS_FILE);
+    if !assignments.is_file() {
+        return Ok(code);
+    }
+    let loaded = engine::load(&formula)?;
+    let cal = engine::calendar::Calendar::of(&loaded.formula.file);
+    let req = engine::experiment::Request {
+        experiment: engine::sample::EXPERIMENT.into(),
+        assignments: engine::experiment::Assignments {
+            uri: assignments.display().to_string(),
+            base_dir: std::env::current_dir().unwrap_or_default(),
+            key: "customer_id".into(),
+            experiment: "experiment".into(),
+            arm: "arm".into(),
+            time: "first_exposure".into(),
+        },
+        control: "control".into(),
+        periods: cal.range(loaded.formula.file.grain, from, to),
+        pre_periods: Vec::new(),
+        shares: Default::default(),
+        guardrails: Vec::new(),
+        bootstrap: None,
+        session: a.run.session()?,
+    };
+    let report = engine::experiment::evaluate(&loaded, &req).await?;
+    engine::experiment::store::save(&a.run.out, &report, chrono::Utc::now())?;
+    println!(
+        "\nthe sample's experiment (croo experiment {} --experiment {} --assignments {} --from {from} --to {to}):\n",
+        formula.display(),
+        engine::sample::EXPERIMENT,
+        assignments.display()
+    );
+    print!("{}", super::experiment::text(&report));
+    Ok(code)
 }
