@@ -41,6 +41,7 @@ async fn reports_through_the_scoped_view() {
             time: "first_exposure".into(),
         },
         control: "control".into(),
+        reference: engine::experiment::Reference::Control,
         periods: vec![month(2), month(3)],
         pre_periods: Vec::new(),
         shares: Default::default(),

@@ -85,6 +85,7 @@ pub async fn plan(
     f: &Formula,
     schemas: &BTreeMap<String, SchemaRef>,
     periods: &[NaiveDate],
+    fixed: Option<&BTreeMap<String, formulas::compile::Fixed>>,
 ) -> Result<Scored> {
     let file = &f.file;
     let grain = file.grain;
@@ -322,7 +323,10 @@ pub async fn plan(
     cols.extend(measure_cols.iter().map(|(n, _)| ident(n)));
 
     // Derived values, in dependency order, then components, score, weight.
-    let scope = ColumnScope { reference: cohort };
+    let scope = ColumnScope {
+        reference: cohort,
+        fixed,
+    };
     let mut windows = 0usize;
     let stage = |df: DataFrame,
                  cols: &mut Vec<Expr>,
@@ -558,12 +562,24 @@ async fn population_windows(
     Ok((df, e))
 }
 
-struct ColumnScope {
+struct ColumnScope<'a> {
     /// Population functions normalise against the cohort's reference arm.
     reference: bool,
+    /// ... or by these statistics (`score::population_key` -> statistics).
+    fixed: Option<&'a BTreeMap<String, formulas::compile::Fixed>>,
 }
 
-impl Scope for ColumnScope {
+impl Scope for ColumnScope<'_> {
+    fn fixed(
+        &self,
+        f: formulas::expr::Func,
+        arg: &formulas::expr::Ast,
+    ) -> Option<formulas::compile::Fixed> {
+        self.fixed?
+            .get(&crate::score::population_key(f.name(), arg))
+            .copied()
+    }
+
     fn ident(&self, name: &str) -> Option<Expr> {
         Some(ident(name))
     }

@@ -64,6 +64,15 @@ pub struct ScoreOptions {
     /// its customers, population functions normalise against its reference
     /// arm (`engine::experiment`).
     pub cohort: Option<RecordBatch>,
+    /// Statistics population functions take instead of their period's
+    /// (`population_key` of the call -> statistics): an experiment's
+    /// pre-period reference.
+    pub fixed: Option<BTreeMap<String, formulas::compile::Fixed>>,
+}
+
+/// How a population function call is named in `fixed`: `minmax(margin)`.
+pub fn population_key(func: &str, arg: &Ast) -> String {
+    format!("{func}({})", show(arg))
 }
 
 /// Scores `loaded` over `periods`: sets up the session (local or on a
@@ -96,7 +105,15 @@ pub async fn score(
     let schemas = register_sources(&ctx, loaded, &inline).await?;
     let result = async {
         let checks = contracts::enforce(&ctx, loaded, periods).await?;
-        let mut c = compute(&ctx, loaded, &schemas, periods, options.detail, &inline).await?;
+        let mut c = compute(
+            &ctx,
+            loaded,
+            &schemas,
+            periods,
+            (options.detail, options.fixed.as_ref()),
+            &inline,
+        )
+        .await?;
         let mut all = checks;
         all.append(&mut c.checks);
         for w in all.iter().filter(|c| c.outcome != "passed") {
@@ -145,14 +162,14 @@ async fn compute(
     loaded: &Loaded,
     schemas: &BTreeMap<String, SchemaRef>,
     periods: &[NaiveDate],
-    detail: bool,
+    (detail, fixed): (bool, Option<&BTreeMap<String, formulas::compile::Fixed>>),
     inline: &[String],
 ) -> Result<Computed> {
     let f = &loaded.formula;
     let clock = std::time::Instant::now();
     let lap =
         |what: &str| tracing::info!(elapsed_ms = clock.elapsed().as_millis() as u64, "{what}");
-    let scored = plan::plan(ctx, f, schemas, periods).await?;
+    let scored = plan::plan(ctx, f, schemas, periods, fixed).await?;
     lap("measures aggregated per source");
     // Materialise the per-customer table once; every rollup reads it. On a
     // cluster it comes back to this process (Ballista cannot cache), and
@@ -336,7 +353,7 @@ async fn population_stats(
             };
             for r in 0..b.num_rows() {
                 out.push(PopulationStats {
-                    expression: format!("{func}({}) in {place}", show(&arg)),
+                    expression: format!("{} in {place}", population_key(&func, &arg)),
                     function: func.clone(),
                     period: p
                         .value_as_date(r)

@@ -39,6 +39,41 @@ pub trait Scope {
     fn reference(&self) -> Option<Expr> {
         None
     }
+
+    /// Statistics a population function takes from elsewhere (another
+    /// period's population) instead of a window over this one.
+    fn fixed(&self, _f: Func, _arg: &Ast) -> Option<Fixed> {
+        None
+    }
+}
+
+/// A population function's statistics, given: `minmax` takes `min` and
+/// `max`, `zscore` `mean` and the population standard deviation `sd`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fixed {
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub sd: f64,
+}
+
+/// `minmax` and `zscore` of `x` by given statistics; `pct_rank` needs the
+/// reference's values, not statistics, and is refused.
+pub fn fixed_population(f: Func, x: Expr, s: Fixed) -> Result<Expr> {
+    match f {
+        Func::MinMax if s.max == s.min => when(x.is_null(), null_f64()).otherwise(lit(0.5)),
+        Func::MinMax => Ok(when(x.clone().is_null(), null_f64())
+            .otherwise((f64c(x) - lit(s.min)) / lit(s.max - s.min))?),
+        Func::ZScore if s.sd == 0.0 => when(x.is_null(), null_f64()).otherwise(lit(0.0)),
+        Func::ZScore => {
+            Ok(when(x.clone().is_null(), null_f64())
+                .otherwise((f64c(x) - lit(s.mean)) / lit(s.sd))?)
+        }
+        other => plan_err!(
+            "`{}` cannot be normalised by another period's statistics (it ranks against the reference's values): use the control arm as the reference",
+            other.name()
+        ),
+    }
 }
 
 /// Compiles `ast` in `scope`. Population functions become window
@@ -220,6 +255,9 @@ impl Compiler<'_> {
     fn call(&self, f: Func, args: &[Ast]) -> Result<Expr> {
         if f.is_population() {
             let x = self.expr(&args[0])?;
+            if let Some(s) = self.scope.fixed(f, &args[0]) {
+                return fixed_population(f, x, s);
+            }
             return window_population_against(f, x, self.scope.partition(), self.scope.reference());
         }
         let a: Vec<Expr> = args.iter().map(|x| self.expr(x)).collect::<Result<_>>()?;

@@ -29,6 +29,11 @@ pub struct Args {
     /// The control arm.
     #[arg(long, default_value = "control")]
     pub control: String,
+    /// What population functions normalise against: `control` (the control
+    /// arm of each period) or `pre` (the whole cohort in the pre-period;
+    /// needs --pre-from/--pre-to naming one period).
+    #[arg(long, default_value = "control", value_parser = ["control", "pre"])]
+    pub reference: String,
     /// The declared split, ARM=SHARE,... (default: equal).
     #[arg(long, value_delimiter = ',')]
     pub split: Vec<String>,
@@ -152,6 +157,11 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
             time: a.exposure_column.clone(),
         },
         control: a.control.clone(),
+        reference: if a.reference == "pre" {
+            engine::experiment::Reference::Pre
+        } else {
+            engine::experiment::Reference::Control
+        },
         periods,
         pre_periods,
         shares,
@@ -214,11 +224,16 @@ pub fn text(r: &engine::experiment::Report) -> String {
     let interval =
         |l: &engine::experiment::stats::Lift| format!("[{}, {}]", num(l.lower), num(l.upper));
     let mut s = format!(
-        "experiment {} of {} ({} periods), control `{}`, population functions against the control\n",
+        "experiment {} of {} ({} periods), control `{}`, population functions against {}\n",
         r.experiment,
         r.formula,
         r.periods.len(),
-        r.control
+        r.control,
+        if r.reference == "pre" {
+            "the pre-period"
+        } else {
+            "the control"
+        }
     );
     s += &format!(
         "customers per arm: {}; {} left out (in more than one arm); sample ratio: chi-square {:.3}, p = {:.4} ({})\n\n",

@@ -52,6 +52,7 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
             time: "first_exposure".into(),
         },
         control: "control".into(),
+        reference: engine::experiment::Reference::Control,
         periods: cal.range(loaded.formula.file.grain, from, to),
         pre_periods: Vec::new(),
         shares: Default::default(),

@@ -158,3 +158,51 @@ fn a_sample_ratio_mismatch_invalidates_the_report() {
         assert!(text(&o).contains(says), "{}", text(&o));
     }
 }
+
+/// `--reference pre`: minmax by January's whole cohort (the expected
+/// `pre_reference` of `make_case.py`); it needs one pre-period, and refuses
+/// `pct_rank`, which ranks against values another period cannot give.
+#[test]
+fn the_pre_period_as_the_reference() {
+    let tmp = case();
+    let dir = tmp.path();
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/experiment/expected.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut args = ARGS.to_vec();
+    args.extend(["--reference", "pre"]);
+    let o = croo(dir, &args, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["reference"], "pre");
+    let got = r["arms"][0]["overall"]["lift"].clone();
+    for k in ["control", "treatment", "absolute", "lower", "upper"] {
+        let (g, w) = (
+            got[k].as_f64().unwrap(),
+            expected["pre_reference"][k].as_f64().unwrap(),
+        );
+        assert!((g - w).abs() <= 1e-8 * w.abs().max(1.0), "{k}: {g} vs {w}");
+    }
+    // Two pre-periods: refused.
+    let mut two = ARGS.to_vec();
+    two.extend(["--reference", "pre"]);
+    let i = two.iter().position(|a| *a == "--pre-from").unwrap();
+    two[i + 1] = "2025-12";
+    let o = croo(dir, &two, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("one pre-period"), "{}", text(&o));
+    // pct_rank cannot take another period's statistics.
+    let f = std::fs::read_to_string(dir.join("formula.toml")).unwrap();
+    std::fs::write(
+        dir.join("formula.toml"),
+        f.replace("minmax(spend)", "pct_rank(spend)"),
+    )
+    .unwrap();
+    let o = croo(dir, &args, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("pct_rank(spend)"), "{}", text(&o));
+}

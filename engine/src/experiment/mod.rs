@@ -42,9 +42,20 @@ pub struct Assignments {
     pub time: String,
 }
 
+/// What population functions normalise against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reference {
+    /// The control arm of each period (the default).
+    #[default]
+    Control,
+    /// The whole cohort in the pre-period (one period): its statistics.
+    Pre,
+}
+
 /// What to evaluate.
 #[derive(Debug, Clone)]
 pub struct Request {
+    pub reference: Reference,
     pub experiment: String,
     pub assignments: Assignments,
     pub control: String,
@@ -141,7 +152,7 @@ pub struct Report {
     pub formula: String,
     pub experiment: String,
     pub control: String,
-    /// What population functions normalise against: `control`.
+    /// What population functions normalise against: `control` or `pre`.
     pub reference: String,
     pub method: String,
     pub correction: String,
@@ -269,11 +280,12 @@ async fn read_assignments(req: &Request) -> Result<(BTreeMap<String, (String, i6
 }
 
 /// The cohort table: every assigned customer, exposed at `t` (or, for
-/// the pre-period, long before).
+/// the pre-period, long before); the reference is the control arm, or
+/// `everyone`.
 fn cohort(
     assigned: &BTreeMap<String, (String, i64)>,
     control: &str,
-    pre: bool,
+    (pre, everyone): (bool, bool),
 ) -> Result<RecordBatch> {
     let keys: StringArray = assigned.keys().map(|k| Some(k.as_str())).collect();
     let arms: StringArray = assigned.values().map(|(a, _)| Some(a.as_str())).collect();
@@ -284,7 +296,10 @@ fn cohort(
             .collect::<Vec<_>>(),
     )
     .with_timezone("UTC");
-    let reference: BooleanArray = assigned.values().map(|(a, _)| Some(a == control)).collect();
+    let reference: BooleanArray = assigned
+        .values()
+        .map(|(a, _)| Some(everyone || a == control))
+        .collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new("__ckey", DataType::Utf8, false),
         Field::new("__arm", DataType::Utf8, false),
@@ -487,16 +502,65 @@ pub async fn evaluate(loaded: &Loaded, req: &Request) -> Result<Report> {
         .map(|c| c.name.value.clone())
         .collect();
     let cohort_of = &assigned;
-    let scored = |periods: Vec<NaiveDate>, pre: bool| async move {
+    let pre_reference = req.reference == Reference::Pre;
+    if pre_reference && req.pre_periods.len() != 1 {
+        return Err(Error::User(
+            "--reference pre takes its statistics from one pre-period: give --pre-from and --pre-to naming the same period".into(),
+        ));
+    }
+    let scored = |periods: Vec<NaiveDate>, pre: bool, fixed| async move {
         let options = ScoreOptions {
             session: req.session.clone(),
             detail: true,
-            cohort: Some(cohort(cohort_of, &req.control, pre)?),
+            // In the pre-period with `--reference pre`, everyone is the
+            // reference.
+            cohort: Some(cohort(
+                cohort_of,
+                &req.control,
+                (pre, pre && pre_reference),
+            )?),
+            fixed,
             ..ScoreOptions::default()
         };
         score(loaded, &periods, &options).await
     };
-    let computed = scored(req.periods.clone(), false).await?;
+    let pre_scored = if req.pre_periods.is_empty() {
+        None
+    } else {
+        Some(scored(req.pre_periods.clone(), true, None).await?)
+    };
+    // `--reference pre`: each population function by the pre-period's
+    // statistics of its argument.
+    let fixed = match (&pre_scored, pre_reference) {
+        (Some(c), true) => {
+            let mut m = BTreeMap::new();
+            for s in &c.population_stats {
+                if s.function == "pct_rank" {
+                    return Err(Error::User(format!(
+                        "--reference pre: `{}` ranks against the reference's values, which another period cannot give; use --reference control",
+                        s.expression
+                    )));
+                }
+                let key = s
+                    .expression
+                    .split(" in ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let (Some(min), Some(max), Some(mean), Some(sd)) = (s.min, s.max, s.mean, s.stddev)
+                else {
+                    return Err(Error::User(format!(
+                        "--reference pre: `{}` has no values in the pre-period {}",
+                        s.expression, s.period
+                    )));
+                };
+                m.insert(key, formulas::compile::Fixed { min, max, mean, sd });
+            }
+            Some(m)
+        }
+        _ => None,
+    };
+    let computed = scored(req.periods.clone(), false, fixed).await?;
     let rows = rows_of(
         &computed.detail,
         file.dimensions.len(),
@@ -506,8 +570,7 @@ pub async fn evaluate(loaded: &Loaded, req: &Request) -> Result<Report> {
     // CUPED's covariate: each customer's weighted mean score over the
     // pre-period.
     let mut pre: BTreeMap<String, f64> = BTreeMap::new();
-    if !req.pre_periods.is_empty() {
-        let c = scored(req.pre_periods.clone(), true).await?;
+    if let Some(c) = &pre_scored {
         let mut acc: BTreeMap<String, (f64, f64)> = BTreeMap::new();
         for r in rows_of(&c.detail, file.dimensions.len(), &components, file.scale)? {
             if let (true, Some(s)) = (r.included, r.score) {
@@ -645,7 +708,10 @@ pub async fn evaluate(loaded: &Loaded, req: &Request) -> Result<Report> {
         formula: f.name().to_string(),
         experiment: req.experiment.clone(),
         control: req.control.clone(),
-        reference: "control".into(),
+        reference: match req.reference {
+            Reference::Control => "control".into(),
+            Reference::Pre => "pre".into(),
+        },
         method: "delta method for rollup-weighted means, Welch degrees of freedom, 95% intervals"
             .into(),
         correction: "holm".into(),

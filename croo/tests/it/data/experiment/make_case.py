@@ -20,7 +20,9 @@ mean is sum / sum, its variance by the delta method (var(L, ddof=1) / n,
 L = (s - M w) / mean(w)); the lift's 95% interval with Welch degrees of
 freedom (scipy.stats.t). The same per segment (as of each period: here
 fixed) and for each component's rollup. CUPED with January's score as
-covariate: theta from the pooled within-arm covariance.
+covariate: theta from the pooled within-arm covariance. With
+`--reference pre`, minmax takes January's min and max over the whole
+cohort instead (`pre_reference`).
 
 Run: python3 make_case.py (deterministic).
 """
@@ -119,12 +121,13 @@ expr = "minmax(spend)"
 cohort = [(c, seg, arm, exp) for c, seg, arm, exp in customers if c not in both and c not in other]
 
 
-def scored(m, pre):
-    """{customer: (segment, arm, value, norm, score)} of month m."""
+def scored(m, pre, bounds=None):
+    """{customer: (segment, arm, value, norm, score)} of month m; minmax by
+    the control's spend, or by `bounds` (the pre-period reference)."""
     start = months[m]
     pop = [(c, seg, arm) for c, seg, arm, exp in cohort if pre or exp < start]
     ctrl = [spend[(c, m)] for c, _, arm in pop if arm == "control"]
-    lo, hi = min(ctrl), max(ctrl)
+    lo, hi = bounds or (min(ctrl), max(ctrl))
     out = {}
     for c, seg, arm in pop:
         x = spend[(c, m)]
@@ -190,6 +193,10 @@ cuped = welch((rt[0] - theta * (xt.mean() - allx), vt2, None, rt[3]), (rc[0] - t
 cuped["theta"] = theta
 cuped["variance_reduction"] = 1 - (vt2 + vc2) / (rt[1] + rc[1])
 expected["cuped"] = cuped
+# --reference pre: minmax by January's whole cohort (min and max of spend).
+jan = [spend[(c, 0)] for c, _, _, _ in cohort]
+periods = [scored(1, False, (min(jan), max(jan))), scored(2, False, (min(jan), max(jan)))]
+expected["pre_reference"] = welch(ratio(units("chatbot", score)), ratio(units("control", score)))
 expected["assigned"] = {"control": sum(1 for x in cohort if x[2] == "control"),
                         "chatbot": sum(1 for x in cohort if x[2] == "chatbot")}
 expected["excluded_multiple_arms"] = len(both)
