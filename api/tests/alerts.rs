@@ -97,38 +97,26 @@ async fn receiver(received: Arc<Mutex<Received>>) -> String {
 }
 
 async fn run(formulas: &std::path::Path, results: &std::path::Path, period: &str) {
-    let loaded = engine::load(&formulas.join("goals.toml")).unwrap();
-    let day = engine::period::parse_date(period).unwrap();
-    engine::run(
-        &loaded,
-        &engine::RunRequest {
-            periods: engine::PeriodChoice::One(day),
-            out: results.to_path_buf(),
-            detail: false,
-            session: engine::SessionOptions::default(),
-            publishing: engine::Publishing::default(),
-        },
-        &chrono::Utc::now,
+    common::run(
+        &formulas.join("goals.toml"),
+        results,
+        (period, period),
+        false,
     )
-    .await
-    .unwrap();
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_events_once_per_edition_after_a_retry() {
-    let case =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../croo/tests/it/data/targets");
-    let dir = tempfile::tempdir().unwrap().keep();
-    let formulas = dir.join("formulas");
-    std::fs::create_dir_all(&formulas).unwrap();
-    for f in [
-        "customers.csv",
-        "events.csv",
-        "goals.toml",
-        "goals.targets.toml",
-    ] {
-        std::fs::copy(case.join(f), formulas.join(f)).unwrap();
-    }
+    let (dir, formulas) = common::case(
+        "targets",
+        &[
+            "customers.csv",
+            "events.csv",
+            "goals.toml",
+            "goals.targets.toml",
+        ],
+    );
     let results = dir.join("results");
     run(&formulas, &results, "2026-01-01").await;
 
@@ -161,16 +149,8 @@ async fn signed_events_once_per_edition_after_a_retry() {
     .unwrap();
     let alerts = api::config::read(&cfg).unwrap().alerts;
     common::serve(api::Config {
-        results: results.clone(),
-        formulas: Some(formulas.clone()),
-        keys: None,
-        bind: "127.0.0.1:0".parse().unwrap(),
-        insecure: true,
-        session: engine::SessionOptions::default(),
-        request_timeout: Duration::from_secs(30),
-        limits: api::guard::Limits::default(),
-        schedules: Vec::new(),
         alerts,
+        ..common::config(&results, Some(&formulas), None)
     });
     // The baseline is recorded before February is published.
     let wait_for = |what: &dyn Fn() -> bool, secs: u64| {

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use serde_json::Value;
 
 #[tokio::test]
@@ -37,18 +35,7 @@ async fn scores_are_read_by_fiscal_name() {
     .await
     .unwrap();
     // No formulas folder: the calendar comes from the manifests.
-    let base = common::serve(api::Config {
-        results,
-        formulas: None,
-        keys: None,
-        bind: "127.0.0.1:0".parse().unwrap(),
-        insecure: true,
-        session: engine::SessionOptions::default(),
-        request_timeout: Duration::from_secs(30),
-        limits: api::guard::Limits::default(),
-        schedules: Vec::new(),
-        alerts: Vec::new(),
-    });
+    let base = common::serve(common::config(&results, None, None));
     let expected = std::fs::read_to_string(dir.join("expected.csv")).unwrap();
     let whole = |label: &str| -> (String, f64) {
         let line = expected

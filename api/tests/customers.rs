@@ -6,9 +6,6 @@
 
 mod common;
 
-use std::time::Duration;
-
-use api::keys::{KeysFile, Role, parse_scope};
 use serde_json::Value;
 
 const FORMULA: &str = r#"
@@ -74,49 +71,23 @@ async fn a_scoped_key_sees_its_customers_as_of_each_period() {
     );
     write("moves.toml", FORMULA);
     let results = dir.join("results");
-    let loaded = engine::load(&formulas.join("moves.toml")).unwrap();
-    engine::run(
-        &loaded,
-        &engine::RunRequest {
-            periods: engine::PeriodChoice::Range(
-                engine::period::parse_date("2026-01-01").unwrap(),
-                engine::period::parse_date("2026-02-01").unwrap(),
-            ),
-            out: results.clone(),
-            detail: true,
-            session: engine::SessionOptions::default(),
-            publishing: engine::Publishing::default(),
-        },
-        &chrono::Utc::now,
+    common::run(
+        &formulas.join("moves.toml"),
+        &results,
+        ("2026-01-01", "2026-02-01"),
+        true,
     )
-    .await
-    .unwrap();
-    let keys_file = dir.join("keys.json");
-    let mut keys = KeysFile::default();
-    let mut add = |name: &str, scope: &[&str]| {
-        let scope: Vec<String> = scope.iter().map(|s| s.to_string()).collect();
-        keys.add(name, Role::Viewer, parse_scope(&scope).unwrap(), "t")
-            .unwrap()
-            .0
-    };
-    let (exec, ent, smb) = (
-        add("exec", &[]),
-        add("ent-lead", &["segment=ent"]),
-        add("smb-lead", &["segment=smb"]),
+    .await;
+    let (keys_file, keys) = common::viewers(
+        &dir,
+        &[
+            ("exec", &[]),
+            ("ent-lead", &["segment=ent"]),
+            ("smb-lead", &["segment=smb"]),
+        ],
     );
-    keys.write(&keys_file).unwrap();
-    let base = common::serve(api::Config {
-        results,
-        formulas: Some(formulas),
-        keys: Some(keys_file),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        insecure: false,
-        session: engine::SessionOptions::default(),
-        request_timeout: Duration::from_secs(30),
-        limits: api::guard::Limits::default(),
-        schedules: Vec::new(),
-        alerts: Vec::new(),
-    });
+    let (exec, ent, smb) = (keys[0].clone(), keys[1].clone(), keys[2].clone());
+    let base = common::serve(common::config(&results, Some(&formulas), Some(&keys_file)));
     let client = reqwest::Client::new();
     let get = |path: String, key: &str| {
         let req = client

@@ -4,29 +4,27 @@
 
 mod common;
 
-use std::time::Duration;
-
-use api::keys::{KeysFile, Role, parse_scope};
 use serde_json::Value;
 
 #[tokio::test]
 async fn reports_through_the_scoped_view() {
-    let case =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../croo/tests/it/data/experiment");
-    let dir = tempfile::tempdir().unwrap().keep();
-    let formulas = dir.join("formulas");
-    std::fs::create_dir_all(&formulas).unwrap();
-    for f in [
-        "customers.csv",
-        "events.csv",
-        "assignments.csv",
-        "formula.toml",
-    ] {
-        std::fs::copy(case.join(f), formulas.join(f)).unwrap();
-    }
-    let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).unwrap())
-            .unwrap();
+    let (dir, formulas) = common::case(
+        "experiment",
+        &[
+            "customers.csv",
+            "events.csv",
+            "assignments.csv",
+            "formula.toml",
+        ],
+    );
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../croo/tests/it/data/experiment/expected.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
     let results = dir.join("results");
     let loaded = engine::load(&formulas.join("formula.toml")).unwrap();
     let month = |m: u32| chrono::NaiveDate::from_ymd_opt(2026, m, 1).unwrap();
@@ -52,34 +50,9 @@ async fn reports_through_the_scoped_view() {
     let report = engine::experiment::evaluate(&loaded, &req).await.unwrap();
     engine::experiment::store::save(&results, &report, chrono::Utc::now()).unwrap();
 
-    let keys_file = dir.join("keys.json");
-    let mut keys = KeysFile::default();
-    let exec = keys
-        .add("exec", Role::Viewer, parse_scope(&[]).unwrap(), "t")
-        .unwrap()
-        .0;
-    let ent = keys
-        .add(
-            "ent-lead",
-            Role::Viewer,
-            parse_scope(&["segment=ent".into()]).unwrap(),
-            "t",
-        )
-        .unwrap()
-        .0;
-    keys.write(&keys_file).unwrap();
-    let base = common::serve(api::Config {
-        results,
-        formulas: Some(formulas),
-        keys: Some(keys_file),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        insecure: false,
-        session: engine::SessionOptions::default(),
-        request_timeout: Duration::from_secs(30),
-        limits: api::guard::Limits::default(),
-        schedules: Vec::new(),
-        alerts: Vec::new(),
-    });
+    let (keys_file, keys) = common::viewers(&dir, &[("exec", &[]), ("ent-lead", &["segment=ent"])]);
+    let (exec, ent) = (keys[0].clone(), keys[1].clone());
+    let base = common::serve(common::config(&results, Some(&formulas), Some(&keys_file)));
     let client = reqwest::Client::new();
     let get = |path: &str, key: &str| {
         let req = client

@@ -6,9 +6,6 @@
 
 mod common;
 
-use std::time::Duration;
-
-use api::keys::{KeysFile, Role, parse_scope};
 use serde_json::Value;
 
 #[tokio::test]
@@ -66,47 +63,16 @@ expr = "spend / 100"
 "#,
     );
     let results = dir.join("results");
-    let loaded = engine::load(&formulas.join("moves.toml")).unwrap();
-    engine::run(
-        &loaded,
-        &engine::RunRequest {
-            periods: engine::PeriodChoice::Range(
-                engine::period::parse_date("2026-01-01").unwrap(),
-                engine::period::parse_date("2026-02-01").unwrap(),
-            ),
-            out: results.clone(),
-            detail: false,
-            session: engine::SessionOptions::default(),
-            publishing: engine::Publishing::default(),
-        },
-        &chrono::Utc::now,
+    common::run(
+        &formulas.join("moves.toml"),
+        &results,
+        ("2026-01-01", "2026-02-01"),
+        false,
     )
-    .await
-    .unwrap();
-    let keys_file = dir.join("keys.json");
-    let mut keys = KeysFile::default();
-    let ent = keys
-        .add(
-            "ent-lead",
-            Role::Viewer,
-            parse_scope(&["segment=ent".into()]).unwrap(),
-            "t",
-        )
-        .unwrap()
-        .0;
-    keys.write(&keys_file).unwrap();
-    let base = common::serve(api::Config {
-        results,
-        formulas: Some(formulas),
-        keys: Some(keys_file),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        insecure: false,
-        session: engine::SessionOptions::default(),
-        request_timeout: Duration::from_secs(30),
-        limits: api::guard::Limits::default(),
-        schedules: Vec::new(),
-        alerts: Vec::new(),
-    });
+    .await;
+    let (keys_file, keys) = common::viewers(&dir, &[("ent-lead", &["segment=ent"])]);
+    let ent = keys[0].clone();
+    let base = common::serve(common::config(&results, Some(&formulas), Some(&keys_file)));
     let client = reqwest::Client::new();
     let doc: Value = client
         .get(format!("{base}/v1/formulas/moves/scores?by=segment"))

@@ -7,72 +7,30 @@
 
 mod common;
 
-use std::time::Duration;
-
-use api::keys::{KeysFile, Role, parse_scope};
 use serde_json::Value;
 
 #[tokio::test]
 async fn statuses_through_the_scoped_view() {
-    let case =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../croo/tests/it/data/targets");
-    let dir = tempfile::tempdir().unwrap().keep();
-    let formulas = dir.join("formulas");
-    std::fs::create_dir_all(&formulas).unwrap();
-    for f in [
-        "customers.csv",
-        "events.csv",
-        "goals.toml",
-        "goals.targets.toml",
-    ] {
-        std::fs::copy(case.join(f), formulas.join(f)).unwrap();
-    }
+    let (dir, formulas) = common::case(
+        "targets",
+        &[
+            "customers.csv",
+            "events.csv",
+            "goals.toml",
+            "goals.targets.toml",
+        ],
+    );
     let results = dir.join("results");
-    let loaded = engine::load(&formulas.join("goals.toml")).unwrap();
-    engine::run(
-        &loaded,
-        &engine::RunRequest {
-            periods: engine::PeriodChoice::Range(
-                engine::period::parse_date("2026-01-01").unwrap(),
-                engine::period::parse_date("2026-02-01").unwrap(),
-            ),
-            out: results.clone(),
-            detail: false,
-            session: engine::SessionOptions::default(),
-            publishing: engine::Publishing::default(),
-        },
-        &chrono::Utc::now,
+    common::run(
+        &formulas.join("goals.toml"),
+        &results,
+        ("2026-01-01", "2026-02-01"),
+        false,
     )
-    .await
-    .unwrap();
-    let keys_file = dir.join("keys.json");
-    let mut keys = KeysFile::default();
-    let all = keys
-        .add("exec", Role::Viewer, parse_scope(&[]).unwrap(), "t")
-        .unwrap()
-        .0;
-    let smb = keys
-        .add(
-            "smb-lead",
-            Role::Viewer,
-            parse_scope(&["segment=smb".into()]).unwrap(),
-            "t",
-        )
-        .unwrap()
-        .0;
-    keys.write(&keys_file).unwrap();
-    let base = common::serve(api::Config {
-        results: results.clone(),
-        formulas: Some(formulas.clone()),
-        keys: Some(keys_file),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        insecure: false,
-        session: engine::SessionOptions::default(),
-        request_timeout: Duration::from_secs(30),
-        limits: api::guard::Limits::default(),
-        schedules: Vec::new(),
-        alerts: Vec::new(),
-    });
+    .await;
+    let (keys_file, keys) = common::viewers(&dir, &[("exec", &[]), ("smb-lead", &["segment=smb"])]);
+    let (all, smb) = (keys[0].clone(), keys[1].clone());
+    let base = common::serve(common::config(&results, Some(&formulas), Some(&keys_file)));
     let client = reqwest::Client::new();
     let get = |path: &str, key: &str| {
         let req = client.get(format!("{base}{path}")).bearer_auth(key);
