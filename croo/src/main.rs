@@ -20,8 +20,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use commands::{
-    check, cluster, customers, diff, experiment, explain, history, keys, quickstart, run, sample,
-    schema, serve, status, test,
+    check, cluster, customers, diff, experiment, explain, history, inspect, keys, quickstart, run,
+    sample, schema, serve, status, test,
 };
 use exit::Failure;
 
@@ -65,6 +65,8 @@ enum Command {
     Customers(customers::Args),
     /// An experiment judged by the formula's score: lift per arm, segment, component; guardrails.
     Experiment(experiment::Args),
+    /// Components and measures in one period: distributions, correlations, effective weights.
+    Inspect(inspect::Args),
     /// Print the JSON Schema of formula files (for taplo / Even Better TOML).
     Schema,
     /// Write a realistic sample data set and an example formula.
@@ -157,6 +159,7 @@ async fn dispatch(cmd: Command) -> Result<u8, Failure> {
         Command::Status(a) => status::run(a),
         Command::Customers(a) => customers::run(a).await,
         Command::Experiment(a) => experiment::run(a).await,
+        Command::Inspect(a) => inspect::run(a).await,
         Command::Schema => schema::run(),
         Command::Sample(a) => sample::run(a),
         Command::Serve(a) => serve::run(a).await,

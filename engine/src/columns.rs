@@ -101,3 +101,27 @@ pub(crate) fn as_instant(
         _ => None,
     }
 }
+
+/// How a population function call is named in `fixed`: `minmax(margin)`.
+pub fn population_key(func: &str, arg: &formulas::expr::Ast) -> String {
+    format!("{func}({})", show(arg))
+}
+
+/// Formula syntax text of an expression.
+#[recursive::recursive]
+pub fn show(a: &formulas::expr::Ast) -> String {
+    use formulas::expr::Ast;
+    match a {
+        Ast::Num(n) => format!("{n}"),
+        Ast::Bool(b) => format!("{b}"),
+        Ast::Ident(n, _) => n.clone(),
+        Ast::Neg(x) => format!("-{}", show(x)),
+        Ast::Not(x) => format!("!{}", show(x)),
+        Ast::Bin(op, l, r) => format!("({} {} {})", show(l), op.symbol(), show(r)),
+        Ast::Call(f, args, _) => format!(
+            "{}({})",
+            f.name(),
+            args.iter().map(show).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}

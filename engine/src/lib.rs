@@ -31,6 +31,7 @@ pub mod folder;
 pub mod formula_tests;
 pub mod freshness;
 pub mod history;
+pub mod inspect;
 pub mod leftovers;
 pub mod load;
 pub mod materialise;

@@ -576,7 +576,7 @@ impl Scope for ColumnScope<'_> {
         arg: &formulas::expr::Ast,
     ) -> Option<formulas::compile::Fixed> {
         self.fixed?
-            .get(&crate::score::population_key(f.name(), arg))
+            .get(&crate::columns::population_key(f.name(), arg))
             .copied()
     }
 

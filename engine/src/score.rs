@@ -70,11 +70,6 @@ pub struct ScoreOptions {
     pub fixed: Option<BTreeMap<String, formulas::compile::Fixed>>,
 }
 
-/// How a population function call is named in `fixed`: `minmax(margin)`.
-pub fn population_key(func: &str, arg: &Ast) -> String {
-    format!("{func}({})", show(arg))
-}
-
 /// Scores `loaded` over `periods`: sets up the session (local or on a
 /// cluster), registers the sources (checking every column the formula
 /// names) and computes the results. Nothing is written.
@@ -353,7 +348,10 @@ async fn population_stats(
             };
             for r in 0..b.num_rows() {
                 out.push(PopulationStats {
-                    expression: format!("{} in {place}", population_key(&func, &arg)),
+                    expression: format!(
+                        "{} in {place}",
+                        crate::columns::population_key(&func, &arg)
+                    ),
                     function: func.clone(),
                     period: p
                         .value_as_date(r)
@@ -369,22 +367,4 @@ async fn population_stats(
         }
     }
     Ok(out)
-}
-
-/// Formula syntax text of an expression.
-#[recursive::recursive]
-pub fn show(a: &Ast) -> String {
-    match a {
-        Ast::Num(n) => format!("{n}"),
-        Ast::Bool(b) => format!("{b}"),
-        Ast::Ident(n, _) => n.clone(),
-        Ast::Neg(x) => format!("-{}", show(x)),
-        Ast::Not(x) => format!("!{}", show(x)),
-        Ast::Bin(op, l, r) => format!("({} {} {})", show(l), op.symbol(), show(r)),
-        Ast::Call(f, args, _) => format!(
-            "{}({})",
-            f.name(),
-            args.iter().map(show).collect::<Vec<_>>().join(", ")
-        ),
-    }
 }

@@ -7,6 +7,7 @@ pub mod diff;
 pub mod experiment;
 pub mod explain;
 pub mod history;
+pub mod inspect;
 pub mod keys;
 pub mod quickstart;
 pub mod run;

@@ -206,3 +206,65 @@ fn the_pre_period_as_the_reference() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("pct_rank(spend)"), "{}", text(&o));
 }
+
+/// `croo inspect` on the same data, February, every customer: spend's
+/// distribution and the components' effective weights against
+/// `make_case.py` (numpy and scipy); the heatmap is written.
+#[test]
+fn inspect_agrees_with_numpy() {
+    let tmp = case();
+    let dir = tmp.path();
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/experiment/expected.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let e = &expected["inspect"];
+    let o = croo(
+        dir,
+        &[
+            "inspect",
+            "formula.toml",
+            "--period",
+            "2026-02",
+            "--format",
+            "json",
+            "--svg",
+            "heat.svg",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let spend = r["describe"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "spend")
+        .unwrap();
+    assert_eq!(spend["n"], e["n"]);
+    for k in ["p5", "median", "p95", "skewness", "kurtosis"] {
+        let (g, w) = (spend[k].as_f64().unwrap(), e[k].as_f64().unwrap());
+        assert!((g - w).abs() <= 1e-9 * w.abs().max(1.0), "{k}: {g} vs {w}");
+    }
+    for (c, k) in [("value", "effective_value"), ("norm", "effective_norm")] {
+        let w = r["weights"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["component"] == c)
+            .unwrap();
+        let (g, want) = (
+            w["effective_weight"].as_f64().unwrap(),
+            e[k].as_f64().unwrap(),
+        );
+        assert!((g - want).abs() <= 1e-9, "{c}: {g} vs {want}");
+    }
+    let svg = std::fs::read_to_string(dir.join("heat.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains(">value<") && svg.contains("1.00"),
+        "{svg}"
+    );
+}

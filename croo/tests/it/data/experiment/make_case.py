@@ -200,4 +200,20 @@ expected["pre_reference"] = welch(ratio(units("chatbot", score)), ratio(units("c
 expected["assigned"] = {"control": sum(1 for x in cohort if x[2] == "control"),
                         "chatbot": sum(1 for x in cohort if x[2] == "chatbot")}
 expected["excluded_multiple_arms"] = len(both)
+# `croo inspect formula.toml --period 2026-02` (every customer, no
+# experiment): spend's distribution (numpy's linear quantiles, scipy's
+# bias-corrected skewness and excess kurtosis) and the components' effective
+# weights w cov(c, S) / var(S), S = 0.5 value + 0.5 norm (minmax over all).
+feb = np.array([spend[(c, 1)] for c, _, _, _ in customers])
+value = feb / 100
+norm = (feb - feb.min()) / (feb.max() - feb.min())
+S = 0.5 * value + 0.5 * norm
+var = np.cov(S, S)[0, 1]
+expected["inspect"] = {
+    "n": len(feb),
+    "p5": np.quantile(feb, 0.05), "median": np.quantile(feb, 0.5), "p95": np.quantile(feb, 0.95),
+    "skewness": stats.skew(feb, bias=False), "kurtosis": stats.kurtosis(feb, bias=False),
+    "effective_value": 0.5 * np.cov(value, S)[0, 1] / var,
+    "effective_norm": 0.5 * np.cov(norm, S)[0, 1] / var,
+}
 json.dump(json.loads(json.dumps(expected, default=float)), open("expected.json", "w"), indent=1)
