@@ -431,6 +431,32 @@ function fillCustomerSort(latest) {
 
 const PAGE = 20;
 
+// Empties a table, gives it these column headers, returns its body.
+function resetTable(table, headers) {
+  const head = table.querySelector("thead");
+  head.textContent = "";
+  const hr = document.createElement("tr");
+  for (const h of headers) {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.textContent = h;
+    hr.appendChild(th);
+  }
+  head.appendChild(hr);
+  const body = table.querySelector("tbody");
+  body.textContent = "";
+  return body;
+}
+
+// One text cell per value, appended to the row.
+function addCells(tr, values) {
+  for (const v of values) {
+    const td = document.createElement("td");
+    td.textContent = v;
+    tr.appendChild(td);
+  }
+}
+
 async function renderCustomers() {
   const group = $("status-group").value;
   const cursor = customers.cursors[customers.page];
@@ -454,18 +480,7 @@ async function renderCustomers() {
   }
   $("customer-note").textContent = "";
   const comps = Object.keys(view.latest.components || {});
-  const head = table.querySelector("thead");
-  head.textContent = "";
-  const hr = document.createElement("tr");
-  for (const h of ["customer", "score", "change", "included"].concat(comps.map((c) => c + " (contribution)"))) {
-    const th = document.createElement("th");
-    th.scope = "col";
-    th.textContent = h;
-    hr.appendChild(th);
-  }
-  head.appendChild(hr);
-  const body = table.querySelector("tbody");
-  body.textContent = "";
+  const body = resetTable(table, ["customer", "score", "change", "included"].concat(comps.map((c) => c + " (contribution)")));
   for (const c of doc.customers) {
     const tr = document.createElement("tr");
     tr.dataset.key = c.key;
@@ -480,11 +495,7 @@ async function renderCustomers() {
     tr.appendChild(td0);
     const cells = [fmt(c.score), c.change === undefined ? "–" : signed(c.change), c.included ? "yes" : "no"]
       .concat(comps.map((n) => fmt(c.components[n]?.contribution ?? c.components[n]?.value)));
-    for (const v of cells) {
-      const td = document.createElement("td");
-      td.textContent = v;
-      tr.appendChild(td);
-    }
+    addCells(tr, cells);
     body.appendChild(tr);
   }
   const from = customers.page * PAGE;
@@ -502,28 +513,13 @@ async function renderHistory(key) {
   const table = $("history-table");
   const comps = Object.keys(doc.periods[0]?.components || {});
   const measures = Object.keys(doc.periods[0]?.measures || {});
-  const head = table.querySelector("thead");
-  head.textContent = "";
-  const hr = document.createElement("tr");
-  for (const h of ["period", "score", "included"].concat(comps, measures)) {
-    const th = document.createElement("th");
-    th.scope = "col";
-    th.textContent = h;
-    hr.appendChild(th);
-  }
-  head.appendChild(hr);
-  const body = table.querySelector("tbody");
-  body.textContent = "";
+  const body = resetTable(table, ["period", "score", "included"].concat(comps, measures));
   for (const p of doc.periods) {
     const tr = document.createElement("tr");
     tr.dataset.period = p.period;
     const cells = [p.period_label || p.period, fmt(p.score), p.included ? "yes" : "no"]
       .concat(comps.map((c) => fmt(p.components[c]?.value, 3)), measures.map((m) => fmt(p.measures[m])));
-    for (const v of cells) {
-      const td = document.createElement("td");
-      td.textContent = v;
-      tr.appendChild(td);
-    }
+    addCells(tr, cells);
     body.appendChild(tr);
   }
 }

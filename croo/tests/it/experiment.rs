@@ -23,6 +23,12 @@ fn case() -> tempfile::TempDir {
     tmp
 }
 
+/// The numbers `make_case.py` computed.
+fn expected() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/experiment/expected.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 const ARGS: &[&str] = &[
     "experiment",
     "formula.toml",
@@ -46,13 +52,7 @@ const ARGS: &[&str] = &[
 fn lifts_agree_with_numpy_and_a_failed_guardrail_exits_1() {
     let tmp = case();
     let dir = tmp.path();
-    let expected: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/experiment/expected.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let expected = expected();
     let mut args = ARGS.to_vec();
     args.extend([
         "--guardrail",
@@ -166,13 +166,7 @@ fn a_sample_ratio_mismatch_invalidates_the_report() {
 fn the_pre_period_as_the_reference() {
     let tmp = case();
     let dir = tmp.path();
-    let expected: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/experiment/expected.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let expected = expected();
     let mut args = ARGS.to_vec();
     args.extend(["--reference", "pre"]);
     let o = croo(dir, &args, &[]);
@@ -214,13 +208,7 @@ fn the_pre_period_as_the_reference() {
 fn inspect_agrees_with_numpy() {
     let tmp = case();
     let dir = tmp.path();
-    let expected: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/experiment/expected.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let expected = expected();
     let e = &expected["inspect"];
     let o = croo(
         dir,
