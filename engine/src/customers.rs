@@ -118,7 +118,7 @@ impl Layout {
             weight: at(base + file.components.len() + 1),
             included: at(base + file.components.len() + 2),
             scale: file.scale,
-            additive: f.score.is_none(),
+            additive: f.score.is_none() && file.method == formulas::Method::Arithmetic,
         }
     }
 }

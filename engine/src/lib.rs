@@ -15,6 +15,7 @@
 //! results. `croo/tests/it/tidy.rs` checks it.
 
 #[cfg(feature = "distributed")]
+pub mod aggregation;
 pub mod calendar;
 pub mod cluster;
 pub mod columns;

@@ -362,14 +362,13 @@ pub async fn plan(
             df = d;
             e
         }
-        None => file
-            .components
-            .iter()
-            .map(|c| lit(c.weight) * ident(&c.name.value))
-            .reduce(|a, b| a + b)
-            .unwrap_or(lit(ScalarValue::Float64(None))),
+        None if file.components.is_empty() => lit(ScalarValue::Float64(None)),
+        None => crate::aggregation::score(file),
     };
     df = stage(df, &mut cols, SCORE, score, "the score")?;
+    for (name, e) in crate::aggregation::contributions(file)? {
+        df = stage(df, &mut cols, &name, e, "a contribution")?;
+    }
     let weight = match &f.weight {
         Some(ast) => {
             let e = compile(ast, &scope).map_err(Error::engine("`rollup.weight`"))?;

@@ -93,6 +93,17 @@ pub async fn rollups(
         );
         aggs.push(filtered_sum(col(WEIGHT), cond).alias(format!("cw{k}")));
     }
+    // A geometric or harmonic score: each component's contribution is the
+    // weighted mean of the customers' (`engine::aggregation`).
+    let shares = file.method != formulas::Method::Arithmetic && default_combination;
+    if shares {
+        for (k, c) in file.components.iter().enumerate() {
+            let name = crate::aggregation::contribution_col(&c.name.value);
+            aggs.push(
+                filtered_sum(col(WEIGHT) * ident(&name), inc.clone()).alias(format!("cc{k}")),
+            );
+        }
+    }
 
     let mut groups: Vec<(Option<usize>, Vec<Expr>)> = vec![(None, vec![col(PERIOD)])];
     for i in 0..file.dimensions.len() {
@@ -119,6 +130,12 @@ pub async fn rollups(
         }
         for k in 0..file.components.len() {
             for name in [format!("cs{k}"), format!("cw{k}")] {
+                sel.push(cast(col(&name), DataType::Float64).alias(name));
+            }
+        }
+        if shares {
+            for k in 0..file.components.len() {
+                let name = format!("cc{k}");
                 sel.push(cast(col(&name), DataType::Float64).alias(name));
             }
         }
@@ -166,7 +183,12 @@ pub async fn rollups(
                         (Some(s), Some(w)) if w != 0.0 && included > 0 => Some(s / w),
                         _ => None,
                     };
-                    let contribution = if default_combination {
+                    let contribution = if shares {
+                        let cc = floats(6 + 2 * file.components.len() + k);
+                        opt(&cc)
+                            .filter(|_| weight_total != 0.0 && included > 0)
+                            .map(|s| file.scale * s / weight_total)
+                    } else if default_combination {
                         rollup.map(|x| file.scale * c.weight * x)
                     } else {
                         None

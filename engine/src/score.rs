@@ -151,6 +151,60 @@ pub async fn score(
     }
 }
 
+/// A geometric or harmonic score needs every `component + shift` above 0:
+/// the first component that is not, for how many customers, in which
+/// period, is an error (a number built on a log of 0 is no number).
+async fn not_positive(f: &Formula, df: &datafusion::prelude::DataFrame) -> Result<()> {
+    use datafusion::functions_aggregate::expr_fn::count;
+    let checks = crate::aggregation::not_positive(&f.file);
+    if checks.is_empty() {
+        return Ok(());
+    }
+    let aggs: Vec<datafusion::logical_expr::Expr> = checks
+        .iter()
+        .enumerate()
+        .map(|(i, (_, cond))| {
+            let mut c = count(datafusion::prelude::lit(1));
+            if let datafusion::logical_expr::Expr::AggregateFunction(af) = &mut c {
+                af.params.filter = Some(Box::new(cond.clone()));
+            }
+            c.alias(format!("n{i}"))
+        })
+        .collect();
+    let batches = df
+        .clone()
+        .aggregate(vec![col(PERIOD)], aggs)
+        .and_then(|d| d.sort(vec![col(PERIOD).sort(true, false)]))
+        .map_err(Error::engine("checking the components"))?
+        .collect()
+        .await
+        .map_err(Error::engine("checking the components"))?;
+    for b in &batches {
+        let periods = b.column(0).as_primitive::<Date32Type>();
+        for (i, (name, _)) in checks.iter().enumerate() {
+            let n = b.column(i + 1).as_primitive::<Int64Type>();
+            for r in 0..b.num_rows() {
+                if n.value(r) > 0 {
+                    return Err(Error::User(format!(
+                        "component `{name}` + shift ({}) is 0 or less for {} customers in {}: the {} mean of [score] method needs every one above 0 (declare a larger `shift`, or make the component positive)",
+                        f.file.shift,
+                        n.value(r),
+                        periods
+                            .value_as_date(r)
+                            .map(|d| d.to_string())
+                            .unwrap_or_default(),
+                        match f.file.method {
+                            formulas::Method::Geometric => "geometric",
+                            _ => "harmonic",
+                        }
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Computes the results of a formula whose sources are registered in `ctx`.
 async fn compute(
     ctx: &SessionContext,
@@ -189,6 +243,7 @@ async fn compute(
         crate::materialise::materialise(ctx, scored.df, "scoring customers").await?
     };
     lap("customers scored");
+    not_positive(f, &df).await?;
     // Rows read per source and period (from the materialised aggregates).
     let mut rows_per_period: RowsPerPeriod = BTreeMap::new();
     for (name, frame) in scored.rows_read {

@@ -123,6 +123,11 @@ pub fn analyse(
             "--uncertainty needs the default combination of components (the formula has a custom `score.expr`)".into(),
         ));
     }
+    if f.file.method != formulas::Method::Arithmetic {
+        return Err(Error::User(
+            "--uncertainty re-weights the arithmetic mean of the components; this formula's [score] method is not arithmetic".into(),
+        ));
+    }
     let comps = &f.file.components;
     let mut groups: Vec<Group> = Vec::new();
     let missing = |c: &str| Error::User(format!("internal: per-customer column `{c}` missing"));

@@ -730,6 +730,29 @@ impl Checker<'_> {
                 );
             }
         }
+        if self.f.method != Method::Arithmetic {
+            for c in &self.f.components {
+                let bound = expr::parse(&c.expr.value)
+                    .ok()
+                    .as_ref()
+                    .and_then(lower_bound);
+                if bound.is_none_or(|b| b + self.f.shift <= 0.0) {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            "croo::not-positive",
+                            c.expr.span.clone(),
+                            format!(
+                                "component `{}` is not known to stay above {}: the {} mean needs every component + shift > 0, and a run stops at the first customer without",
+                                c.name.value,
+                                if self.f.shift == 0.0 { 0.0 } else { -self.f.shift },
+                                if self.f.method == Method::Geometric { "geometric" } else { "harmonic" }
+                            ),
+                        )
+                        .with_help("declare `shift` in [score] (added to every component, taken off the score), or make the component positive"),
+                    );
+                }
+            }
+        }
         if self.f.score_expr.is_none() && !self.f.components.is_empty() {
             let total: f64 = self.f.components.iter().map(|c| c.weight).sum();
             if (total - 1.0).abs() > 1e-9 && total.is_finite() {
@@ -745,6 +768,28 @@ impl Checker<'_> {
                 );
             }
         }
+    }
+}
+
+/// A lower bound of an expression's values, when its form gives one:
+/// numbers, `minmax`, `pct_rank` and `goalpost` (0), `clamp` (its low
+/// bound), sums and products of bounded non-negative parts.
+#[recursive::recursive]
+pub fn lower_bound(a: &Ast) -> Option<f64> {
+    match a {
+        Ast::Num(n) => Some(*n),
+        Ast::Call(
+            Func::MinMax | Func::PctRank | Func::Goalpost | Func::Abs | Func::Sqrt | Func::Exp,
+            _,
+            _,
+        ) => Some(0.0),
+        Ast::Call(Func::Clamp, args, _) => args.get(1).and_then(lower_bound),
+        Ast::Bin(BinOp::Add, l, r) => Some(lower_bound(l)? + lower_bound(r)?),
+        Ast::Bin(BinOp::Mul, l, r) => {
+            let (a, b) = (lower_bound(l)?, lower_bound(r)?);
+            (a >= 0.0 && b >= 0.0).then_some(a * b)
+        }
+        _ => None,
     }
 }
 

@@ -210,6 +210,28 @@ pub enum CalendarKind {
     },
 }
 
+/// How the components combine into a customer's score (`[score] method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// `sum(w c) / sum(w)`: components compensate each other.
+    #[default]
+    Arithmetic,
+    /// `exp(sum(w ln(c + shift)) / sum(w)) - shift`: a low component is
+    /// compensated less.
+    Geometric,
+    /// `sum(w) / sum(w / (c + shift)) - shift`: less still.
+    Harmonic,
+}
+
+impl Method {
+    pub const ALL: [(&'static str, Method); 3] = [
+        ("arithmetic", Method::Arithmetic),
+        ("geometric", Method::Geometric),
+        ("harmonic", Method::Harmonic),
+    ];
+}
+
 /// `year_label`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -545,6 +567,9 @@ pub struct FormulaFile {
     pub derived: Vec<Derived>,
     pub components: Vec<Component>,
     pub score_expr: Option<Text>,
+    /// `[score] method` and `shift`.
+    pub method: Method,
+    pub shift: f64,
     pub rollup_weight: Option<Text>,
     pub operations: Operations,
     /// `[calendar]`, when the file declares one.

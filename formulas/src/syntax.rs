@@ -119,7 +119,7 @@ pub mod keys {
         "description",
     ];
     pub const COMPONENT: &[&str] = &["weight", "expr", "description"];
-    pub const SCORE: &[&str] = &["components", "expr"];
+    pub const SCORE: &[&str] = &["components", "expr", "method", "shift"];
     pub const ROLLUP: &[&str] = &["weight"];
     pub const TEST: &[&str] = &["name", "periods", "data", "expect"];
     pub const TOP: &[&str] = &[
@@ -724,6 +724,7 @@ impl Parser<'_> {
         let measures = self.measures(root);
         let derived = self.derived(root);
         let (components, score_expr) = self.score(root, &span);
+        let (method, shift) = self.method(root, score_expr.is_some());
         let rollup_weight = self
             .subtable(root, "rollup", "[rollup]", keys::ROLLUP)
             .and_then(|k| self.expression(&k, "weight", false));
@@ -753,6 +754,8 @@ impl Parser<'_> {
             derived,
             components,
             score_expr,
+            method,
+            shift,
             rollup_weight,
             operations,
             calendar,
@@ -1295,6 +1298,55 @@ impl Parser<'_> {
             );
         }
         (out, expr)
+    }
+
+    /// `[score] method` and `shift` (a combination of the weights, not
+    /// with `expr`, which is its own).
+    fn method(&mut self, root: &Table<'_>, has_expr: bool) -> (Method, f64) {
+        let Some(DeValue::Table(t)) = root.get("score").map(|v| v.get_ref()) else {
+            return (Method::Arithmetic, 0.0);
+        };
+        let keys = Keys {
+            table: t,
+            span: 0..0,
+            what: "[score]",
+            allowed: &[],
+        };
+        let method = self
+            .choice(&keys, "method", false, &Method::ALL)
+            .unwrap_or_default();
+        if has_expr
+            && method != Method::Arithmetic
+            && let Some(v) = keys.get("method")
+        {
+            self.err(
+                "croo::invalid-key",
+                v.span(),
+                "`method` combines the components by their weights; `[score] expr` is a combination of its own: keep one",
+            );
+        }
+        let shift = match self.num(&keys, "shift") {
+            Some((n, _)) if n.is_finite() => n,
+            Some((_, span)) => {
+                self.err(
+                    "croo::invalid-value",
+                    span,
+                    "`shift` must be a finite number",
+                );
+                0.0
+            }
+            None => 0.0,
+        };
+        if method == Method::Arithmetic
+            && let Some(v) = keys.get("shift")
+        {
+            self.err(
+                "croo::invalid-key",
+                v.span(),
+                "`shift` belongs to `method = \"geometric\"` or `\"harmonic\"`",
+            );
+        }
+        (method, shift)
     }
 
     fn tests(&mut self, root: &Table<'_>) -> Vec<TestCase> {

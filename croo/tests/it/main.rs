@@ -6,6 +6,7 @@
     reason = "tests report skipped services"
 )]
 
+mod aggregation;
 mod bad_data;
 mod calendars;
 mod cli;

@@ -631,7 +631,8 @@ pub async fn evaluate(loaded: &Loaded, req: &Request) -> Result<Report> {
                 &units(&all, arm, &value, &none),
                 &units(&all, &req.control, &value, &none),
             ) {
-                let contribution = (f.score.is_none())
+                let contribution = (f.score.is_none()
+                    && file.method == formulas::Method::Arithmetic)
                     .then(|| scale_lift(&cmp.lift, file.scale * file.components[i].weight));
                 comps.push(ComponentComparison {
                     component: name.clone(),

@@ -177,7 +177,10 @@ pub async fn inspect(
     let mut weights = Vec::new();
     for (k, c) in file.components.iter().enumerate() {
         let ck: Vec<f64> = complete.iter().filter_map(|&i| values[k][i]).collect();
-        let effective = match (f.score.is_none(), var_s) {
+        let effective = match (
+            f.score.is_none() && file.method == formulas::Method::Arithmetic,
+            var_s,
+        ) {
             (true, Some(v)) if v > 0.0 => stats::covariance(&ck, &s).map(|cv| c.weight * cv / v),
             _ => None,
         };
