@@ -169,6 +169,7 @@ mod tests {
                 ComponentResult {
                     rollup: Some(score / 100.0),
                     contribution: Some(contribution),
+                    imputed: None,
                 },
             )]),
         }

@@ -32,6 +32,7 @@ pub mod folder;
 pub mod formula_tests;
 pub mod freshness;
 pub mod history;
+pub mod imputation;
 pub mod inspect;
 pub mod leftovers;
 pub mod load;

@@ -353,7 +353,25 @@ pub async fn plan(
         let what = format!("component `{}`", c.name.value);
         let e = compile(ast, &scope).map_err(Error::engine(what.clone()))?;
         let (d, e) = population_windows(ctx, df, e, &mut windows, &what).await?;
-        df = stage(d, &mut cols, &c.name.value, e, &what)?;
+        match crate::imputation::fill(file, c) {
+            None => df = stage(d, &mut cols, &c.name.value, e, &what)?,
+            Some((filled, flag)) => {
+                // The component as computed, then imputed where NULL, and
+                // who was (`engine::imputation`).
+                df = stage(
+                    d,
+                    &mut cols,
+                    &crate::imputation::raw_col(&c.name.value),
+                    e,
+                    &what,
+                )?;
+                let mut sel = cols.clone();
+                sel.push(flag.alias(crate::imputation::imputed_col(&c.name.value)));
+                cols.push(ident(crate::imputation::imputed_col(&c.name.value)));
+                df = df.select(sel).map_err(Error::engine(what.clone()))?;
+                df = stage(df, &mut cols, &c.name.value, filled, &what)?;
+            }
+        }
     }
     let score = match &f.score {
         Some(ast) => {

@@ -22,6 +22,10 @@ use crate::error::{Error, Result};
 pub struct ComponentResult {
     pub rollup: Option<f64>,
     pub contribution: Option<f64>,
+    /// Included customers whose value was imputed (`impute`), when the
+    /// component imputes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub imputed: Option<u64>,
 }
 
 /// Components in declaration order, serialised as a JSON object.
@@ -95,7 +99,7 @@ pub async fn rollups(
     }
     // A geometric or harmonic score: each component's contribution is the
     // weighted mean of the customers' (`engine::aggregation`).
-    let shares = file.method != formulas::Method::Arithmetic && default_combination;
+    let shares = crate::aggregation::per_customer(file) && default_combination;
     if shares {
         for (k, c) in file.components.iter().enumerate() {
             let name = crate::aggregation::contribution_col(&c.name.value);
@@ -103,6 +107,19 @@ pub async fn rollups(
                 filtered_sum(col(WEIGHT) * ident(&name), inc.clone()).alias(format!("cc{k}")),
             );
         }
+    }
+    // Included customers whose component was imputed.
+    let imputing: Vec<usize> = (0..file.components.len())
+        .filter(|k| file.components[*k].impute.is_some())
+        .collect();
+    for &k in &imputing {
+        let mut c = count(lit(1));
+        if let Expr::AggregateFunction(af) = &mut c {
+            af.params.filter = Some(Box::new(inc.clone().and(ident(
+                crate::imputation::imputed_col(&file.components[k].name.value),
+            ))));
+        }
+        aggs.push(c.alias(format!("ci{k}")));
     }
 
     let mut groups: Vec<(Option<usize>, Vec<Expr>)> = vec![(None, vec![col(PERIOD)])];
@@ -138,6 +155,10 @@ pub async fn rollups(
                 let name = format!("cc{k}");
                 sel.push(cast(col(&name), DataType::Float64).alias(name));
             }
+        }
+        for &k in &imputing {
+            let name = format!("ci{k}");
+            sel.push(cast(col(&name), DataType::Int64).alias(name));
         }
         let df = scored
             .clone()
@@ -193,11 +214,20 @@ pub async fn rollups(
                     } else {
                         None
                     };
+                    // After the shares, the imputed counts (in component order).
+                    let first_ci = 6
+                        + 2 * file.components.len()
+                        + if shares { file.components.len() } else { 0 };
+                    let imputed = imputing.iter().position(|j| *j == k).map(|i| {
+                        let a = ints(first_ci + i);
+                        if a.is_null(r) { 0 } else { a.value(r) as u64 }
+                    });
                     comps.push((
                         c.name.value.clone(),
                         ComponentResult {
                             rollup,
                             contribution,
+                            imputed,
                         },
                     ));
                 }
@@ -240,6 +270,7 @@ pub async fn rollups(
                             ComponentResult {
                                 rollup: None,
                                 contribution: None,
+                                imputed: None,
                             },
                         )
                     })

@@ -417,6 +417,86 @@ async fn population_stats(
                     max: fl(3, r),
                     mean: fl(4, r),
                     stddev: fl(5, r),
+                    value: None,
+                });
+            }
+        }
+    }
+    out.extend(imputation_stats(f, df).await?);
+    Ok(out)
+}
+
+/// The reference statistics of each imputed component, per period: over
+/// the customers with a value (the raw column), with the value the others
+/// got (`impute_group_median`: one per group, not recorded).
+async fn imputation_stats(
+    f: &Formula,
+    df: &datafusion::prelude::DataFrame,
+) -> Result<Vec<PopulationStats>> {
+    use datafusion::functions_aggregate::expr_fn::median;
+    use formulas::Impute;
+    let mut out = Vec::new();
+    for c in &f.file.components {
+        let Some(how) = &c.impute else { continue };
+        let func = match how {
+            Impute::Zero => "impute_zero",
+            Impute::Mean => "impute_mean",
+            Impute::Median => "impute_median",
+            Impute::GroupMedian(_) => "impute_group_median",
+        };
+        let x = cast(
+            datafusion::logical_expr::ident(crate::imputation::raw_col(&c.name.value)),
+            DataType::Float64,
+        );
+        let batches = df
+            .clone()
+            .aggregate(
+                vec![col(PERIOD)],
+                vec![
+                    count(x.clone()).alias("n"),
+                    min(x.clone()).alias("min"),
+                    max(x.clone()).alias("max"),
+                    (exact_sum(x.clone()) / cast(count(x.clone()), DataType::Float64))
+                        .alias("mean"),
+                    datafusion::functions::math::expr_fn::sqrt(exact_var_pop(x.clone()))
+                        .alias("sd"),
+                    median(x).alias("median"),
+                ],
+            )
+            .and_then(|d| d.sort(vec![col(PERIOD).sort(true, false)]))
+            .map_err(Error::engine("imputation statistics"))?
+            .collect()
+            .await
+            .map_err(Error::engine("imputation statistics"))?;
+        for b in batches {
+            let p = b.column(0).as_primitive::<Date32Type>();
+            let n = b.column(1).as_primitive::<Int64Type>();
+            let fl = |i: usize, r: usize| {
+                let a = b.column(i).as_primitive::<Float64Type>();
+                (!a.is_null(r)).then(|| a.value(r))
+            };
+            for r in 0..b.num_rows() {
+                out.push(PopulationStats {
+                    expression: format!(
+                        "{func}({}) in score.components.{}",
+                        c.name.value, c.name.value
+                    ),
+                    function: func.to_string(),
+                    period: p
+                        .value_as_date(r)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
+                    n: n.value(r) as u64,
+                    min: fl(2, r),
+                    max: fl(3, r),
+                    mean: fl(4, r),
+                    stddev: fl(5, r),
+                    value: match how {
+                        Impute::Zero => Some(0.0),
+                        Impute::Mean => fl(4, r),
+                        Impute::Median => fl(6, r),
+                        Impute::GroupMedian(_) => None,
+                    },
                 });
             }
         }

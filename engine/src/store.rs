@@ -47,6 +47,10 @@ pub struct PopulationStats {
     pub max: Option<f64>,
     pub mean: Option<f64>,
     pub stddev: Option<f64>,
+    /// For an imputation (`impute_zero`, `impute_mean`, `impute_median`):
+    /// the value the period's missing customers got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,6 +240,22 @@ pub fn results_batch(
             rows.iter()
                 .map(|r| r.components.0.get(k).and_then(|c| c.1.contribution)),
         )));
+        // Only a component that imputes has the count of its imputed
+        // customers.
+        if rows
+            .iter()
+            .any(|r| r.components.0.get(k).is_some_and(|c| c.1.imputed.is_some()))
+        {
+            fields.push(Field::new(
+                format!("{name}.imputed"),
+                DataType::UInt64,
+                true,
+            ));
+            cols.push(Arc::new(UInt64Array::from_iter(
+                rows.iter()
+                    .map(|r| r.components.0.get(k).and_then(|c| c.1.imputed)),
+            )));
+        }
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
         .map_err(|e| Error::engine("building results")(e.into()))
@@ -469,6 +489,9 @@ pub fn read_results(out: &Path, run_id: &str) -> Result<Vec<ResultRow>> {
             comps.push((
                 float(&format!("{n}.rollup"))?,
                 float(&format!("{n}.contribution"))?,
+                b.column_by_name(&format!("{n}.imputed"))
+                    .and_then(|c| c.as_primitive_opt::<datafusion::arrow::datatypes::UInt64Type>())
+                    .cloned(),
             ));
         }
         let opt = |a: &datafusion::arrow::array::Float64Array, r: usize| {
@@ -491,12 +514,15 @@ pub fn read_results(out: &Path, run_id: &str) -> Result<Vec<ResultRow>> {
                     names
                         .iter()
                         .zip(&comps)
-                        .map(|(n, (ro, co))| {
+                        .map(|(n, (ro, co, im))| {
                             (
                                 n.clone(),
                                 crate::rollup::ComponentResult {
                                     rollup: opt(ro, r),
                                     contribution: opt(co, r),
+                                    imputed: im
+                                        .as_ref()
+                                        .and_then(|a| (!a.is_null(r)).then(|| a.value(r))),
                                 },
                             )
                         })

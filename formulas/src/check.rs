@@ -85,6 +85,7 @@ impl Checker<'_> {
         self.unique_names();
         let measure_columns = self.measures();
         self.dimensions();
+        self.imputation();
         self.test_expectations();
 
         let measures: BTreeSet<&str> = self
@@ -397,6 +398,37 @@ impl Checker<'_> {
                     }
                     self.diags.push(diag);
                 }
+            }
+        }
+    }
+
+    /// `impute = { group_median = "D" }` names a dimension of the formula.
+    fn imputation(&mut self) {
+        for c in &self.f.components {
+            if let Some(Impute::GroupMedian(d)) = &c.impute
+                && !self.f.dimensions.iter().any(|x| x.name.value == d.value)
+            {
+                let known: Vec<&str> = self
+                    .f
+                    .dimensions
+                    .iter()
+                    .map(|x| x.name.value.as_str())
+                    .collect();
+                self.diags.push(
+                    Diagnostic::error(
+                        "croo::unknown-dimension",
+                        d.span.clone(),
+                        format!(
+                            "`group_median = \"{}\"`: the formula has no dimension `{}`",
+                            d.value, d.value
+                        ),
+                    )
+                    .with_help(if known.is_empty() {
+                        "declare it under [dimensions]".to_string()
+                    } else {
+                        format!("its dimensions: {}", known.join(", "))
+                    }),
+                );
             }
         }
     }

@@ -456,6 +456,18 @@ pub struct Component {
     pub weight_span: Range<usize>,
     pub expr: Text,
     pub description: Option<String>,
+    /// `impute`: what a customer without a value gets.
+    pub impute: Option<Impute>,
+}
+
+/// How a missing component is imputed, from the period's population.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Impute {
+    Zero,
+    Mean,
+    Median,
+    /// The median of the customer's group of this dimension.
+    GroupMedian(Text),
 }
 
 /// A value of an inline test row.
@@ -570,6 +582,9 @@ pub struct FormulaFile {
     /// `[score] method` and `shift`.
     pub method: Method,
     pub shift: f64,
+    /// `[score] min_coverage`: the share of the components' weight a
+    /// customer must have values for; the others are re-weighted.
+    pub min_coverage: Option<f64>,
     pub rollup_weight: Option<Text>,
     pub operations: Operations,
     /// `[calendar]`, when the file declares one.

@@ -118,8 +118,8 @@ pub mod keys {
         "unit",
         "description",
     ];
-    pub const COMPONENT: &[&str] = &["weight", "expr", "description"];
-    pub const SCORE: &[&str] = &["components", "expr", "method", "shift"];
+    pub const COMPONENT: &[&str] = &["weight", "expr", "description", "impute"];
+    pub const SCORE: &[&str] = &["components", "expr", "method", "shift", "min_coverage"];
     pub const ROLLUP: &[&str] = &["weight"];
     pub const TEST: &[&str] = &["name", "periods", "data", "expect"];
     pub const TOP: &[&str] = &[
@@ -725,6 +725,7 @@ impl Parser<'_> {
         let derived = self.derived(root);
         let (components, score_expr) = self.score(root, &span);
         let (method, shift) = self.method(root, score_expr.is_some());
+        let min_coverage = self.min_coverage(root, score_expr.is_some());
         let rollup_weight = self
             .subtable(root, "rollup", "[rollup]", keys::ROLLUP)
             .and_then(|k| self.expression(&k, "weight", false));
@@ -756,6 +757,7 @@ impl Parser<'_> {
             score_expr,
             method,
             shift,
+            min_coverage,
             rollup_weight,
             operations,
             calendar,
@@ -1273,6 +1275,7 @@ impl Parser<'_> {
                 };
                 let expr = self.expression(&keys, "expr", true);
                 let description = self.string(&keys, "description", false).map(|t| t.value);
+                let impute = self.impute(&keys);
                 if weight.is_none() || expr.is_none() {
                     self.broken.push(name.value.clone());
                 }
@@ -1283,6 +1286,7 @@ impl Parser<'_> {
                         weight_span,
                         expr,
                         description,
+                        impute,
                     });
                 }
             }
@@ -1298,6 +1302,71 @@ impl Parser<'_> {
             );
         }
         (out, expr)
+    }
+
+    /// A component's `impute`: `"zero"`, `"mean"`, `"median"` or
+    /// `{ group_median = "DIMENSION" }`.
+    fn impute(&mut self, keys: &Keys<'_, '_>) -> Option<Impute> {
+        let v = keys.get("impute")?;
+        match v.get_ref() {
+            DeValue::String(s) => match s.as_ref() {
+                "zero" => Some(Impute::Zero),
+                "mean" => Some(Impute::Mean),
+                "median" => Some(Impute::Median),
+                "none" => None,
+                other => {
+                    self.err(
+                        "croo::invalid-value",
+                        v.span(),
+                        format!("`impute = \"{other}\"`: expected \"none\", \"zero\", \"mean\", \"median\" or {{ group_median = \"DIMENSION\" }}"),
+                    );
+                    None
+                }
+            },
+            DeValue::Table(_) => {
+                let t = self.as_table(v, "`impute`", &["group_median"])?;
+                let d = self.string(&t, "group_median", true)?;
+                Some(Impute::GroupMedian(d))
+            }
+            other => {
+                self.err(
+                    "croo::wrong-type",
+                    v.span(),
+                    format!(
+                        "`impute` must be a string or a table, found {}",
+                        type_name(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `[score] min_coverage`: a share in (0, 1], not with `expr`.
+    fn min_coverage(&mut self, root: &Table<'_>, has_expr: bool) -> Option<f64> {
+        let Some(DeValue::Table(t)) = root.get("score").map(|v| v.get_ref()) else {
+            return None;
+        };
+        let keys = Keys {
+            table: t,
+            span: 0..0,
+            what: "[score]",
+            allowed: &[],
+        };
+        let (n, span) = self.num(&keys, "min_coverage")?;
+        if !(n > 0.0 && n <= 1.0) {
+            self.err(
+                "croo::invalid-value",
+                span,
+                "`min_coverage` is a share of the components' weight: above 0, at most 1",
+            );
+            return None;
+        }
+        if has_expr {
+            self.err("croo::invalid-key", span, "`min_coverage` re-weights the components by their weights; `[score] expr` is a combination of its own");
+            return None;
+        }
+        Some(n)
     }
 
     /// `[score] method` and `shift` (a combination of the weights, not

@@ -14,6 +14,7 @@ mod cluster;
 mod crash;
 mod customers;
 mod experiment;
+mod imputation;
 mod memberships;
 mod operations;
 mod serve;

@@ -534,7 +534,11 @@ pub async fn evaluate(loaded: &Loaded, req: &Request) -> Result<Report> {
     let fixed = match (&pre_scored, pre_reference) {
         (Some(c), true) => {
             let mut m = BTreeMap::new();
-            for s in &c.population_stats {
+            for s in c
+                .population_stats
+                .iter()
+                .filter(|s| !s.function.starts_with("impute_"))
+            {
                 if s.function == "pct_rank" {
                     return Err(Error::User(format!(
                         "--reference pre: `{}` ranks against the reference's values, which another period cannot give; use --reference control",

@@ -65,6 +65,7 @@ fn row(
                 ComponentResult {
                     rollup: Some(fcr),
                     contribution: None,
+                    imputed: None,
                 },
             ),
             (
@@ -72,6 +73,7 @@ fn row(
                 ComponentResult {
                     rollup: Some(cost),
                     contribution: None,
+                    imputed: None,
                 },
             ),
         ]),
