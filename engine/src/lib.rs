@@ -51,6 +51,7 @@ pub mod sources;
 pub mod store;
 pub mod targets;
 pub mod uncertainty;
+pub mod winsor;
 
 pub use error::{Class, Error, Result};
 pub use load::{Loaded, load};

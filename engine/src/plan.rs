@@ -313,14 +313,43 @@ pub async fn plan(
     let mut keep = keep;
     keep.extend(row_cols.iter().map(|c| col(c.as_str())));
     let mut sel = keep.clone();
+    let winsorised: Vec<&formulas::Measure> = file
+        .measures
+        .iter()
+        .filter(|m| m.winsorise.is_some())
+        .collect();
     for (name, e) in &measure_cols {
-        sel.push(e.clone().alias(name));
+        // A winsorised measure under its raw name first (`engine::winsor`).
+        let alias = if winsorised.iter().any(|m| &m.name.value == name) {
+            crate::winsor::raw_col(name)
+        } else {
+            name.clone()
+        };
+        sel.push(e.clone().alias(alias));
     }
     let mut df = pop
         .select(sel)
         .map_err(Error::engine("planning the measures"))?;
     let mut cols: Vec<Expr> = keep;
-    cols.extend(measure_cols.iter().map(|(n, _)| ident(n)));
+    cols.extend(measure_cols.iter().map(|(n, _)| {
+        if winsorised.iter().any(|m| &m.name.value == n) {
+            ident(crate::winsor::raw_col(n))
+        } else {
+            ident(n)
+        }
+    }));
+    for m in &winsorised {
+        let Some((clamped, changed)) = crate::winsor::clamp(m) else {
+            continue;
+        };
+        let what = format!("winsorising measure `{}`", m.name.value);
+        let mut sel = cols.clone();
+        sel.push(cast(clamped, DataType::Float64).alias(&m.name.value));
+        sel.push(changed.alias(crate::winsor::changed_col(&m.name.value)));
+        cols.push(ident(&m.name.value));
+        cols.push(ident(crate::winsor::changed_col(&m.name.value)));
+        df = df.select(sel).map_err(Error::engine(what))?;
+    }
 
     // Derived values, in dependency order, then components, score, weight.
     let scope = ColumnScope {

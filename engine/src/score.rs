@@ -418,11 +418,86 @@ async fn population_stats(
                     mean: fl(4, r),
                     stddev: fl(5, r),
                     value: None,
+                    changed: None,
                 });
             }
         }
     }
     out.extend(imputation_stats(f, df).await?);
+    out.extend(winsor_stats(f, df).await?);
+    Ok(out)
+}
+
+/// Per winsorised measure and period: its quantiles (`min`, `max`), the
+/// customers with a value (`n`) and those it changed (`changed`).
+async fn winsor_stats(
+    f: &Formula,
+    df: &datafusion::prelude::DataFrame,
+) -> Result<Vec<PopulationStats>> {
+    use datafusion::functions_aggregate::expr_fn::percentile_cont;
+    let mut out = Vec::new();
+    for m in &f.file.measures {
+        let Some((lower, upper)) = m.winsorise else {
+            continue;
+        };
+        let x = cast(
+            datafusion::logical_expr::ident(crate::winsor::raw_col(&m.name.value)),
+            DataType::Float64,
+        );
+        let mut changed = count(datafusion::prelude::lit(1));
+        if let datafusion::logical_expr::Expr::AggregateFunction(af) = &mut changed {
+            af.params.filter = Some(Box::new(datafusion::logical_expr::ident(
+                crate::winsor::changed_col(&m.name.value),
+            )));
+        }
+        let batches = df
+            .clone()
+            .aggregate(
+                vec![col(PERIOD)],
+                vec![
+                    count(x.clone()).alias("n"),
+                    percentile_cont(x.clone().sort(true, false), datafusion::prelude::lit(lower))
+                        .alias("lo"),
+                    percentile_cont(x.sort(true, false), datafusion::prelude::lit(upper))
+                        .alias("hi"),
+                    changed.alias("changed"),
+                ],
+            )
+            .and_then(|d| d.sort(vec![col(PERIOD).sort(true, false)]))
+            .map_err(Error::engine("winsorisation statistics"))?
+            .collect()
+            .await
+            .map_err(Error::engine("winsorisation statistics"))?;
+        for b in batches {
+            let p = b.column(0).as_primitive::<Date32Type>();
+            let n = b.column(1).as_primitive::<Int64Type>();
+            let c = b.column(4).as_primitive::<Int64Type>();
+            let fl = |i: usize, r: usize| {
+                let a = b.column(i).as_primitive::<Float64Type>();
+                (!a.is_null(r)).then(|| a.value(r))
+            };
+            for r in 0..b.num_rows() {
+                out.push(PopulationStats {
+                    expression: format!(
+                        "winsorise({}, {lower}, {upper}) in measures.{}",
+                        m.name.value, m.name.value
+                    ),
+                    function: "winsorise".into(),
+                    period: p
+                        .value_as_date(r)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
+                    n: n.value(r) as u64,
+                    min: fl(2, r),
+                    max: fl(3, r),
+                    mean: None,
+                    stddev: None,
+                    value: None,
+                    changed: Some(c.value(r) as u64),
+                });
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -497,6 +572,7 @@ async fn imputation_stats(
                         Impute::Median => fl(6, r),
                         Impute::GroupMedian(_) => None,
                     },
+                    changed: None,
                 });
             }
         }

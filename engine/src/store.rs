@@ -51,6 +51,10 @@ pub struct PopulationStats {
     /// the value the period's missing customers got.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
+    /// For a winsorisation (`winsorise`, `min` and `max` its quantiles):
+    /// the customers whose value it changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -441,6 +441,9 @@ pub struct Measure {
     pub default_span: Option<std::ops::Range<usize>>,
     pub unit: Option<String>,
     pub description: Option<String>,
+    /// `winsorise = { lower, upper }`: quantiles of the period's population
+    /// the measure is clamped to.
+    pub winsorise: Option<(f64, f64)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

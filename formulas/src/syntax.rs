@@ -117,6 +117,7 @@ pub mod keys {
         "default",
         "unit",
         "description",
+        "winsorise",
     ];
     pub const COMPONENT: &[&str] = &["weight", "expr", "description", "impute"];
     pub const SCORE: &[&str] = &["components", "expr", "method", "shift", "min_coverage"];
@@ -1165,11 +1166,13 @@ impl Parser<'_> {
             let default_span = default_at.map(|(_, span)| span);
             let unit = self.string(&keys, "unit", false).map(|t| t.value);
             let description = self.string(&keys, "description", false).map(|t| t.value);
+            let winsorise = self.winsorise(&keys);
             if source.is_none() || expr.is_none() {
                 self.broken.push(name.value.clone());
             }
             if let (Some(source), Some(expr)) = (source, expr) {
                 out.push(Measure {
+                    winsorise,
                     name,
                     source,
                     perspective,
@@ -1302,6 +1305,24 @@ impl Parser<'_> {
             );
         }
         (out, expr)
+    }
+
+    /// A measure's `winsorise = { lower = 0.01, upper = 0.99 }`: two
+    /// quantiles, `0 <= lower < upper <= 1`.
+    fn winsorise(&mut self, keys: &Keys<'_, '_>) -> Option<(f64, f64)> {
+        let t = self.subtable(keys.table, "winsorise", "`winsorise`", &["lower", "upper"])?;
+        let lower = self.num(&t, "lower").map(|x| x.0).unwrap_or(0.0);
+        let upper = self.num(&t, "upper").map(|x| x.0).unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&lower) || !(0.0..=1.0).contains(&upper) || lower >= upper {
+            let span = keys.get("winsorise").map(|v| v.span()).unwrap_or(0..0);
+            self.err(
+                "croo::invalid-value",
+                span,
+                format!("`winsorise`: lower ({lower}) and upper ({upper}) are quantiles with 0 <= lower < upper <= 1"),
+            );
+            return None;
+        }
+        Some((lower, upper))
     }
 
     /// A component's `impute`: `"zero"`, `"mean"`, `"median"` or

@@ -17,6 +17,7 @@ mod experiment;
 mod imputation;
 mod memberships;
 mod operations;
+mod outliers;
 mod serve;
 mod services;
 mod snapshots;
