@@ -346,6 +346,51 @@ impl Scope for Columns {
     }
 }
 
+/// One row per period of `aggs` over the per-customer table, in period
+/// order: each row's period, its `n` (the first aggregate, a count) and a
+/// reader of its other (Float64) aggregates by position (1 = the second).
+async fn per_period(
+    df: &datafusion::prelude::DataFrame,
+    aggs: Vec<datafusion::logical_expr::Expr>,
+    what: &str,
+) -> Result<Vec<(String, u64, Vec<Option<f64>>)>> {
+    let batches = df
+        .clone()
+        .aggregate(vec![col(PERIOD)], aggs)
+        .and_then(|d| d.sort(vec![col(PERIOD).sort(true, false)]))
+        .map_err(Error::engine(what.to_string()))?
+        .collect()
+        .await
+        .map_err(Error::engine(what.to_string()))?;
+    let mut out = Vec::new();
+    for b in batches {
+        let p = b.column(0).as_primitive::<Date32Type>();
+        let n = b.column(1).as_primitive::<Int64Type>();
+        for r in 0..b.num_rows() {
+            let rest = (2..b.num_columns())
+                .map(|i| {
+                    let a = cast_f64(b.column(i));
+                    (!a.is_null(r)).then(|| a.value(r))
+                })
+                .collect();
+            out.push((
+                p.value_as_date(r)
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+                n.value(r) as u64,
+                rest,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn cast_f64(a: &datafusion::arrow::array::ArrayRef) -> datafusion::arrow::array::Float64Array {
+    datafusion::arrow::compute::cast(a, &DataType::Float64)
+        .map(|a| a.as_primitive::<Float64Type>().clone())
+        .unwrap_or_else(|_| datafusion::arrow::array::Float64Array::from(vec![None; a.len()]))
+}
+
 /// Reference statistics (n, min, max, mean, population standard deviation)
 /// of every population function's argument in every period.
 async fn population_stats(
@@ -375,52 +420,32 @@ async fn population_stats(
     for (place, func, arg) in calls {
         let x = compile(&arg, &Columns).map_err(Error::engine("population statistics"))?;
         let x = cast(x, DataType::Float64);
-        let batches = df
-            .clone()
-            .aggregate(
-                vec![col(PERIOD)],
-                vec![
-                    count(x.clone()).alias("n"),
-                    min(x.clone()).alias("min"),
-                    max(x.clone()).alias("max"),
-                    // Exact sums, as in the population functions themselves.
-                    (exact_sum(x.clone()) / cast(count(x.clone()), DataType::Float64))
-                        .alias("mean"),
-                    datafusion::functions::math::expr_fn::sqrt(exact_var_pop(x)).alias("sd"),
-                ],
-            )
-            .and_then(|d| d.sort(vec![col(PERIOD).sort(true, false)]))
-            .map_err(Error::engine("population statistics"))?
-            .collect()
-            .await
-            .map_err(Error::engine("population statistics"))?;
-        for b in batches {
-            let p = b.column(0).as_primitive::<Date32Type>();
-            let n = b.column(1).as_primitive::<Int64Type>();
-            let fl = |i: usize, r: usize| {
-                let a = b.column(i).as_primitive::<Float64Type>();
-                (!a.is_null(r)).then(|| a.value(r))
-            };
-            for r in 0..b.num_rows() {
-                out.push(PopulationStats {
-                    expression: format!(
-                        "{} in {place}",
-                        crate::columns::population_key(&func, &arg)
-                    ),
-                    function: func.clone(),
-                    period: p
-                        .value_as_date(r)
-                        .map(|d| d.to_string())
-                        .unwrap_or_default(),
-                    n: n.value(r) as u64,
-                    min: fl(2, r),
-                    max: fl(3, r),
-                    mean: fl(4, r),
-                    stddev: fl(5, r),
-                    value: None,
-                    changed: None,
-                });
-            }
+        let rows = per_period(
+            df,
+            vec![
+                count(x.clone()).alias("n"),
+                min(x.clone()).alias("min"),
+                max(x.clone()).alias("max"),
+                // Exact sums, as in the population functions themselves.
+                (exact_sum(x.clone()) / cast(count(x.clone()), DataType::Float64)).alias("mean"),
+                datafusion::functions::math::expr_fn::sqrt(exact_var_pop(x)).alias("sd"),
+            ],
+            "population statistics",
+        )
+        .await?;
+        for (period, n, v) in rows {
+            out.push(PopulationStats {
+                expression: format!("{} in {place}", crate::columns::population_key(&func, &arg)),
+                function: func.clone(),
+                period,
+                n,
+                min: v[0],
+                max: v[1],
+                mean: v[2],
+                stddev: v[3],
+                value: None,
+                changed: None,
+            });
         }
     }
     out.extend(imputation_stats(f, df).await?);
@@ -435,6 +460,7 @@ async fn winsor_stats(
     df: &datafusion::prelude::DataFrame,
 ) -> Result<Vec<PopulationStats>> {
     use datafusion::functions_aggregate::expr_fn::percentile_cont;
+    use datafusion::prelude::lit;
     let mut out = Vec::new();
     for m in &f.file.measures {
         let Some((lower, upper)) = m.winsorise else {
@@ -444,58 +470,39 @@ async fn winsor_stats(
             datafusion::logical_expr::ident(crate::winsor::raw_col(&m.name.value)),
             DataType::Float64,
         );
-        let mut changed = count(datafusion::prelude::lit(1));
+        let mut changed = count(lit(1));
         if let datafusion::logical_expr::Expr::AggregateFunction(af) = &mut changed {
             af.params.filter = Some(Box::new(datafusion::logical_expr::ident(
                 crate::winsor::changed_col(&m.name.value),
             )));
         }
-        let batches = df
-            .clone()
-            .aggregate(
-                vec![col(PERIOD)],
-                vec![
-                    count(x.clone()).alias("n"),
-                    percentile_cont(x.clone().sort(true, false), datafusion::prelude::lit(lower))
-                        .alias("lo"),
-                    percentile_cont(x.sort(true, false), datafusion::prelude::lit(upper))
-                        .alias("hi"),
-                    changed.alias("changed"),
-                ],
-            )
-            .and_then(|d| d.sort(vec![col(PERIOD).sort(true, false)]))
-            .map_err(Error::engine("winsorisation statistics"))?
-            .collect()
-            .await
-            .map_err(Error::engine("winsorisation statistics"))?;
-        for b in batches {
-            let p = b.column(0).as_primitive::<Date32Type>();
-            let n = b.column(1).as_primitive::<Int64Type>();
-            let c = b.column(4).as_primitive::<Int64Type>();
-            let fl = |i: usize, r: usize| {
-                let a = b.column(i).as_primitive::<Float64Type>();
-                (!a.is_null(r)).then(|| a.value(r))
-            };
-            for r in 0..b.num_rows() {
-                out.push(PopulationStats {
-                    expression: format!(
-                        "winsorise({}, {lower}, {upper}) in measures.{}",
-                        m.name.value, m.name.value
-                    ),
-                    function: "winsorise".into(),
-                    period: p
-                        .value_as_date(r)
-                        .map(|d| d.to_string())
-                        .unwrap_or_default(),
-                    n: n.value(r) as u64,
-                    min: fl(2, r),
-                    max: fl(3, r),
-                    mean: None,
-                    stddev: None,
-                    value: None,
-                    changed: Some(c.value(r) as u64),
-                });
-            }
+        let rows = per_period(
+            df,
+            vec![
+                count(x.clone()).alias("n"),
+                percentile_cont(x.clone().sort(true, false), lit(lower)).alias("lo"),
+                percentile_cont(x.sort(true, false), lit(upper)).alias("hi"),
+                changed.alias("changed"),
+            ],
+            "winsorisation statistics",
+        )
+        .await?;
+        for (period, n, v) in rows {
+            out.push(PopulationStats {
+                expression: format!(
+                    "winsorise({}, {lower}, {upper}) in measures.{}",
+                    m.name.value, m.name.value
+                ),
+                function: "winsorise".into(),
+                period,
+                n,
+                min: v[0],
+                max: v[1],
+                mean: None,
+                stddev: None,
+                value: None,
+                changed: v[2].map(|c| c as u64),
+            });
         }
     }
     Ok(out)
@@ -523,58 +530,40 @@ async fn imputation_stats(
             datafusion::logical_expr::ident(crate::imputation::raw_col(&c.name.value)),
             DataType::Float64,
         );
-        let batches = df
-            .clone()
-            .aggregate(
-                vec![col(PERIOD)],
-                vec![
-                    count(x.clone()).alias("n"),
-                    min(x.clone()).alias("min"),
-                    max(x.clone()).alias("max"),
-                    (exact_sum(x.clone()) / cast(count(x.clone()), DataType::Float64))
-                        .alias("mean"),
-                    datafusion::functions::math::expr_fn::sqrt(exact_var_pop(x.clone()))
-                        .alias("sd"),
-                    median(x).alias("median"),
-                ],
-            )
-            .and_then(|d| d.sort(vec![col(PERIOD).sort(true, false)]))
-            .map_err(Error::engine("imputation statistics"))?
-            .collect()
-            .await
-            .map_err(Error::engine("imputation statistics"))?;
-        for b in batches {
-            let p = b.column(0).as_primitive::<Date32Type>();
-            let n = b.column(1).as_primitive::<Int64Type>();
-            let fl = |i: usize, r: usize| {
-                let a = b.column(i).as_primitive::<Float64Type>();
-                (!a.is_null(r)).then(|| a.value(r))
-            };
-            for r in 0..b.num_rows() {
-                out.push(PopulationStats {
-                    expression: format!(
-                        "{func}({}) in score.components.{}",
-                        c.name.value, c.name.value
-                    ),
-                    function: func.to_string(),
-                    period: p
-                        .value_as_date(r)
-                        .map(|d| d.to_string())
-                        .unwrap_or_default(),
-                    n: n.value(r) as u64,
-                    min: fl(2, r),
-                    max: fl(3, r),
-                    mean: fl(4, r),
-                    stddev: fl(5, r),
-                    value: match how {
-                        Impute::Zero => Some(0.0),
-                        Impute::Mean => fl(4, r),
-                        Impute::Median => fl(6, r),
-                        Impute::GroupMedian(_) => None,
-                    },
-                    changed: None,
-                });
-            }
+        let rows = per_period(
+            df,
+            vec![
+                count(x.clone()).alias("n"),
+                min(x.clone()).alias("min"),
+                max(x.clone()).alias("max"),
+                (exact_sum(x.clone()) / cast(count(x.clone()), DataType::Float64)).alias("mean"),
+                datafusion::functions::math::expr_fn::sqrt(exact_var_pop(x.clone())).alias("sd"),
+                median(x).alias("median"),
+            ],
+            "imputation statistics",
+        )
+        .await?;
+        for (period, n, v) in rows {
+            out.push(PopulationStats {
+                expression: format!(
+                    "{func}({}) in score.components.{}",
+                    c.name.value, c.name.value
+                ),
+                function: func.to_string(),
+                period,
+                n,
+                min: v[0],
+                max: v[1],
+                mean: v[2],
+                stddev: v[3],
+                value: match how {
+                    Impute::Zero => Some(0.0),
+                    Impute::Mean => v[2],
+                    Impute::Median => v[4],
+                    Impute::GroupMedian(_) => None,
+                },
+                changed: None,
+            });
         }
     }
     Ok(out)

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::sources::{croo, text};
+use crate::sources::{croo, group_row, text};
 
 fn case() -> tempfile::TempDir {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/aggregation");
@@ -43,18 +43,7 @@ fn geometric_and_harmonic_scores_add_up_and_agree_with_numpy() {
         assert!(o.status.success(), "{}", text(&o));
         let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         for group in ["all", "smb", "ent"] {
-            let r = doc["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|r| {
-                    if group == "all" {
-                        r["dimension"].is_null()
-                    } else {
-                        r["value"] == group
-                    }
-                })
-                .unwrap();
+            let r = group_row(&doc, group);
             let e = &expected[method][group];
             let close = |g: &serde_json::Value, w: &serde_json::Value, what: &str| {
                 let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::sources::{croo, text};
+use crate::sources::{croo, group_row, only_manifest, text};
 
 #[test]
 fn imputed_and_reweighted_scores_agree_with_numpy() {
@@ -35,18 +35,7 @@ fn imputed_and_reweighted_scores_agree_with_numpy() {
         assert!(o.status.success(), "{variant}: {}", text(&o));
         let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         for group in ["all", "smb", "ent"] {
-            let r = doc["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|r| {
-                    if group == "all" {
-                        r["dimension"].is_null()
-                    } else {
-                        r["value"] == group
-                    }
-                })
-                .unwrap();
+            let r = group_row(&doc, group);
             let e = &expected[variant][group];
             let close = |g: &serde_json::Value, w: &serde_json::Value, what: &str| {
                 let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
@@ -81,15 +70,7 @@ fn imputed_and_reweighted_scores_agree_with_numpy() {
         }
     }
     // The manifest records what the missing customers got.
-    let runs = dir.join("median/runs");
-    let run = std::fs::read_dir(&runs)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let m = only_manifest(&dir.join("median"));
     let s = m["population_stats"]
         .as_array()
         .unwrap()

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::sources::{croo, text};
+use crate::sources::{croo, only_manifest, text};
 
 #[test]
 fn winsorised_measures_agree_with_numpy() {
@@ -46,15 +46,7 @@ fn winsorised_measures_agree_with_numpy() {
         close(r["score"].as_f64().unwrap(), e[g].as_f64().unwrap(), g);
     }
     // The manifest: the quantiles and the points changed.
-    let runs = dir.join("croo-results/runs");
-    let run = std::fs::read_dir(&runs)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let m = only_manifest(&dir.join("croo-results"));
     let s = m["population_stats"]
         .as_array()
         .unwrap()

@@ -40,6 +40,34 @@ pub fn croo(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
     cmd.output().unwrap()
 }
 
+/// The row of `group` (`all`: the whole population, else a value of the
+/// dimension) among a `croo run --format json` document's results.
+pub fn group_row<'a>(doc: &'a serde_json::Value, group: &str) -> &'a serde_json::Value {
+    doc["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            if group == "all" {
+                r["dimension"].is_null()
+            } else {
+                r["value"] == group
+            }
+        })
+        .unwrap_or_else(|| panic!("no row of {group}"))
+}
+
+/// The manifest of the one run in the results store `out`.
+pub fn only_manifest(out: &Path) -> serde_json::Value {
+    let run = std::fs::read_dir(out.join("runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap()
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",
