@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod columns;
 pub mod contracts;
 pub mod customers;
+pub mod describe;
 pub mod diff;
 pub mod durable;
 pub mod editions;

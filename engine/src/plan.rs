@@ -339,8 +339,17 @@ pub async fn plan(
         }
     }));
     for m in &winsorised {
-        let Some((clamped, changed)) = crate::winsor::clamp(m) else {
-            continue;
+        let (clamped, changed) = match m.winsorise {
+            Some(formulas::Winsorise::Coinr(n)) => {
+                // COINr's rule decides per period from the values: one
+                // query over the plan so far.
+                let t = crate::winsor::coinr_treatments(&df, m, n).await?;
+                crate::winsor::coinr_exprs(m, &t)?
+            }
+            _ => match crate::winsor::clamp(m) {
+                Some(c) => c,
+                None => continue,
+            },
         };
         let what = format!("winsorising measure `{}`", m.name.value);
         let mut sel = cols.clone();

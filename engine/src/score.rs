@@ -346,6 +346,52 @@ impl Scope for Columns {
     }
 }
 
+/// COINr's rule per period: `winsorise_coinr` (the points set to the next
+/// value, `changed`, and the bounds `min`, `max`) or `log_coinr` (every
+/// value log-transformed, `value` 1 for a positive skew, -1 for a negative).
+async fn coinr_stats(
+    m: &formulas::Measure,
+    max_points: u32,
+    df: &datafusion::prelude::DataFrame,
+) -> Result<Vec<PopulationStats>> {
+    use crate::winsor::Treatment;
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let mut out = Vec::new();
+    for (p, t, n) in crate::winsor::coinr_treatments(df, m, max_points).await? {
+        let period = (epoch + chrono::Duration::days(i64::from(p))).to_string();
+        let expression = format!(
+            "winsorise({}, coinr {max_points}) in measures.{}",
+            m.name.value, m.name.value
+        );
+        let (function, min, max, value, changed) = match t {
+            Treatment::Keep => ("winsorise_coinr", None, None, None, 0),
+            Treatment::Clamp { lo, hi, low, high } => {
+                ("winsorise_coinr", Some(lo), Some(hi), None, low + high)
+            }
+            Treatment::Log { positive, min, max } => (
+                "log_coinr",
+                Some(min),
+                Some(max),
+                Some(if positive { 1.0 } else { -1.0 }),
+                n,
+            ),
+        };
+        out.push(PopulationStats {
+            expression,
+            function: function.into(),
+            period,
+            n: n as u64,
+            min,
+            max,
+            mean: None,
+            stddev: None,
+            value,
+            changed: Some(changed as u64),
+        });
+    }
+    Ok(out)
+}
+
 /// One row per period of `aggs` over the per-customer table, in period
 /// order: each row's period, its `n` (the first aggregate, a count) and a
 /// reader of its other (Float64) aggregates by position (1 = the second).
@@ -463,8 +509,13 @@ async fn winsor_stats(
     use datafusion::prelude::lit;
     let mut out = Vec::new();
     for m in &f.file.measures {
-        let Some((lower, upper)) = m.winsorise else {
-            continue;
+        let (lower, upper) = match m.winsorise {
+            Some(formulas::Winsorise::Quantiles(lower, upper)) => (lower, upper),
+            Some(formulas::Winsorise::Coinr(n)) => {
+                out.extend(coinr_stats(m, n, df).await?);
+                continue;
+            }
+            None => continue,
         };
         let x = cast(
             datafusion::logical_expr::ident(crate::winsor::raw_col(&m.name.value)),

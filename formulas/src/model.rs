@@ -441,9 +441,20 @@ pub struct Measure {
     pub default_span: Option<std::ops::Range<usize>>,
     pub unit: Option<String>,
     pub description: Option<String>,
-    /// `winsorise = { lower, upper }`: quantiles of the period's population
-    /// the measure is clamped to.
-    pub winsorise: Option<(f64, f64)>,
+    /// `winsorise`: how the measure's outliers are treated, each period.
+    pub winsorise: Option<Winsorise>,
+}
+
+/// A measure's `winsorise`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Winsorise {
+    /// `{ lower, upper }`: clamped to these quantiles of the period's
+    /// population.
+    Quantiles(f64, f64),
+    /// `{ coinr = N }`: COINr's rule: while |skewness| > 2 and kurtosis >
+    /// 3.5, the most extreme point is set to the next one, up to N points;
+    /// still outlying after N: a log transform instead.
+    Coinr(u32),
 }
 
 #[derive(Debug, Clone, PartialEq)]

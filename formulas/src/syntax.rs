@@ -1309,12 +1309,36 @@ impl Parser<'_> {
 
     /// A measure's `winsorise = { lower = 0.01, upper = 0.99 }`: two
     /// quantiles, `0 <= lower < upper <= 1`.
-    fn winsorise(&mut self, keys: &Keys<'_, '_>) -> Option<(f64, f64)> {
-        let t = self.subtable(keys.table, "winsorise", "`winsorise`", &["lower", "upper"])?;
+    fn winsorise(&mut self, keys: &Keys<'_, '_>) -> Option<Winsorise> {
+        let t = self.subtable(
+            keys.table,
+            "winsorise",
+            "`winsorise`",
+            &["lower", "upper", "coinr"],
+        )?;
+        let span = keys.get("winsorise").map(|v| v.span()).unwrap_or(0..0);
+        if let Some((n, nspan)) = self.num(&t, "coinr") {
+            if t.get("lower").is_some() || t.get("upper").is_some() {
+                self.err(
+                    "croo::invalid-value",
+                    span,
+                    "`winsorise`: `coinr` or quantiles (`lower`, `upper`), not both",
+                );
+                return None;
+            }
+            if n.fract() != 0.0 || !(1.0..=1000.0).contains(&n) {
+                self.err(
+                    "croo::invalid-value",
+                    nspan,
+                    "`coinr` is the most points to winsorise: a whole number from 1 to 1000",
+                );
+                return None;
+            }
+            return Some(Winsorise::Coinr(n as u32));
+        }
         let lower = self.num(&t, "lower").map(|x| x.0).unwrap_or(0.0);
         let upper = self.num(&t, "upper").map(|x| x.0).unwrap_or(1.0);
         if !(0.0..=1.0).contains(&lower) || !(0.0..=1.0).contains(&upper) || lower >= upper {
-            let span = keys.get("winsorise").map(|v| v.span()).unwrap_or(0..0);
             self.err(
                 "croo::invalid-value",
                 span,
@@ -1322,7 +1346,7 @@ impl Parser<'_> {
             );
             return None;
         }
-        Some((lower, upper))
+        Some(Winsorise::Quantiles(lower, upper))
     }
 
     /// A component's `impute`: `"zero"`, `"mean"`, `"median"` or

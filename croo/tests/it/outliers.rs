@@ -14,7 +14,10 @@ fn winsorised_measures_agree_with_numpy() {
     for f in [
         "customers.csv",
         "events.csv",
+        "events2.csv",
         "formula.toml",
+        "coinr.toml",
+        "coinr_log.toml",
         "expected.json",
     ] {
         std::fs::copy(src.join(f), dir.join(f)).unwrap();
@@ -73,4 +76,37 @@ fn winsorised_measures_agree_with_numpy() {
     let o = croo(dir, &["check", "bad.toml"], &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("0 <= lower < upper <= 1"), "{}", text(&o));
+    // COINr's rule: one point winsorised on this data; with two far
+    // outliers and one point allowed, a log transform.
+    for (file, key, function) in [
+        ("coinr.toml", "coinr", "winsorise_coinr"),
+        ("coinr_log.toml", "coinr_log", "log_coinr"),
+    ] {
+        let out = format!("out-{key}");
+        let o = croo(
+            dir,
+            &[
+                "run", file, "--period", "2026-01", "--format", "json", "--out", &out,
+            ],
+            &[],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        for r in doc["results"].as_array().unwrap() {
+            let g = r["value"].as_str().unwrap_or("all");
+            close(
+                r["score"].as_f64().unwrap(),
+                e[key][g].as_f64().unwrap(),
+                &format!("{key} {g}"),
+            );
+        }
+        let m = only_manifest(&dir.join(&out));
+        let s = m["population_stats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["function"] == function)
+            .unwrap_or_else(|| panic!("{key}: {m:#}"));
+        assert_eq!(s["changed"], e[key]["changed"], "{key}");
+    }
 }

@@ -1,9 +1,8 @@
 //! `croo inspect`: what a formula's components and measures look like in
 //! one period, and whether the components measure what the score claims
 //! (docs/methods.md, "Inspecting a formula"). [`inspect`] scores the
-//! period with per-customer rows and describes them with [`stats`].
-
-pub mod stats;
+//! period with per-customer rows and describes them with
+//! [`crate::describe`].
 
 use chrono::NaiveDate;
 use datafusion::arrow::array::{AsArray, RecordBatch};
@@ -94,12 +93,12 @@ fn describe(name: &str, kind: &str, v: &[Option<f64>]) -> Describe {
             1.0 - s.len() as f64 / v.len() as f64
         },
         min: s.first().copied(),
-        p5: stats::quantile(&s, 0.05),
-        median: stats::quantile(&s, 0.5),
-        p95: stats::quantile(&s, 0.95),
+        p5: crate::describe::quantile(&s, 0.05),
+        median: crate::describe::quantile(&s, 0.5),
+        p95: crate::describe::quantile(&s, 0.95),
         max: s.last().copied(),
-        skewness: stats::skewness(&s),
-        kurtosis: stats::kurtosis(&s),
+        skewness: crate::describe::skewness(&s),
+        kurtosis: crate::describe::kurtosis(&s),
     }
 }
 
@@ -166,14 +165,17 @@ pub async fn inspect(
             })
             .collect()
     };
-    let (pearson, spearman) = (matrix(stats::pearson), matrix(stats::spearman));
+    let (pearson, spearman) = (
+        matrix(crate::describe::pearson),
+        matrix(crate::describe::spearman),
+    );
     // Effective weights over the customers with every component and a
     // score.
     let complete: Vec<usize> = (0..score_col.len())
         .filter(|&i| score_col[i].is_some() && values.iter().all(|v| v[i].is_some()))
         .collect();
     let s: Vec<f64> = complete.iter().filter_map(|&i| score_col[i]).collect();
-    let var_s = stats::covariance(&s, &s);
+    let var_s = crate::describe::covariance(&s, &s);
     let mut weights = Vec::new();
     for (k, c) in file.components.iter().enumerate() {
         let ck: Vec<f64> = complete.iter().filter_map(|&i| values[k][i]).collect();
@@ -181,7 +183,9 @@ pub async fn inspect(
             f.score.is_none() && file.method == formulas::Method::Arithmetic,
             var_s,
         ) {
-            (true, Some(v)) if v > 0.0 => stats::covariance(&ck, &s).map(|cv| c.weight * cv / v),
+            (true, Some(v)) if v > 0.0 => {
+                crate::describe::covariance(&ck, &s).map(|cv| c.weight * cv / v)
+            }
             _ => None,
         };
         let (x, y) = pairs(&values[k], &score_col);
@@ -189,8 +193,8 @@ pub async fn inspect(
             component: c.name.value.clone(),
             nominal_weight: c.weight,
             effective_weight: effective,
-            pearson_with_score: stats::pearson(&x, &y),
-            spearman_with_score: stats::spearman(&x, &y),
+            pearson_with_score: crate::describe::pearson(&x, &y),
+            spearman_with_score: crate::describe::spearman(&x, &y),
         });
     }
     let mut warnings = Vec::new();

@@ -1,6 +1,7 @@
-//! The descriptive statistics of `croo inspect` (docs/methods.md,
-//! "Inspecting a formula"): quantiles, skewness and kurtosis, Pearson and
-//! Spearman correlations. Pure functions over the non-NULL values.
+//! Descriptive statistics of `croo inspect` and of COINr's outlier rule
+//! (docs/methods.md, "Inspecting a formula"): quantiles, skewness and
+//! kurtosis, Pearson and Spearman correlations. Pure functions over the
+//! non-NULL values.
 
 /// The `p` quantile of sorted `v` by linear interpolation between order
 /// statistics: `h = (n - 1) p`, `v[floor h] + (h - floor h) (v[floor h + 1]
