@@ -13,9 +13,11 @@
 //! A customer's score is shown on the published scale (`[formula] scale`
 //! x the detail's `score`), so that a group's score is the rollup-weighted
 //! mean of its customers'. A customer's contribution to a component is
-//! `scale x weight x value`: the contributions add up to its score, and
-//! their rollup over a group is the group's contribution; a formula that
-//! combines its components with `[score] expr` has none.
+//! `scale x weight x value` for a weighted sum, and its share of the score
+//! (`engine::aggregation`, read from the detail) for a geometric, harmonic
+//! or re-weighted mean: the contributions add up to its score, and their
+//! rollup over a group is the group's contribution; a formula that combines
+//! its components with `[score] expr` has none.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -86,6 +88,9 @@ struct Layout {
     scale: f64,
     /// False when `[score] expr` combines the components.
     additive: bool,
+    /// The per-customer contribution columns (geometric, harmonic or
+    /// re-weighted means: `engine::aggregation`), in component order.
+    shares: Option<Vec<String>>,
 }
 
 impl Layout {
@@ -97,6 +102,14 @@ impl Layout {
         internal.extend(file.derived.iter().map(|d| d.name.value.clone()));
         internal.extend(file.components.iter().map(|c| c.name.value.clone()));
         internal.extend([SCORE.to_string(), WEIGHT.to_string(), INCLUDED.to_string()]);
+        let per_customer = f.score.is_none() && crate::aggregation::per_customer(file);
+        if per_customer {
+            internal.extend(
+                file.components
+                    .iter()
+                    .map(|c| crate::aggregation::contribution_col(&c.name.value)),
+            );
+        }
         let names = crate::columns::detail_names(f, &internal);
         let nd = file.dimensions.len();
         let (nm, nv) = (file.measures.len(), file.derived.len());
@@ -118,7 +131,43 @@ impl Layout {
             weight: at(base + file.components.len() + 1),
             included: at(base + file.components.len() + 2),
             scale: file.scale,
-            additive: f.score.is_none() && file.method == formulas::Method::Arithmetic,
+            additive: f.score.is_none() && !per_customer,
+            shares: per_customer.then(|| {
+                (0..file.components.len())
+                    .map(|i| at(base + file.components.len() + 3 + i))
+                    .collect()
+            }),
+        }
+    }
+
+    /// Each component's per-customer contributions (published scale) from
+    /// the detail, when the formula has them.
+    fn shares_of(&self, b: &RecordBatch) -> Result<Option<Vec<Vec<Option<f64>>>>> {
+        self.shares
+            .as_ref()
+            .map(|cols| {
+                cols.iter()
+                    .map(|c| Ok(scaled(floats(b, c)?, self.scale)))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()
+    }
+
+    /// Component `k`'s contribution in row `r`: a per-customer share, or
+    /// `scale x weight x value` for a plain weighted sum.
+    fn contribution(
+        &self,
+        shares: &Option<Vec<Vec<Option<f64>>>>,
+        k: usize,
+        r: usize,
+        v: Option<f64>,
+    ) -> Option<f64> {
+        match shares {
+            Some(s) => s[k][r],
+            None => self
+                .additive
+                .then(|| v.map(|v| self.scale * self.components[k].1 * v))
+                .flatten(),
         }
     }
 }
@@ -150,8 +199,10 @@ pub struct PeriodTable {
     included: Vec<bool>,
     /// Component name, weight, and per customer its value.
     components: Vec<(String, f64, Vec<Option<f64>>)>,
-    scale: f64,
-    additive: bool,
+    /// Per component, the customers' contributions (published scale).
+    contributions: Vec<Vec<Option<f64>>>,
+    /// Whether the customers have contributions (not with `[score] expr`).
+    has_contributions: bool,
 }
 
 /// A sort of a [`PeriodTable`]: its rows in order, with each customer's
@@ -315,6 +366,14 @@ pub async fn read_period(out: &Path, run_id: &str, period: NaiveDate) -> Result<
     for (c, w) in &l.components {
         components.push((c.clone(), *w, floats(&b, c)?));
     }
+    let shares = l.shares_of(&b)?;
+    let contributions = (0..components.len())
+        .map(|k| {
+            (0..b.num_rows())
+                .map(|r| l.contribution(&shares, k, r, components[k].2[r]))
+                .collect()
+        })
+        .collect();
     Ok(PeriodTable {
         run_id: run_id.to_string(),
         period,
@@ -326,8 +385,8 @@ pub async fn read_period(out: &Path, run_id: &str, period: NaiveDate) -> Result<
         score: scaled(floats(&b, &l.score)?, l.scale),
         included,
         components,
-        scale: l.scale,
-        additive: l.additive,
+        contributions,
+        has_contributions: l.additive || l.shares.is_some(),
     })
 }
 
@@ -349,25 +408,18 @@ impl PeriodTable {
             .collect()
     }
 
-    fn contribution(&self, weight: f64, v: Option<f64>) -> Option<f64> {
-        self.additive
-            .then(|| v.map(|v| self.scale * weight * v))
-            .flatten()
-    }
-
     /// The rows sorted by `sort` (NULLs last, ties by key); `previous` is
     /// the previous period's table, for `change`.
     pub fn order(&self, sort: &Sort, previous: Option<&PeriodTable>) -> Result<Order> {
         let (value, previous_scores): (Vec<Option<f64>>, Option<Vec<Option<f64>>>) = match sort {
             Sort::Score { .. } => (self.score.clone(), None),
             Sort::Contribution { component, .. } => {
-                if !self.additive {
+                if !self.has_contributions {
                     return Err(Error::User(
                         "the formula combines its components with [score] expr: customers have no contributions to sort by".into(),
                     ));
                 }
-                let Some((_, w, values)) = self.components.iter().find(|(c, _, _)| c == component)
-                else {
+                let Some(k) = self.components.iter().position(|(c, _, _)| c == component) else {
                     return Err(Error::User(format!(
                         "no component `{component}`: sort by contribution.{}",
                         self.components
@@ -377,10 +429,7 @@ impl PeriodTable {
                             .join(", contribution.")
                     )));
                 };
-                (
-                    values.iter().map(|v| self.contribution(*w, *v)).collect(),
-                    None,
-                )
+                (self.contributions[k].clone(), None)
             }
             Sort::Change { .. } => {
                 let before: HashMap<&str, Option<f64>> = previous
@@ -495,12 +544,13 @@ impl PeriodTable {
                     components: self
                         .components
                         .iter()
-                        .map(|(c, w, v)| {
+                        .enumerate()
+                        .map(|(k, (c, _, v))| {
                             (
                                 c.clone(),
                                 ComponentValue {
                                     value: v[r],
-                                    contribution: self.contribution(*w, v[r]),
+                                    contribution: self.contributions[k][r],
                                 },
                             )
                         })
@@ -598,6 +648,7 @@ pub async fn read_customer(
         .iter()
         .map(|d| Ok((d.clone(), texts(&b, d)?)))
         .collect::<Result<_>>()?;
+    let shares = l.shares_of(&b)?;
     let (score, weight) = (
         scaled(floats(&b, &l.score)?, l.scale),
         floats(&b, &l.weight)?,
@@ -629,16 +680,13 @@ pub async fn read_customer(
             derived: derived.iter().map(|(n, v)| (n.clone(), v[r])).collect(),
             components: components
                 .iter()
-                .zip(&l.components)
-                .map(|((n, v), (_, w))| {
+                .enumerate()
+                .map(|(k, (n, v))| {
                     (
                         n.clone(),
                         ComponentValue {
                             value: v[r],
-                            contribution: l
-                                .additive
-                                .then(|| v[r].map(|x| l.scale * w * x))
-                                .flatten(),
+                            contribution: l.contribution(&shares, k, r, v[r]),
                         },
                     )
                 })

@@ -127,3 +127,43 @@ fn a_component_at_zero_needs_a_shift() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("keep one"), "{}", text(&o));
 }
+
+/// A customer's contributions under a geometric mean are its shares of
+/// its score: on the customer pages they add up to the customer's score.
+#[test]
+fn customer_contributions_add_up_under_a_geometric_mean() {
+    let tmp = case();
+    let dir = tmp.path();
+    let o = croo(
+        dir,
+        &["run", "geometric.toml", "--period", "2026-01", "--detail"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = croo(
+        dir,
+        &[
+            "customers",
+            "geometric.toml",
+            "--period",
+            "2026-01",
+            "--limit",
+            "20",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let customers = doc["customers"].as_array().unwrap();
+    assert_eq!(customers.len(), 12);
+    for c in customers {
+        let sum: f64 = ["value", "ease"]
+            .iter()
+            .map(|k| c["components"][k]["contribution"].as_f64().unwrap())
+            .sum();
+        let score = c["score"].as_f64().unwrap();
+        assert!((sum - score).abs() < 1e-9, "{c}");
+    }
+}
