@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use api::keys::{KeysFile, Role, Scope};
+use api::keys::Role;
 use serde_json::Value;
 
 fn sample(formulas: &Path) {
@@ -120,13 +120,7 @@ async fn the_board_sees_what_was_published_at_the_time() {
     let (s1, s2) = (whole_score(&one.rows), whole_score(&two.rows));
     assert_ne!(s1, s2);
 
-    let keys_file = dir.join("keys.json");
-    let mut keys = KeysFile::default();
-    let viewer = keys
-        .add("board", Role::Viewer, Scope::new(), "t")
-        .unwrap()
-        .0;
-    keys.write(&keys_file).unwrap();
+    let (keys_file, viewer) = common::one_key(&dir, "board", Role::Viewer);
     let base = common::serve(config(&dir, &keys_file, Vec::new()));
     let client = reqwest::Client::new();
     let get = |path: String| {
@@ -216,10 +210,7 @@ async fn a_schedule_runs_inside_the_server() {
     let formulas = dir.join("formulas");
     sample(&formulas);
     std::fs::create_dir_all(dir.join("results")).unwrap();
-    let keys_file = dir.join("keys.json");
-    let mut keys = KeysFile::default();
-    let admin = keys.add("ops", Role::Admin, Scope::new(), "t").unwrap().0;
-    keys.write(&keys_file).unwrap();
+    let (keys_file, admin) = common::one_key(&dir, "ops", Role::Admin);
     // Every two seconds (croner reads a sixth field as seconds).
     let cfg = dir.join("serve.toml");
     std::fs::write(
@@ -296,13 +287,7 @@ async fn a_restatement_over_the_api_names_the_key() {
     .unwrap();
     late_revenue(&formulas, 2);
 
-    let keys_file = dir.join("keys.json");
-    let mut keys = KeysFile::default();
-    let op = keys
-        .add("controller", Role::Operator, Scope::new(), "t")
-        .unwrap()
-        .0;
-    keys.write(&keys_file).unwrap();
+    let (keys_file, op) = common::one_key(&dir, "controller", Role::Operator);
     let base = common::serve(config(&dir, &keys_file, Vec::new()));
     let client = reqwest::Client::new();
     let run = |body: &'static str| {
@@ -400,10 +385,7 @@ async fn a_missed_slot_runs_at_start_up() {
     )
     .unwrap();
     let schedules = api::config::read(&cfg).unwrap().schedules;
-    let keys_file = dir.join("keys.json");
-    let mut keys = KeysFile::default();
-    let admin = keys.add("ops", Role::Admin, Scope::new(), "t").unwrap().0;
-    keys.write(&keys_file).unwrap();
+    let (keys_file, admin) = common::one_key(&dir, "ops", Role::Admin);
     let base = common::serve(config(&dir, &keys_file, schedules));
     let client = reqwest::Client::new();
     let count = || {

@@ -75,6 +75,19 @@ pub async fn run(formula: &Path, results: &Path, (from, to): (&str, &str), detai
     .unwrap();
 }
 
+/// A keys file in `dir` with one unscoped key of `role`; returns its path
+/// and the key.
+pub fn one_key(dir: &Path, name: &str, role: Role) -> (PathBuf, String) {
+    let path = dir.join("keys.json");
+    let mut keys = KeysFile::default();
+    let key = keys
+        .add(name, role, parse_scope(&[]).unwrap(), "t")
+        .unwrap()
+        .0;
+    keys.write(&path).unwrap();
+    (path, key)
+}
+
 /// A keys file in `dir` with one viewer per `(name, scope)`; returns its
 /// path and the keys, in order.
 pub fn viewers(dir: &Path, who: &[(&str, &[&str])]) -> (PathBuf, Vec<String>) {
