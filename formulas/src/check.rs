@@ -86,6 +86,7 @@ impl Checker<'_> {
         let measure_columns = self.measures();
         self.dimensions();
         self.imputation();
+        self.alternatives();
         self.test_expectations();
 
         let measures: BTreeSet<&str> = self
@@ -429,6 +430,124 @@ impl Checker<'_> {
                         format!("its dimensions: {}", known.join(", "))
                     }),
                 );
+            }
+        }
+    }
+
+    /// Components' and the score's `alternatives` (what `croo explain
+    /// --uncertainty` draws): a default combination of the components, a
+    /// normalisation to replace, a known dimension, a winsorised measure;
+    /// a warning when a geometric or harmonic alternative may meet a
+    /// component at or below `-shift`.
+    fn alternatives(&mut self) {
+        let f = self.f;
+        let declared = f
+            .components
+            .iter()
+            .filter_map(|c| c.alternatives.span.clone())
+            .chain(f.alternatives.span.clone());
+        if let Some(expr) = &f.score_expr {
+            for span in declared {
+                self.diags.push(
+                    Diagnostic::error(
+                        "croo::invalid-key",
+                        span,
+                        "`alternatives` are drawn in the default combination of the components; `[score] expr` is a combination of its own",
+                    )
+                    .with_label(format!("`expr = \"{}\"`", expr.value)),
+                );
+            }
+            return;
+        }
+        for c in &f.components {
+            let Some(span) = c.alternatives.span.clone() else {
+                continue;
+            };
+            if !c.alternatives.normalise.is_empty() {
+                let used = expr::parse(&c.expr.value)
+                    .map(|a| a.population_functions())
+                    .unwrap_or_default();
+                if used.len() != 1 {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "croo::invalid-value",
+                            span.clone(),
+                            format!(
+                                "`alternatives.normalise` replaces the population function of component `{}`, which calls {}",
+                                c.name.value,
+                                if used.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    used.iter().map(|f| format!("`{}`", f.name())).collect::<Vec<_>>().join(" and ")
+                                }
+                            ),
+                        )
+                        .with_help("normalise the component with exactly one of minmax, zscore or pct_rank"),
+                    );
+                }
+            }
+            for i in c.alternatives.impute.iter().flatten() {
+                if let Impute::GroupMedian(d) = i
+                    && !f.dimensions.iter().any(|x| x.name.value == d.value)
+                {
+                    self.diags.push(Diagnostic::error(
+                        "croo::unknown-dimension",
+                        d.span.clone(),
+                        format!(
+                            "`group_median = \"{}\"`: the formula has no dimension `{}`",
+                            d.value, d.value
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(span) = f.alternatives.span.clone()
+            && f.alternatives.unwinsorised
+            && f.measures.iter().all(|m| m.winsorise.is_none())
+        {
+            self.diags.push(
+                Diagnostic::error(
+                    "croo::invalid-value",
+                    span,
+                    "`alternatives.winsorise = [false]` draws scores without the measures' `winsorise`, but no measure declares one",
+                )
+                .with_help("add `winsorise` to a measure, or remove the alternative"),
+            );
+        }
+        let span = f.alternatives.span.clone().unwrap_or(0..0);
+        for method in &f.alternatives.method {
+            if *method == Method::Arithmetic || *method == f.method {
+                continue;
+            }
+            for c in &f.components {
+                let Ok(a) = expr::parse(&c.expr.value) else {
+                    continue;
+                };
+                let mut forms = vec![a.clone()];
+                forms.extend(
+                    c.alternatives
+                        .normalise
+                        .iter()
+                        .map(|n| a.renormalised(n.func())),
+                );
+                if forms
+                    .iter()
+                    .any(|a| lower_bound(a).is_none_or(|b| b + f.shift <= 0.0))
+                {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            "croo::not-positive",
+                            span.clone(),
+                            format!(
+                                "component `{}` (or one of its normalisations) is not known to stay above {}: an uncertainty draw of the {} mean stops at the first customer without",
+                                c.name.value,
+                                if f.shift == 0.0 { 0.0 } else { -f.shift },
+                                if *method == Method::Geometric { "geometric" } else { "harmonic" }
+                            ),
+                        )
+                        .with_help("declare `shift` in [score], or keep the alternative to bounded normalisations"),
+                    );
+                }
             }
         }
     }

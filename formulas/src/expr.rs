@@ -162,6 +162,42 @@ impl Ast {
         out
     }
 
+    /// The population functions this expression calls, each once, in
+    /// first-call order.
+    pub fn population_functions(&self) -> Vec<Func> {
+        let mut out = Vec::new();
+        self.walk(&mut |a| {
+            if let Ast::Call(f, ..) = a
+                && f.is_population()
+                && !out.contains(f)
+            {
+                out.push(*f);
+            }
+        });
+        out
+    }
+
+    /// The expression with every population function call replaced by a
+    /// call of `to` on the same argument.
+    #[recursive::recursive]
+    pub fn renormalised(&self, to: Func) -> Ast {
+        match self {
+            Ast::Neg(a) => Ast::Neg(Box::new(a.renormalised(to))),
+            Ast::Not(a) => Ast::Not(Box::new(a.renormalised(to))),
+            Ast::Bin(op, l, r) => Ast::Bin(
+                *op,
+                Box::new(l.renormalised(to)),
+                Box::new(r.renormalised(to)),
+            ),
+            Ast::Call(f, args, span) => Ast::Call(
+                if f.is_population() { to } else { *f },
+                args.iter().map(|a| a.renormalised(to)).collect(),
+                span.clone(),
+            ),
+            Ast::Num(_) | Ast::Bool(_) | Ast::Ident(..) => self.clone(),
+        }
+    }
+
     pub fn has_population_function(&self) -> bool {
         let mut found = false;
         self.walk(&mut |a| {

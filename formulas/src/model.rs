@@ -472,6 +472,73 @@ pub struct Component {
     pub description: Option<String>,
     /// `impute`: what a customer without a value gets.
     pub impute: Option<Impute>,
+    /// `alternatives`: what `croo explain --uncertainty` may draw instead.
+    pub alternatives: ComponentAlternatives,
+}
+
+/// A component's `alternatives = { normalise = [..], impute = [..] }`: the
+/// choices an uncertainty analysis draws besides the component's own.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ComponentAlternatives {
+    /// Population functions that may replace the one the expression calls.
+    pub normalise: Vec<Normalise>,
+    /// Imputations that may replace `impute` (`None`: "none").
+    pub impute: Vec<Option<Impute>>,
+    /// Where `alternatives` is written.
+    pub span: Option<Range<usize>>,
+}
+
+/// The population functions that normalise: what a component's
+/// `alternatives.normalise` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Normalise {
+    MinMax,
+    ZScore,
+    PctRank,
+}
+
+impl Normalise {
+    pub const ALL: [(&'static str, Normalise); 3] = [
+        ("minmax", Normalise::MinMax),
+        ("zscore", Normalise::ZScore),
+        ("pct_rank", Normalise::PctRank),
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Normalise::MinMax => "minmax",
+            Normalise::ZScore => "zscore",
+            Normalise::PctRank => "pct_rank",
+        }
+    }
+
+    pub fn func(self) -> crate::expr::Func {
+        match self {
+            Normalise::MinMax => crate::expr::Func::MinMax,
+            Normalise::ZScore => crate::expr::Func::ZScore,
+            Normalise::PctRank => crate::expr::Func::PctRank,
+        }
+    }
+
+    pub fn of(f: crate::expr::Func) -> Option<Normalise> {
+        Normalise::ALL
+            .iter()
+            .map(|(_, n)| *n)
+            .find(|n| n.func() == f)
+    }
+}
+
+/// `[score] alternatives = { method = [..], winsorise = [false] }`: the
+/// aggregation methods and winsorisation states an uncertainty analysis
+/// draws besides the formula's own.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ScoreAlternatives {
+    pub method: Vec<Method>,
+    /// `winsorise = [false]`: also scored without any measure's
+    /// `winsorise`.
+    pub unwinsorised: bool,
+    /// Where `alternatives` is written.
+    pub span: Option<Range<usize>>,
 }
 
 /// How a missing component is imputed, from the period's population.
@@ -599,6 +666,8 @@ pub struct FormulaFile {
     /// `[score] min_coverage`: the share of the components' weight a
     /// customer must have values for; the others are re-weighted.
     pub min_coverage: Option<f64>,
+    /// `[score] alternatives`.
+    pub alternatives: ScoreAlternatives,
     pub rollup_weight: Option<Text>,
     pub operations: Operations,
     /// `[calendar]`, when the file declares one.

@@ -66,6 +66,25 @@ mod tests {
                 &v,
                 &[
                     "properties",
+                    "score",
+                    "properties",
+                    "components",
+                    "additionalProperties",
+                    "properties",
+                    "alternatives"
+                ]
+            ),
+            sorted(keys::COMPONENT_ALTERNATIVES)
+        );
+        assert_eq!(
+            props(&v, &["properties", "score", "properties", "alternatives"]),
+            sorted(keys::SCORE_ALTERNATIVES)
+        );
+        assert_eq!(
+            props(
+                &v,
+                &[
+                    "properties",
                     "sources",
                     "additionalProperties",
                     "properties",

@@ -119,8 +119,19 @@ pub mod keys {
         "description",
         "winsorise",
     ];
-    pub const COMPONENT: &[&str] = &["weight", "expr", "description", "impute"];
-    pub const SCORE: &[&str] = &["components", "expr", "method", "shift", "min_coverage"];
+    pub const COMPONENT: &[&str] = &["weight", "expr", "description", "impute", "alternatives"];
+    /// A component's `alternatives`.
+    pub const COMPONENT_ALTERNATIVES: &[&str] = &["normalise", "impute"];
+    pub const SCORE: &[&str] = &[
+        "components",
+        "expr",
+        "method",
+        "shift",
+        "min_coverage",
+        "alternatives",
+    ];
+    /// `[score] alternatives`.
+    pub const SCORE_ALTERNATIVES: &[&str] = &["method", "winsorise"];
     pub const ROLLUP: &[&str] = &["weight"];
     pub const TEST: &[&str] = &["name", "periods", "data", "expect"];
     pub const TOP: &[&str] = &[
@@ -727,6 +738,7 @@ impl Parser<'_> {
         let (components, score_expr) = self.score(root, &span);
         let (method, shift) = self.method(root, score_expr.is_some());
         let min_coverage = self.min_coverage(root, score_expr.is_some());
+        let alternatives = self.score_alternatives(root);
         let rollup_weight = self
             .subtable(root, "rollup", "[rollup]", keys::ROLLUP)
             .and_then(|k| self.expression(&k, "weight", false));
@@ -759,6 +771,7 @@ impl Parser<'_> {
             method,
             shift,
             min_coverage,
+            alternatives,
             rollup_weight,
             operations,
             calendar,
@@ -1279,6 +1292,7 @@ impl Parser<'_> {
                 let expr = self.expression(&keys, "expr", true);
                 let description = self.string(&keys, "description", false).map(|t| t.value);
                 let impute = self.impute(&keys);
+                let alternatives = self.component_alternatives(&keys);
                 if weight.is_none() || expr.is_none() {
                     self.broken.push(name.value.clone());
                 }
@@ -1290,6 +1304,7 @@ impl Parser<'_> {
                         expr,
                         description,
                         impute,
+                        alternatives,
                     });
                 }
             }
@@ -1352,18 +1367,23 @@ impl Parser<'_> {
     /// A component's `impute`: `"zero"`, `"mean"`, `"median"` or
     /// `{ group_median = "DIMENSION" }`.
     fn impute(&mut self, keys: &Keys<'_, '_>) -> Option<Impute> {
-        let v = keys.get("impute")?;
+        self.impute_value(keys.get("impute")?, "impute").flatten()
+    }
+
+    /// One imputation: `Some(None)` for `"none"`, `None` (reported) when
+    /// it is not one.
+    fn impute_value(&mut self, v: &Spanned<DeValue<'_>>, what: &str) -> Option<Option<Impute>> {
         match v.get_ref() {
             DeValue::String(s) => match s.as_ref() {
-                "zero" => Some(Impute::Zero),
-                "mean" => Some(Impute::Mean),
-                "median" => Some(Impute::Median),
-                "none" => None,
+                "zero" => Some(Some(Impute::Zero)),
+                "mean" => Some(Some(Impute::Mean)),
+                "median" => Some(Some(Impute::Median)),
+                "none" => Some(None),
                 other => {
                     self.err(
                         "croo::invalid-value",
                         v.span(),
-                        format!("`impute = \"{other}\"`: expected \"none\", \"zero\", \"mean\", \"median\" or {{ group_median = \"DIMENSION\" }}"),
+                        format!("`{what} = \"{other}\"`: expected \"none\", \"zero\", \"mean\", \"median\" or {{ group_median = \"DIMENSION\" }}"),
                     );
                     None
                 }
@@ -1371,19 +1391,152 @@ impl Parser<'_> {
             DeValue::Table(_) => {
                 let t = self.as_table(v, "`impute`", &["group_median"])?;
                 let d = self.string(&t, "group_median", true)?;
-                Some(Impute::GroupMedian(d))
+                Some(Some(Impute::GroupMedian(d)))
             }
             other => {
                 self.err(
                     "croo::wrong-type",
                     v.span(),
                     format!(
-                        "`impute` must be a string or a table, found {}",
+                        "`{what}` must be a string or a table, found {}",
                         type_name(other)
                     ),
                 );
                 None
             }
+        }
+    }
+
+    /// The items of the array `keys[key]`, each read by `item` (reported
+    /// and left out when it reads nothing); repeats are left out.
+    fn alternatives_list<T: PartialEq>(
+        &mut self,
+        keys: &Keys<'_, '_>,
+        key: &str,
+        mut item: impl FnMut(&mut Self, &Spanned<DeValue<'_>>) -> Option<T>,
+    ) -> Vec<T> {
+        let mut out = Vec::new();
+        let Some(v) = keys.get(key) else {
+            return out;
+        };
+        let DeValue::Array(items) = v.get_ref() else {
+            self.err(
+                "croo::wrong-type",
+                v.span(),
+                format!(
+                    "`alternatives.{key}` must be an array, found {}",
+                    type_name(v.get_ref())
+                ),
+            );
+            return out;
+        };
+        for e in items.iter() {
+            if let Some(x) = item(self, e)
+                && !out.contains(&x)
+            {
+                out.push(x);
+            }
+        }
+        out
+    }
+
+    /// One string of `options` at `v`.
+    fn option_value<T: Copy>(
+        &mut self,
+        v: &Spanned<DeValue<'_>>,
+        what: &str,
+        options: &[(&'static str, T)],
+    ) -> Option<T> {
+        let names: Vec<&str> = options.iter().map(|(s, _)| *s).collect();
+        let DeValue::String(s) = v.get_ref() else {
+            self.err(
+                "croo::wrong-type",
+                v.span(),
+                format!(
+                    "{what} must be one of {}, found {}",
+                    names.join(", "),
+                    type_name(v.get_ref())
+                ),
+            );
+            return None;
+        };
+        match options.iter().find(|(n, _)| *n == s.as_ref()) {
+            Some((_, x)) => Some(*x),
+            None => {
+                let mut d = Diagnostic::error(
+                    "croo::invalid-value",
+                    v.span(),
+                    format!("`{}` is not a valid {what}", s.as_ref()),
+                )
+                .with_label(format!("expected one of {}", names.join(", ")));
+                if let Some(n) = nearest(s.as_ref(), names.iter().copied()) {
+                    d = d.with_help(format!("did you mean `{n}`?"));
+                }
+                self.diags.push(d);
+                None
+            }
+        }
+    }
+
+    /// A component's `alternatives = { normalise = [..], impute = [..] }`.
+    fn component_alternatives(&mut self, keys: &Keys<'_, '_>) -> ComponentAlternatives {
+        let span = keys.get("alternatives").map(|v| v.span());
+        let Some(t) = self.subtable(
+            keys.table,
+            "alternatives",
+            "a component's `alternatives`",
+            keys::COMPONENT_ALTERNATIVES,
+        ) else {
+            return ComponentAlternatives::default();
+        };
+        let normalise = self.alternatives_list(&t, "normalise", |p, v| {
+            p.option_value(v, "normalisation", &Normalise::ALL)
+        });
+        let impute = self.alternatives_list(&t, "impute", |p, v| {
+            p.impute_value(v, "alternatives.impute")
+        });
+        ComponentAlternatives {
+            normalise,
+            impute,
+            span,
+        }
+    }
+
+    /// `[score] alternatives = { method = [..], winsorise = [false] }`.
+    fn score_alternatives(&mut self, root: &Table<'_>) -> ScoreAlternatives {
+        let Some(DeValue::Table(score)) = root.get("score").map(|v| v.get_ref()) else {
+            return ScoreAlternatives::default();
+        };
+        let span = score.get("alternatives").map(|v| v.span());
+        let Some(t) = self.subtable(
+            score,
+            "alternatives",
+            "`[score] alternatives`",
+            keys::SCORE_ALTERNATIVES,
+        ) else {
+            return ScoreAlternatives::default();
+        };
+        let method = self.alternatives_list(&t, "method", |p, v| {
+            p.option_value(v, "method", &Method::ALL)
+        });
+        let states = self.alternatives_list(&t, "winsorise", |p, v| match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            other => {
+                p.err(
+                    "croo::wrong-type",
+                    v.span(),
+                    format!(
+                        "`alternatives.winsorise` lists booleans (`[false]`: also without the measures' `winsorise`), found {}",
+                        type_name(other)
+                    ),
+                );
+                None
+            }
+        });
+        ScoreAlternatives {
+            method,
+            unwinsorised: states.contains(&false),
+            span,
         }
     }
 

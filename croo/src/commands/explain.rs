@@ -1,7 +1,8 @@
 //! `croo explain`: what each component contributes to a period's score,
 //! what moved it since another period (per component, and mix and within
 //! over a dimension), and how robust the scores and ranks are to the
-//! component weights.
+//! component weights and the method's declared alternatives
+//! (`engine::uncertainty`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -27,15 +28,27 @@ pub struct Args {
     /// Split the change into within-group and mix effects over this dimension.
     #[arg(long)]
     pub by: Option<String>,
-    /// Re-score the period N times with the component weights drawn around their nominal values.
+    /// Re-score the period N times, drawing the component weights around
+    /// their nominal values and each declared alternative (normalisation,
+    /// imputation, winsorisation, aggregation method).
     #[arg(long, value_name = "N")]
     pub uncertainty: Option<usize>,
-    /// Seed of the weight draws (the same seed gives the same figures).
+    /// Seed of the draws (the same seed gives the same figures).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Each weight is drawn within +-SPREAD of its nominal value (0.2 = 20%).
     #[arg(long, default_value_t = 0.2)]
     pub spread: f64,
+    /// With --uncertainty, also each customer's rank interval.
+    #[arg(long)]
+    pub detail: bool,
+    /// With --uncertainty, write every draw (choices, each group's score
+    /// and rank) to this CSV file.
+    #[arg(long, value_name = "FILE")]
+    pub draws: Option<PathBuf>,
+    /// Threads (default: all cores); the figures are the same for any.
+    #[arg(long)]
+    pub threads: Option<usize>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
 }
@@ -56,6 +69,12 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
             "--uncertainty takes 1 to 1000000 draws and --spread a number in [0, 1)",
         ));
     }
+    if uncertainty.is_none() && (a.detail || a.draws.is_some()) {
+        return Err(user(
+            "--detail and --draws describe an --uncertainty analysis: add --uncertainty N",
+        ));
+    }
+    let session = crate::args::session_options(a.threads, None)?;
     let loaded = engine::load(path)?;
     let grain = loaded.formula.file.grain;
     let cal = engine::calendar::Calendar::of(&loaded.formula.file);
@@ -101,7 +120,7 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
     periods.sort();
     periods.dedup();
     let options = ScoreOptions {
-        detail: uncertainty.is_some(),
+        session: session.clone(),
         ..ScoreOptions::default()
     };
     let computed = match engine::score(&loaded, &periods, &options).await {
@@ -126,15 +145,28 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
             .position(|x| x.name.value == d)
     });
     let u = match uncertainty {
-        Some((n, seed, spread)) => Some(engine::uncertainty::analyse(
-            &loaded.formula,
-            &computed.detail,
-            p,
-            by_index,
-            n,
-            seed,
-            spread,
-        )?),
+        Some((n, seed, spread)) => {
+            let threads = a.threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            let opts = engine::uncertainty::Options {
+                period: p,
+                by: by_index,
+                draws: n,
+                seed,
+                spread,
+                detail: a.detail,
+                threads,
+                session,
+            };
+            let u = engine::uncertainty::analyse(&loaded, &opts).await?;
+            if let Some(file) = &a.draws {
+                std::fs::write(file, u.record.csv()).map_err(|e| {
+                    user(format!("cannot write the draws to {}: {e}", file.display()))
+                })?;
+            }
+            Some(u)
+        }
         None => None,
     };
     // With --by, why customers of each of its groups were excluded.
@@ -258,53 +290,124 @@ pub async fn run(a: Args) -> Result<u8, Failure> {
         );
     }
     if let Some(u) = &u {
-        let _ = writeln!(
-            out,
-            "\nuncertainty: {} draws, weights within +-{}% (seed {})",
-            u.draws,
-            u.spread * 100.0,
-            u.seed
-        );
+        uncertainty_table(&mut out, u, by.is_some());
+    }
+    Ok(0)
+}
+
+/// The uncertainty analysis as tables: what varied, each group's score
+/// and rank intervals, the sensitivity indices, and with --detail the
+/// customers whose rank moves most.
+fn uncertainty_table(out: &mut impl Write, u: &engine::uncertainty::Uncertainty, by: bool) {
+    let num = |v: Option<f64>| render::number(v, 4);
+    let varied: Vec<String> = u
+        .factors
+        .iter()
+        .filter(|f| !f.name.starts_with("weight."))
+        .map(|f| format!("{} ({})", f.name, f.levels.join(", ")))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\nuncertainty: {} draws (seed {}), weights within +-{}%{}",
+        u.draws,
+        u.seed,
+        u.spread * 100.0,
+        if varied.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", varied.join("; "))
+        }
+    );
+    let headers = render::headers(&[
+        "group",
+        "nominal",
+        "median",
+        "5%",
+        "95%",
+        "rank",
+        "median rank",
+        "rank 5%",
+        "rank 95%",
+    ]);
+    let rows: Vec<Vec<String>> = u
+        .groups
+        .iter()
+        .map(|g| {
+            let all = if by { "(null)" } else { "all" };
+            vec![
+                g.value.clone().unwrap_or_else(|| all.into()),
+                num(g.nominal),
+                num(g.median),
+                num(g.p05),
+                num(g.p95),
+                g.rank_nominal
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                num(g.rank_median),
+                num(g.rank_p05),
+                num(g.rank_p95),
+            ]
+        })
+        .collect();
+    let _ = write!(out, "{}", render::table(&headers, &rows));
+    let headers = render::headers(&[
+        "choice",
+        "rank variance explained",
+        "score variance explained",
+    ]);
+    let rows: Vec<Vec<String>> = u
+        .sensitivity
+        .iter()
+        .map(|s| {
+            vec![
+                s.factor.clone(),
+                num(s.first_order),
+                num(s.score_first_order),
+            ]
+        })
+        .collect();
+    let _ = write!(
+        out,
+        "\nwhich choice the ranking rests on (first-order sensitivity indices):\n{}",
+        render::table(&headers, &rows)
+    );
+    if !u.customers.is_empty() {
+        const SHOWN: usize = 20;
+        let mut c: Vec<&engine::uncertainty::CustomerUncertainty> = u.customers.iter().collect();
+        let width = |x: &engine::uncertainty::CustomerUncertainty| {
+            x.rank_p95.unwrap_or(0.0) - x.rank_p05.unwrap_or(0.0)
+        };
+        c.sort_by(|a, b| width(b).total_cmp(&width(a)).then(a.key.cmp(&b.key)));
         let headers = render::headers(&[
-            "group", "nominal", "median", "5%", "95%", "rank", "rank 5%", "rank 95%",
+            "customer",
+            "score",
+            "rank",
+            "median rank",
+            "rank 5%",
+            "rank 95%",
         ]);
-        let rows: Vec<Vec<String>> = u
-            .groups
+        let rows: Vec<Vec<String>> = c
             .iter()
-            .map(|g| {
-                let all = if by.is_some() { "(null)" } else { "all" };
+            .take(SHOWN)
+            .map(|x| {
                 vec![
-                    g.value.clone().unwrap_or_else(|| all.into()),
-                    num(g.nominal),
-                    num(g.median),
-                    num(g.p05),
-                    num(g.p95),
-                    g.rank_nominal
+                    x.key.clone(),
+                    num(x.nominal),
+                    x.rank_nominal
                         .map(|r| r.to_string())
                         .unwrap_or_else(|| "-".into()),
-                    num(g.rank_p05),
-                    num(g.rank_p95),
-                ]
-            })
-            .collect();
-        let _ = write!(out, "{}", render::table(&headers, &rows));
-        let headers = render::headers(&["weight of", "mean rank shift", "mean score shift"]);
-        let rows: Vec<Vec<String>> = u
-            .sensitivity
-            .iter()
-            .map(|s| {
-                vec![
-                    s.component.clone(),
-                    format!("{:.4}", s.mean_rank_shift),
-                    format!("{:.4}", s.mean_score_shift),
+                    num(x.rank_median),
+                    num(x.rank_p05),
+                    num(x.rank_p95),
                 ]
             })
             .collect();
         let _ = write!(
             out,
-            "\nwhich weight moves the ranking most:\n{}",
+            "\ncustomers whose rank moves most ({} of {}; all with --format json):\n{}",
+            rows.len(),
+            u.customers.len(),
             render::table(&headers, &rows)
         );
     }
-    Ok(0)
 }

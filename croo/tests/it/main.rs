@@ -24,3 +24,4 @@ mod snapshots;
 mod sources;
 mod targets;
 mod tidy;
+mod uncertainty;
