@@ -78,6 +78,7 @@ fn config(dir: &Path, keys_file: &Path, schedules: Vec<api::schedules::Schedule>
             threads: Some(2),
             memory_limit: None,
             cluster: None,
+            staging: None,
         },
         request_timeout: Duration::from_secs(30),
         limits: api::guard::Limits::default(),

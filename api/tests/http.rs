@@ -102,6 +102,7 @@ fn make_fixture() -> Fixture {
                 threads: Some(2),
                 memory_limit: None,
                 cluster: None,
+                staging: None,
             },
             limits: api::guard::Limits::default(),
             request_timeout: Duration::from_secs(30),

@@ -83,6 +83,12 @@ pub struct RunArgs {
     /// with `croo scheduler`; workers with `croo executor`).
     #[arg(long, value_name = "df://HOST:PORT")]
     pub cluster: Option<String>,
+    /// With --cluster: the folder the executors write the per-customer
+    /// table into for the rollups (one path every executor, the scheduler
+    /// and this process reach: a shared file system; default: the system's
+    /// temporary folder, enough for a cluster on one machine).
+    #[arg(long, value_name = "DIR", requires = "cluster")]
+    pub cluster_staging: Option<PathBuf>,
     /// Also recompute the N periods before the chosen ones (late data
     /// lands in its period; unchanged periods keep their edition).
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -137,6 +143,13 @@ impl RunArgs {
     pub fn session(&self) -> Result<SessionOptions, Failure> {
         let mut s = session_options(self.threads, self.memory_limit.as_deref())?;
         s.cluster = self.cluster.clone();
+        s.staging = match &self.cluster_staging {
+            Some(d) => Some(
+                std::path::absolute(d)
+                    .map_err(|e| user(format!("--cluster-staging {}: {e}", d.display())))?,
+            ),
+            None => None,
+        };
         Ok(s)
     }
 }
@@ -212,6 +225,7 @@ pub fn session_options(
         threads,
         memory_limit,
         cluster: None,
+        staging: None,
     })
 }
 

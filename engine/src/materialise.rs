@@ -82,6 +82,54 @@ pub async fn materialise(ctx: &SessionContext, df: DataFrame, what: &str) -> Res
         .map_err(Error::engine(what.to_string()))
 }
 
+/// A folder the executors of a cluster wrote a table into, removed when
+/// dropped.
+#[derive(Debug)]
+pub struct Staged {
+    dir: PathBuf,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// On a cluster: `df` written as Parquet by the executors into a fresh
+/// folder under `under` (which every executor, the scheduler and this
+/// process reach at the same path: a shared file system), and read back
+/// through the cluster, so that every later query over it runs on the
+/// executors and only its result comes to this process. The folder lives
+/// as long as the returned [`Staged`].
+pub async fn on_cluster(
+    ctx: &SessionContext,
+    df: DataFrame,
+    under: &Path,
+    what: &str,
+) -> Result<(DataFrame, Staged)> {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let dir = under.join(format!(
+        "croo-staged-{}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let staged = Staged { dir: dir.clone() };
+    let path = format!("{}/", dir.display());
+    let schema = df.schema().inner().clone();
+    df.write_parquet(&path, DataFrameWriteOptions::new(), None)
+        .await
+        .map_err(Error::engine(what.to_string()))?;
+    let df = ctx
+        .read_parquet(&path, ParquetReadOptions::default().schema(&schema))
+        .await
+        .map_err(Error::engine(what.to_string()))?;
+    Ok((df, staged))
+}
+
 /// Appends DataFusion's `EXPLAIN ANALYZE` of `df` (every operator with its
 /// rows and time) to `path`, under a `== what` line:
 /// `CROO_EXPLAIN_ANALYZE=FILE`, for profiling (each materialised table,

@@ -1232,6 +1232,7 @@ mod tests {
             threads: Some(2),
             memory_limit: Some(256 << 20),
             cluster: None,
+            staging: None,
         })
         .unwrap();
         ctx.register_batch("t", batch).unwrap();

@@ -4,7 +4,6 @@
 //! that sets up the session, registers the sources and computes.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chrono::NaiveDate;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -23,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::load::Loaded;
 use crate::plan;
 use crate::rollup::{self, ResultRow};
-use crate::session::{SessionOptions, is_distributed, session, session_for};
+use crate::session::{SessionOptions, is_distributed, session_for};
 use crate::sources::register_sources;
 use crate::store::PopulationStats;
 
@@ -106,7 +105,7 @@ pub async fn score(
             &schemas,
             periods,
             (options.detail, options.fixed.as_ref()),
-            &inline,
+            (&inline, &options.session.staging),
         )
         .await?;
         let mut all = checks;
@@ -212,7 +211,7 @@ async fn compute(
     schemas: &BTreeMap<String, SchemaRef>,
     periods: &[NaiveDate],
     (detail, fixed): (bool, Option<&BTreeMap<String, formulas::compile::Fixed>>),
-    inline: &[String],
+    (inline, staging): (&[String], &Option<std::path::PathBuf>),
 ) -> Result<Computed> {
     let f = &loaded.formula;
     let clock = std::time::Instant::now();
@@ -221,26 +220,23 @@ async fn compute(
     let scored = plan::plan(ctx, f, schemas, periods, fixed).await?;
     lap("measures aggregated per source");
     // Materialise the per-customer table once; every rollup reads it. On a
-    // cluster it comes back to this process (Ballista cannot cache), and
-    // the rollups run here, over the same exact sums.
-    let df = if is_distributed(ctx) {
-        let schema = scored.df.schema().inner().clone();
-        let batches = scored
-            .df
-            .collect()
-            .await
-            .map_err(Error::engine("scoring customers on the cluster"))?;
-        // Ballista's batches may differ in nullability from the plan's
-        // schema: the batches' own schema is the truth.
-        let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
-        let local = session(&SessionOptions::default())?;
-        let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])
-            .map_err(Error::engine("scoring customers"))?;
-        local
-            .read_table(Arc::new(table))
-            .map_err(Error::engine("scoring customers"))?
+    // cluster the executors write it to a shared folder and every query
+    // below runs on the cluster over it: only results come back here.
+    let (df, _staged) = if is_distributed(ctx) {
+        let under = staging.clone().unwrap_or_else(std::env::temp_dir);
+        let (df, staged) = crate::materialise::on_cluster(
+            ctx,
+            scored.df,
+            &under,
+            "scoring customers on the cluster",
+        )
+        .await?;
+        (df, Some(staged))
     } else {
-        crate::materialise::materialise(ctx, scored.df, "scoring customers").await?
+        (
+            crate::materialise::materialise(ctx, scored.df, "scoring customers").await?,
+            None,
+        )
     };
     lap("customers scored");
     not_positive(f, &df).await?;

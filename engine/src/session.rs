@@ -22,6 +22,11 @@ pub struct SessionOptions {
     /// A Ballista scheduler (`df://host:port`) to run on instead of this
     /// process.
     pub cluster: Option<String>,
+    /// On a cluster, the folder under which the executors write the
+    /// per-customer table for the rollups to read (every executor, the
+    /// scheduler and this process must reach it at this path); the
+    /// system's temporary folder when `None`.
+    pub staging: Option<std::path::PathBuf>,
 }
 
 /// The session a run uses: a local one ([`session`]), or a client of the

@@ -174,6 +174,34 @@ fn a_loopback_cluster_gives_the_same_rows_as_a_local_run() {
         &rows(&remote),
         "cluster rows differ from local rows",
     );
+    // The per-customer table goes to the staging folder (written by the
+    // executors, read by the rollups on the cluster) and is removed after;
+    // with --detail too.
+    let staging = dir.join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let detailed = croo(
+        dir,
+        &[
+            &base[..],
+            &[
+                "--out",
+                "remote-detail",
+                "--cluster",
+                &cluster_url,
+                "--cluster-staging",
+                staging.to_str().unwrap(),
+                "--detail",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(detailed.status.success(), "{}\n{}", text(&detailed), logs());
+    crate::sources::assert_same(
+        &local,
+        &rows(&detailed),
+        "cluster rows with --detail differ from local rows",
+    );
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
     // The work was done by the executors, not in the client.
     let executed = logs();
     assert!(
