@@ -192,7 +192,7 @@ impl Table {
                 }
             }
         }
-        if first {
+        let order: Vec<usize> = if first {
             // Customers in key order: the analysis does not depend on the
             // order the engine returned them in.
             let mut order: Vec<usize> = (0..keys.len()).collect();
@@ -206,35 +206,24 @@ impl Table {
                 .collect();
             self.groups = names;
             self.keys = order.iter().map(|i| keys[*i].clone()).collect();
-            self.weight.push(order.iter().map(|i| weight[*i]).collect());
-            self.values.push(
-                values
-                    .iter()
-                    .map(|vk| {
-                        vk.iter()
-                            .map(|c| order.iter().map(|i| c[*i]).collect())
-                            .collect()
+            order
+        } else {
+            let at: HashMap<&str, usize> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.as_str(), i))
+                .collect();
+            self.keys
+                .iter()
+                .map(|k| {
+                    at.get(k.as_str()).copied().ok_or_else(|| {
+                        Error::User(format!(
+                            "internal: customer `{k}` is missing from the run without winsorisation"
+                        ))
                     })
-                    .collect(),
-            );
-            return Ok(());
-        }
-        let at: HashMap<&str, usize> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.as_str(), i))
-            .collect();
-        let order: Vec<usize> = self
-            .keys
-            .iter()
-            .map(|k| {
-                at.get(k.as_str()).copied().ok_or_else(|| {
-                    Error::User(format!(
-                        "internal: customer `{k}` is missing from the run without winsorisation"
-                    ))
                 })
-            })
-            .collect::<Result<_>>()?;
+                .collect::<Result<_>>()?
+        };
         self.weight.push(order.iter().map(|i| weight[*i]).collect());
         self.values.push(
             values
