@@ -95,6 +95,50 @@ impl Drop for Staged {
     }
 }
 
+impl Staged {
+    /// `df` written by the executors as one Parquet file in a folder
+    /// beside this one, which lives as long as the returned file (this
+    /// folder may go first).
+    pub async fn write_file(&self, df: DataFrame, name: &str) -> Result<StagedFile> {
+        let dir = PathBuf::from(format!("{}-{name}", self.dir.display()));
+        std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        // One partition (the plan ends in a sort): one file in the folder.
+        let df = df
+            .repartition(datafusion::logical_expr::Partitioning::RoundRobinBatch(1))
+            .map_err(Error::engine(format!("writing {name} on the cluster")))?;
+        df.write_parquet(
+            &format!("{}/", dir.display()),
+            DataFrameWriteOptions::new(),
+            None,
+        )
+        .await
+        .map_err(Error::engine(format!("writing {name} on the cluster")))?;
+        let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(Error::io(format!("reading {}", dir.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .collect();
+        match files.as_slice() {
+            [one] => Ok(StagedFile {
+                path: one.clone(),
+                _staged: Staged { dir },
+            }),
+            other => Err(Error::User(format!(
+                "the cluster wrote {} files for {name} into {} (expected one)",
+                other.len(),
+                dir.display()
+            ))),
+        }
+    }
+}
+
+/// A file the executors wrote, removed (with its folder) when dropped.
+#[derive(Debug)]
+pub struct StagedFile {
+    pub path: PathBuf,
+    _staged: Staged,
+}
+
 /// On a cluster: `df` written as Parquet by the executors into a fresh
 /// folder under `under` (which every executor, the scheduler and this
 /// process reach at the same path: a shared file system), and read back

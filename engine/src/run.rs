@@ -341,6 +341,7 @@ pub async fn run_with_id(
     let options = ScoreOptions {
         session: req.session.clone(),
         detail: req.detail,
+        detail_written: true,
         ..ScoreOptions::default()
     };
     let result = score(loaded, &periods, &options).await;
@@ -391,6 +392,7 @@ pub async fn run_with_id(
             let files = store::RunFiles {
                 results: store::results_batch(&manifest, &c.rows, &comps)?,
                 detail: detail_for_users(&loaded.formula, c.detail)?,
+                detail_file: c.detail_file.as_ref().map(|f| f.path.clone()),
                 formula: loaded.file.text.clone(),
             };
             let now = clock();

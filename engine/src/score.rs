@@ -35,6 +35,9 @@ pub struct Computed {
     pub population_stats: Vec<PopulationStats>,
     /// Per-customer rows, when asked for.
     pub detail: Vec<RecordBatch>,
+    /// With `detail_written` on a cluster: the Parquet file the executors
+    /// wrote the per-customer rows to (instead of `detail`).
+    pub detail_file: Option<crate::materialise::StagedFile>,
     /// The data checks and their outcomes (`contracts`).
     pub checks: Vec<CheckResult>,
     /// Rows of each source that matched no customer of their period.
@@ -57,6 +60,11 @@ pub struct ScoreOptions {
     pub session: SessionOptions,
     /// Keep the per-customer rows ([`Computed::detail`]).
     pub detail: bool,
+    /// On a cluster, have the executors write the per-customer rows (under
+    /// the names of `columns::detail_names`) into one Parquet file in the
+    /// staging folder ([`Computed::detail_file`]) rather than bring them
+    /// to this process.
+    pub detail_written: bool,
     /// `(source name, rows)`: registered in place of those sources.
     pub inline: Vec<(String, RecordBatch)>,
     /// An experiment's cohort (`columns::COHORT_TABLE`): the population is
@@ -99,15 +107,7 @@ pub async fn score(
     let schemas = register_sources(&ctx, loaded, &inline).await?;
     let result = async {
         let checks = contracts::enforce(&ctx, loaded, periods).await?;
-        let mut c = compute(
-            &ctx,
-            loaded,
-            &schemas,
-            periods,
-            (options.detail, options.fixed.as_ref()),
-            (&inline, &options.session.staging),
-        )
-        .await?;
+        let mut c = compute(&ctx, loaded, &schemas, periods, options, &inline).await?;
         let mut all = checks;
         all.append(&mut c.checks);
         for w in all.iter().filter(|c| c.outcome != "passed") {
@@ -210,9 +210,14 @@ async fn compute(
     loaded: &Loaded,
     schemas: &BTreeMap<String, SchemaRef>,
     periods: &[NaiveDate],
-    (detail, fixed): (bool, Option<&BTreeMap<String, formulas::compile::Fixed>>),
-    (inline, staging): (&[String], &Option<std::path::PathBuf>),
+    options: &ScoreOptions,
+    inline: &[String],
 ) -> Result<Computed> {
+    let (detail, fixed, staging) = (
+        options.detail,
+        options.fixed.as_ref(),
+        &options.session.staging,
+    );
     let f = &loaded.formula;
     let clock = std::time::Instant::now();
     let lap =
@@ -303,17 +308,44 @@ async fn compute(
         .iter()
         .map(|(s, per)| (s.clone(), per.values().sum()))
         .collect();
-    let detail = if detail {
-        df.sort(vec![
-            col(PERIOD).sort(true, false),
-            col(KEY).sort(true, false),
-        ])
-        .map_err(Error::engine("sorting per-customer rows"))?
-        .collect()
-        .await
-        .map_err(Error::engine("collecting per-customer rows"))?
-    } else {
-        Vec::new()
+    let sorted = || {
+        df.clone()
+            .sort(vec![
+                col(PERIOD).sort(true, false),
+                col(KEY).sort(true, false),
+            ])
+            .map_err(Error::engine("sorting per-customer rows"))
+    };
+    let (detail, detail_file) = match &_staged {
+        Some(staged) if detail && options.detail_written => {
+            let sorted = sorted()?;
+            let names: Vec<String> = sorted
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            let public = crate::columns::detail_names(f, &names);
+            let renamed = sorted
+                .select(
+                    names
+                        .iter()
+                        .zip(&public)
+                        .map(|(n, p)| datafusion::logical_expr::ident(n).alias(p))
+                        .collect::<Vec<_>>(),
+                )
+                .map_err(Error::engine("naming per-customer rows"))?;
+            let file = staged.write_file(renamed, "detail.parquet").await?;
+            (Vec::new(), Some(file))
+        }
+        _ if detail => (
+            sorted()?
+                .collect()
+                .await
+                .map_err(Error::engine("collecting per-customer rows"))?,
+            None,
+        ),
+        _ => (Vec::new(), None),
     };
     Ok(Computed {
         rows,
@@ -321,6 +353,7 @@ async fn compute(
         rows_per_period,
         population_stats,
         detail,
+        detail_file,
         checks: after.checks,
         orphans: after.orphans,
         incomplete: after.incomplete,

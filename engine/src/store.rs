@@ -295,6 +295,9 @@ pub fn run_dir(out: &Path, run_id: &str) -> PathBuf {
 pub struct RunFiles {
     pub results: RecordBatch,
     pub detail: Vec<RecordBatch>,
+    /// Or the per-customer rows already written as Parquet (by a
+    /// cluster's executors): moved, or copied, into the run folder.
+    pub detail_file: Option<PathBuf>,
     /// The formula file's text, kept beside the results (`formula.toml`)
     /// so that two editions' formulas can be compared later.
     pub formula: String,
@@ -322,7 +325,12 @@ pub fn commit(
     let owner = leftovers::claim(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
     fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
     write_parquet(&tmp.join("results.parquet"), &[files.results])?;
-    if !files.detail.is_empty() {
+    if let Some(f) = &files.detail_file {
+        let to = tmp.join("detail.parquet");
+        if fs::rename(f, &to).is_err() {
+            fs::copy(f, &to).map_err(io(format!("copying {} to {}", f.display(), to.display())))?;
+        }
+    } else if !files.detail.is_empty() {
         write_parquet(&tmp.join("detail.parquet"), &files.detail)?;
     }
     write_atomically(&tmp.join("formula.toml"), files.formula.as_bytes())?;

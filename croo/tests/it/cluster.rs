@@ -202,6 +202,34 @@ fn a_loopback_cluster_gives_the_same_rows_as_a_local_run() {
         "cluster rows with --detail differ from local rows",
     );
     assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
+    // The executors wrote the per-customer rows: the same customers, the
+    // same numbers, as a local run's.
+    let local_detail = croo(
+        dir,
+        &[&base[..], &["--out", "local-detail", "--detail"]].concat(),
+    );
+    assert!(local_detail.status.success(), "{}", text(&local_detail));
+    let customers = |out: &str| {
+        let o = croo(
+            dir,
+            &[
+                "customers",
+                formula,
+                "--period",
+                &to,
+                "--limit",
+                "1000",
+                "--out",
+                out,
+                "--format",
+                "json",
+            ],
+        );
+        rows(&o)
+    };
+    let (l, r) = (customers("local-detail"), customers("remote-detail"));
+    assert!(l.contains("\"score\""), "{l}");
+    assert_eq!(l, r, "per-customer rows differ");
     // The work was done by the executors, not in the client.
     let executed = logs();
     assert!(
