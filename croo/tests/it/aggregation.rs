@@ -2,23 +2,10 @@
 //! `tests/it/data/aggregation/make_case.py` computed every group's score,
 //! component rollups and contributions (log shares, reciprocal shares).
 
-use std::path::Path;
-
 use crate::sources::{croo, group_row, text};
 
 fn case() -> tempfile::TempDir {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/aggregation");
-    let tmp = tempfile::tempdir().unwrap();
-    for f in [
-        "customers.csv",
-        "events.csv",
-        "geometric.toml",
-        "harmonic.toml",
-        "expected.json",
-    ] {
-        std::fs::copy(dir.join(f), tmp.path().join(f)).unwrap();
-    }
-    tmp
+    crate::sources::data_case("aggregation")
 }
 
 #[test]

@@ -10,17 +10,7 @@ use std::path::Path;
 use crate::sources::{croo, text};
 
 fn case() -> tempfile::TempDir {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/experiment");
-    let tmp = tempfile::tempdir().unwrap();
-    for f in [
-        "customers.csv",
-        "events.csv",
-        "assignments.csv",
-        "formula.toml",
-    ] {
-        std::fs::copy(dir.join(f), tmp.path().join(f)).unwrap();
-    }
-    tmp
+    crate::sources::data_case("experiment")
 }
 
 /// The numbers `make_case.py` computed.

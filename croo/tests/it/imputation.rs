@@ -2,19 +2,12 @@
 //! `tests/it/data/imputation/make_case.py` computed each variant's group
 //! scores, contributions and imputed counts.
 
-use std::path::Path;
-
 use crate::sources::{croo, group_row, only_manifest, text};
 
 #[test]
 fn imputed_and_reweighted_scores_agree_with_numpy() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/imputation");
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::sources::data_case("imputation");
     let dir = tmp.path();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
-    }
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     for variant in ["zero", "mean", "median", "group", "coverage", "strict"] {

@@ -2,26 +2,12 @@
 //! computed the 10% and 90% quantiles (linear interpolation), how many
 //! values changed, and each group's minmax-normalised score.
 
-use std::path::Path;
-
 use crate::sources::{croo, only_manifest, text};
 
 #[test]
 fn winsorised_measures_agree_with_numpy() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/outliers");
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::sources::data_case("outliers");
     let dir = tmp.path();
-    for f in [
-        "customers.csv",
-        "events.csv",
-        "events2.csv",
-        "formula.toml",
-        "coinr.toml",
-        "coinr_log.toml",
-        "expected.json",
-    ] {
-        std::fs::copy(src.join(f), dir.join(f)).unwrap();
-    }
     let e: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let o = croo(

@@ -109,6 +109,19 @@ fn sample_case(dir: &Path) -> Case {
     }
 }
 
+/// A copy of the case folder `tests/it/data/NAME` in a temporary folder
+/// (tests write their stores and files beside the case's).
+pub fn data_case(name: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/it/data")
+            .join(name),
+        tmp.path(),
+    );
+    tmp
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {

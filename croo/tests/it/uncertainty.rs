@@ -10,13 +10,8 @@ use std::path::{Path, PathBuf};
 use crate::sources::{croo, text};
 
 fn case() -> (tempfile::TempDir, PathBuf, serde_json::Value) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/uncertainty");
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::sources::data_case("uncertainty");
     let dir = tmp.path().to_path_buf();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
-    }
     let expected =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     (tmp, dir, expected)
