@@ -70,8 +70,13 @@ fn scheduler_session(config: SessionConfig) -> datafusion::common::Result<Sessio
 
 /// A client session whose queries run on the cluster at `url`
 /// (`df://host:port`), planned for `partitions` partitions (Ballista's
-/// default when `None`).
-pub async fn connect(url: &str, partitions: Option<usize>) -> Result<SessionContext> {
+/// default when `None`); its materialised tables are written by the
+/// executors under `staging` (`materialise::staged_under`).
+pub async fn connect(
+    url: &str,
+    partitions: Option<usize>,
+    staging: std::path::PathBuf,
+) -> Result<SessionContext> {
     if !url.starts_with("df://") {
         return Err(Error::User(format!(
             "--cluster `{url}`: expected df://HOST:PORT (a Ballista scheduler)"
@@ -81,6 +86,7 @@ pub async fn connect(url: &str, partitions: Option<usize>) -> Result<SessionCont
     if let Some(n) = partitions {
         config = config.with_target_partitions(n.max(1));
     }
+    let config = crate::materialise::staged_under(config, staging);
     let runtime = RuntimeEnvBuilder::new()
         .build_arc()
         .map_err(Error::engine("setting up the session"))?;

@@ -41,6 +41,7 @@ pub mod materialise;
 pub mod memberships;
 pub mod period;
 pub mod plan;
+pub mod population;
 pub mod provenance;
 pub mod publish;
 pub mod rollup;

@@ -274,7 +274,7 @@ pub async fn plan(
     // The sources are aggregated at the same time (one source's scan
     // fills the cores while another's aggregation finishes), one after
     // the other under a memory limit (their hash tables would share it).
-    let tables = if crate::materialise::is_on_disk(ctx) {
+    let tables = if crate::materialise::is_limited(ctx) {
         let mut tables = Vec::new();
         for a in aggregations {
             tables.push(a.await?);
@@ -384,13 +384,13 @@ pub async fn plan(
         let name = &file.derived[*i].name.value;
         let what = format!("derived value `{name}`");
         let e = compile(ast, &scope).map_err(Error::engine(what.clone()))?;
-        let (d, e) = population_windows(ctx, df, e, &mut windows, &what).await?;
+        let (d, e) = crate::population::without_windows(ctx, df, e, &mut windows, &what).await?;
         df = stage(d, &mut cols, name, e, &what)?;
     }
     for (c, ast) in file.components.iter().zip(&f.components) {
         let what = format!("component `{}`", c.name.value);
         let e = compile(ast, &scope).map_err(Error::engine(what.clone()))?;
-        let (d, e) = population_windows(ctx, df, e, &mut windows, &what).await?;
+        let (d, e) = crate::population::without_windows(ctx, df, e, &mut windows, &what).await?;
         match crate::imputation::fill(file, c) {
             None => df = stage(d, &mut cols, &c.name.value, e, &what)?,
             Some((filled, flag)) => {
@@ -414,7 +414,9 @@ pub async fn plan(
     let score = match &f.score {
         Some(ast) => {
             let e = compile(ast, &scope).map_err(Error::engine("`score.expr`"))?;
-            let (d, e) = population_windows(ctx, df, e, &mut windows, "`score.expr`").await?;
+            let (d, e) =
+                crate::population::without_windows(ctx, df, e, &mut windows, "`score.expr`")
+                    .await?;
             df = d;
             e
         }
@@ -428,7 +430,9 @@ pub async fn plan(
     let weight = match &f.weight {
         Some(ast) => {
             let e = compile(ast, &scope).map_err(Error::engine("`rollup.weight`"))?;
-            let (d, e) = population_windows(ctx, df, e, &mut windows, "`rollup.weight`").await?;
+            let (d, e) =
+                crate::population::without_windows(ctx, df, e, &mut windows, "`rollup.weight`")
+                    .await?;
             df = d;
             e
         }
@@ -457,164 +461,6 @@ pub async fn plan(
     );
     df = df.select(sel).map_err(Error::engine("inclusion"))?;
     Ok(Scored { df, rows_read })
-}
-
-/// Under a memory limit, replaces the population functions' window
-/// expressions in `e` by expressions that need no whole period in memory:
-/// DataFusion's `WindowAggExec` concatenates each partition into one batch
-/// (6.6 GB at 4.5M customers x 12 months, whatever the limit). Without a
-/// limit the windows are kept: the same rewrite of `minmax` was no faster
-/// there and held 25% more memory (an extra materialised table).
-///
-/// `df` is materialised; the whole-partition aggregates (`min`, `max`,
-/// `croo_sum`, `count`, `croo_var_pop` over a period) and the partition
-/// sizes of `percent_rank` are computed over it per partition (one row per
-/// period) and come back as literals: `CASE WHEN __period = p1 THEN v1 ...
-/// END` (no join: under a memory limit an equi-join is a sort-merge join,
-/// which would sort the whole population). `percent_rank()` becomes
-/// `(rank() - 1) / max(n - 1, 1)`, DataFusion's own formula, with `rank()`
-/// a streaming window over a spillable sort. The same aggregate functions
-/// over the same rows: the same bits (tested against the windows).
-async fn population_windows(
-    ctx: &SessionContext,
-    df: DataFrame,
-    e: Expr,
-    counter: &mut usize,
-    what: &str,
-) -> Result<(DataFrame, Expr)> {
-    use datafusion::common::tree_node::TreeNodeRecursion;
-    use datafusion::logical_expr::expr::{WindowFunction, WindowFunctionDefinition};
-    let mut found: Vec<WindowFunction> = Vec::new();
-    e.apply(|x| {
-        if let Expr::WindowFunction(w) = x
-            && !found.contains(w)
-        {
-            found.push(w.as_ref().clone());
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })
-    .map_err(Error::engine(what.to_string()))?;
-    if found.is_empty() || !crate::materialise::is_on_disk(ctx) {
-        return Ok((df, e));
-    }
-    let df = crate::materialise::materialise(ctx, df, what).await?;
-    // Per partition key list: the aggregates to compute.
-    let mut groups: Vec<(Vec<Expr>, Vec<Expr>)> = Vec::new();
-    let mut replace: Vec<(WindowFunction, Expr)> = Vec::new();
-    for w in found {
-        let part = w.params.partition_by.clone();
-        let g = match groups.iter().position(|(p, _)| *p == part) {
-            Some(g) => g,
-            None => {
-                groups.push((part.clone(), Vec::new()));
-                groups.len() - 1
-            }
-        };
-        let alias = format!("__wv{}", *counter);
-        *counter += 1;
-        match &w.fun {
-            WindowFunctionDefinition::AggregateUDF(f) if w.params.order_by.is_empty() => {
-                let agg = Expr::AggregateFunction(AggregateFunction::new_udf(
-                    Arc::clone(f),
-                    w.params.args.clone(),
-                    false,
-                    None,
-                    vec![],
-                    None,
-                ));
-                groups[g].1.push(agg.alias(&alias));
-                replace.push((w, col(&alias)));
-            }
-            WindowFunctionDefinition::WindowUDF(f) if f.name() == "percent_rank" => {
-                groups[g].1.push(count(lit(1)).alias(&alias));
-                let mut r =
-                    WindowFunction::new(datafusion::functions_window::rank::rank_udwf(), vec![]);
-                r.params.partition_by = part;
-                r.params.order_by = w.params.order_by.clone();
-                let rank = cast(Expr::WindowFunction(Box::new(r)), DataType::Float64);
-                let n = cast(col(&alias), DataType::Float64);
-                let denominator = when(n.clone().gt(lit(2.0)), n - lit(1.0))
-                    .otherwise(lit(1.0))
-                    .map_err(Error::engine(what.to_string()))?;
-                replace.push((w, (rank - lit(1.0)) / denominator));
-            }
-            _ => {}
-        }
-    }
-    let mut values: Vec<(String, Expr)> = Vec::new();
-    for (part, aggs) in groups {
-        if aggs.is_empty() {
-            continue;
-        }
-        let keys: Vec<String> = (0..part.len()).map(|j| format!("__wk{j}")).collect();
-        let by: Vec<Expr> = part
-            .iter()
-            .zip(&keys)
-            .map(|(p, k)| p.clone().alias(k))
-            .collect();
-        let names: Vec<String> = aggs.iter().map(|a| a.schema_name().to_string()).collect();
-        let batches = df
-            .clone()
-            .aggregate(by, aggs)
-            .map_err(Error::engine(what.to_string()))?
-            .collect()
-            .await
-            .map_err(Error::engine(what.to_string()))?;
-        for (a, name) in names.iter().enumerate() {
-            let mut case: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> =
-                None;
-            for b in &batches {
-                for r in 0..b.num_rows() {
-                    let scalar = |c: usize| {
-                        ScalarValue::try_from_array(b.column(c), r)
-                            .map_err(Error::engine(what.to_string()))
-                    };
-                    let mut cond = lit(true);
-                    for (j, p) in part.iter().enumerate() {
-                        cond = cond.and(p.clone().eq(lit(scalar(j)?)));
-                    }
-                    let v = lit(scalar(part.len() + a)?);
-                    case = Some(match case {
-                        None => when(cond, v),
-                        Some(mut c) => c.when(cond, v),
-                    });
-                }
-            }
-            let value = match case {
-                Some(c) => c.end().map_err(Error::engine(what.to_string()))?,
-                // No population: the value is never read.
-                None => lit(ScalarValue::Null),
-            };
-            values.push((name.clone(), value));
-        }
-    }
-    let replace: Vec<(WindowFunction, Expr)> = replace
-        .into_iter()
-        .map(|(w, by)| {
-            let by = by
-                .transform_up(|x| match &x {
-                    Expr::Column(c) => match values.iter().find(|(n, _)| *n == c.name) {
-                        Some((_, v)) => Ok(Transformed::yes(v.clone())),
-                        None => Ok(Transformed::no(x)),
-                    },
-                    _ => Ok(Transformed::no(x)),
-                })
-                .map(|t| t.data);
-            by.map(|by| (w, by))
-        })
-        .collect::<datafusion::common::Result<_>>()
-        .map_err(Error::engine(what.to_string()))?;
-    let e = e
-        .transform_up(|x| match x {
-            Expr::WindowFunction(w) => match replace.iter().find(|(r, _)| *r == *w) {
-                Some((_, by)) => Ok(Transformed::yes(by.clone())),
-                None => Ok(Transformed::no(Expr::WindowFunction(w))),
-            },
-            other => Ok(Transformed::no(other)),
-        })
-        .map_err(Error::engine(what.to_string()))?
-        .data;
-    Ok((df, e))
 }
 
 struct ColumnScope<'a> {
@@ -954,11 +800,8 @@ async fn measure_table(
     }
     // Materialised once: the join reads it, and so does the count of rows
     // read (which would otherwise scan and parse the source again).
-    let agg = if crate::session::is_distributed(ctx) {
-        agg
-    } else {
-        crate::materialise::materialise(ctx, agg, &format!("aggregating source `{name}`")).await?
-    };
+    let agg =
+        crate::materialise::materialise(ctx, agg, &format!("aggregating source `{name}`")).await?;
     // Rows read per period (one row, period NULL, for a source without
     // time): empty periods and orphans are told from it.
     let period_of = if packed {
@@ -1186,104 +1029,4 @@ fn apply_filter(af: &mut AggregateFunction, filter: Option<&Expr>) {
         Some(existing) => existing.and(fl.clone()),
         None => fl.clone(),
     }));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use datafusion::arrow::array::{Array, AsArray, Float64Array, Int64Array};
-    use datafusion::arrow::datatypes::{Float64Type, Int64Type};
-    use datafusion::common::tree_node::TreeNodeRecursion;
-    use formulas::expr::Func;
-
-    /// Under a memory limit, `minmax`, `zscore` and `pct_rank` without
-    /// whole-period windows (aggregates brought back as literals, `rank()`
-    /// over a spillable sort) give the same bits as the window expressions
-    /// they replace: over periods with NULLs, ties, one with a constant
-    /// value (minmax 0.5, zscore 0) and one with only NULLs.
-    #[tokio::test]
-    async fn population_aggregates_as_literals_are_the_windows_bits() {
-        let mut ids = Vec::new();
-        let mut days = Vec::new();
-        let mut xs = Vec::new();
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        for i in 0..400i64 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let p = (i % 4) as i32;
-            ids.push(i);
-            days.push(20_000 + 31 * p);
-            xs.push(match p {
-                _ if seed.is_multiple_of(9) => None,
-                0 => Some((seed % 100_000) as f64 / 7.0 - 3000.0),
-                1 => Some((seed % 5) as f64),
-                2 => Some(42.5),
-                _ => None,
-            });
-        }
-        let batch = RecordBatch::try_from_iter(vec![
-            ("i", Arc::new(Int64Array::from(ids)) as ArrayRef),
-            (PERIOD, Arc::new(Date32Array::from(days)) as ArrayRef),
-            ("x", Arc::new(Float64Array::from(xs)) as ArrayRef),
-        ])
-        .unwrap();
-        let ctx = crate::session::session(&crate::session::SessionOptions {
-            threads: Some(2),
-            memory_limit: Some(256 << 20),
-            cluster: None,
-            staging: None,
-        })
-        .unwrap();
-        ctx.register_batch("t", batch).unwrap();
-        let bits = |batches: Vec<RecordBatch>| -> Vec<(i64, Option<u64>)> {
-            let mut out = Vec::new();
-            for b in &batches {
-                let (i, v) = (
-                    b.column(0).as_primitive::<Int64Type>(),
-                    b.column(1).as_primitive::<Float64Type>(),
-                );
-                for r in 0..b.num_rows() {
-                    out.push((i.value(r), (!v.is_null(r)).then(|| v.value(r).to_bits())));
-                }
-            }
-            out
-        };
-        for f in [Func::MinMax, Func::ZScore, Func::PctRank] {
-            let e = formulas::compile::window_population(f, col("x"), vec![col(PERIOD)]).unwrap();
-            let df = ctx.table("t").await.unwrap();
-            let eval = |df: DataFrame, e: Expr| async move {
-                df.select(vec![col("i"), cast(e, DataType::Float64).alias("v")])
-                    .unwrap()
-                    .sort(vec![col("i").sort(true, false)])
-                    .unwrap()
-                    .collect()
-                    .await
-                    .unwrap()
-            };
-            let want = bits(eval(df.clone(), e.clone()).await);
-            let mut counter = 0;
-            let (d, replaced) = population_windows(&ctx, df, e.clone(), &mut counter, "test")
-                .await
-                .unwrap();
-            // No window over a whole period is left (only `rank()`).
-            let mut whole = 0;
-            replaced
-                .apply(|x| {
-                    if let Expr::WindowFunction(w) = x
-                        && w.params.order_by.is_empty()
-                    {
-                        whole += 1;
-                    }
-                    Ok(TreeNodeRecursion::Continue)
-                })
-                .unwrap();
-            assert_eq!(whole, 0, "{f:?}: {replaced}");
-            assert_ne!(replaced, e, "{f:?}");
-            let got = bits(eval(d, replaced).await);
-            assert_eq!(got.len(), 400);
-            assert!(got.iter().any(|(_, v)| v.is_none()) && got.iter().any(|(_, v)| v.is_some()));
-            assert_eq!(got, want, "{f:?}");
-        }
-    }
 }

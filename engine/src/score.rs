@@ -213,11 +213,7 @@ async fn compute(
     options: &ScoreOptions,
     inline: &[String],
 ) -> Result<Computed> {
-    let (detail, fixed, staging) = (
-        options.detail,
-        options.fixed.as_ref(),
-        &options.session.staging,
-    );
+    let (detail, fixed) = (options.detail, options.fixed.as_ref());
     let f = &loaded.formula;
     let clock = std::time::Instant::now();
     let lap =
@@ -225,24 +221,9 @@ async fn compute(
     let scored = plan::plan(ctx, f, schemas, periods, fixed).await?;
     lap("measures aggregated per source");
     // Materialise the per-customer table once; every rollup reads it. On a
-    // cluster the executors write it to a shared folder and every query
-    // below runs on the cluster over it: only results come back here.
-    let (df, _staged) = if is_distributed(ctx) {
-        let under = staging.clone().unwrap_or_else(std::env::temp_dir);
-        let (df, staged) = crate::materialise::on_cluster(
-            ctx,
-            scored.df,
-            &under,
-            "scoring customers on the cluster",
-        )
-        .await?;
-        (df, Some(staged))
-    } else {
-        (
-            crate::materialise::materialise(ctx, scored.df, "scoring customers").await?,
-            None,
-        )
-    };
+    // cluster the executors write it to the shared staging folder and every
+    // query below runs on the cluster over it: only results come back here.
+    let df = crate::materialise::materialise(ctx, scored.df, "scoring customers").await?;
     lap("customers scored");
     not_positive(f, &df).await?;
     // Rows read per source and period (from the materialised aggregates).
@@ -316,8 +297,8 @@ async fn compute(
             ])
             .map_err(Error::engine("sorting per-customer rows"))
     };
-    let (detail, detail_file) = match &_staged {
-        Some(staged) if detail && options.detail_written => {
+    let (detail, detail_file) = match () {
+        _ if detail && options.detail_written && is_distributed(ctx) => {
             let sorted = sorted()?;
             let names: Vec<String> = sorted
                 .schema()
@@ -335,7 +316,7 @@ async fn compute(
                         .collect::<Vec<_>>(),
                 )
                 .map_err(Error::engine("naming per-customer rows"))?;
-            let file = staged.write_file(renamed, "detail.parquet").await?;
+            let file = crate::materialise::write_file(ctx, renamed, "detail.parquet").await?;
             (Vec::new(), Some(file))
         }
         _ if detail => (

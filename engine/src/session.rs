@@ -35,7 +35,10 @@ pub async fn session_for(opts: &SessionOptions) -> Result<SessionContext> {
     match &opts.cluster {
         None => session(opts),
         #[cfg(feature = "distributed")]
-        Some(url) => crate::cluster::connect(url, opts.threads).await,
+        Some(url) => {
+            let under = opts.staging.clone().unwrap_or_else(std::env::temp_dir);
+            crate::cluster::connect(url, opts.threads, under).await
+        }
         #[cfg(not(feature = "distributed"))]
         Some(url) => Err(Error::User(format!(
             "--cluster {url}: this build of croo has no cluster support (build with the `distributed` feature)"
