@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -200,6 +201,9 @@ def main():
     duck_cmd = [sys.executable, runner, sql_path, str(a.threads)]
     croo_t, duck_t = [], []
     for i in range(a.repeat):
+        # A fresh results store each time: over the same store, croo would
+        # find the run unchanged and skip computing it.
+        shutil.rmtree(os.path.join(work, "results"), ignore_errors=True)
         w, rss, out = run_measured(croo_cmd)
         croo_t.append((w, rss))
         if i == 0:

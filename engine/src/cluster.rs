@@ -9,10 +9,12 @@
 //!
 //! What runs where: reading the sources, the per-source aggregation, the
 //! joins and the population functions run on the cluster; the executors
-//! write the per-customer table to a staging folder
-//! (`materialise::on_cluster`) and the rollups, population statistics and
-//! checks run on the cluster over it (the same exact sums, so the same
-//! bits): only their results come back to the client. Sources must be readable by every
+//! write every table the plan materialises (each source's aggregates, the
+//! table before each population function, the per-customer table) to a
+//! staging folder (`materialise::staged_under`) and the rollups,
+//! population statistics and checks run on the cluster over it (the same
+//! exact sums, so the same bits): only their results come back to the
+//! client. Sources must be readable by every
 //! executor: absolute paths on a shared file system or object store URLs.
 //! PostgreSQL sources cannot be serialised to executors and are refused.
 

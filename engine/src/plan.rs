@@ -800,8 +800,7 @@ async fn measure_table(
     }
     // Materialised once: the join reads it, and so does the count of rows
     // read (which would otherwise scan and parse the source again).
-    let agg =
-        crate::materialise::materialise(ctx, agg, &format!("aggregating source `{name}`")).await?;
+    let agg = crate::materialise::spool(ctx, agg, &format!("aggregating source `{name}`")).await?;
     // Rows read per period (one row, period NULL, for a source without
     // time): empty periods and orphans are told from it.
     let period_of = if packed {

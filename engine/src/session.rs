@@ -109,9 +109,11 @@ pub fn session(opts: &SessionOptions) -> Result<SessionContext> {
         // spill to disk, where a hash join's build side must fit in memory
         // (the population is one row per customer and period).
         config = config.set_bool("datafusion.optimizer.prefer_hash_join", false);
-        // Intermediate tables go to disk rather than memory.
-        config = crate::materialise::on_disk(config);
     }
+    // Intermediate tables go to a scratch folder: all of them as Parquet
+    // under a memory limit, the sources' aggregates as Arrow IPC files
+    // otherwise (`engine::materialise`).
+    config = crate::materialise::in_scratch(config, opts.memory_limit.is_some());
     let rt = rt
         .build_arc()
         .map_err(Error::engine("setting up the session"))?;
