@@ -56,7 +56,7 @@ for e in $executors; do
   # The executors' own processes (children of /usr/bin/time).
   execs=$(for p in "${pids[@]:1}"; do pgrep -P "$p"; done)
   cpu() { local t=0; for p in $execs; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
-  written() { du -sb "$work"/work* | awk '{s += $1} END {printf "%d\n", s}'; }
+  written() { du -sb "$work"/work* | awk '{s += $1} END {printf "%.0f\n", s}'; }
   for scale in $scales; do
     n=$((base * scale))
     data="$work/sample-$n-$months"

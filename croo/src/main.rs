@@ -8,10 +8,10 @@
     reason = "the binary is where croo prints"
 )]
 
+mod allocator;
 mod args;
 mod commands;
 mod exit;
-mod hugepages;
 mod render;
 
 use std::io::IsTerminal;
@@ -105,22 +105,7 @@ impl Command {
     }
 }
 
-/// jemalloc rather than the system allocator: glibc keeps the pages freed
-/// by one phase of a run (the sources' hash tables) and the process's peak
-/// memory is that much higher (benches/README.md, "Peak memory").
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// jemalloc's settings: freed pages go back to the system after about a
-/// second (the default, ten seconds, is longer than most runs), by a
-/// background thread rather than on the next allocation. Read by jemalloc
-/// at its start, under this name.
-#[allow(unsafe_code)]
-#[unsafe(export_name = "_rjem_malloc_conf")]
-pub static MALLOC_CONF: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
-
 fn main() -> ExitCode {
-    hugepages::reexec();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
