@@ -1,5 +1,5 @@
-//! The process's memory allocator: jemalloc, with transparent huge pages
-//! and freed memory returned to the system within a second.
+//! The process's memory allocator: jemalloc, with freed memory returned to
+//! the system within a second.
 //!
 //! - Returned memory: a run goes through phases (the sources' hash tables,
 //!   then the per-customer table, then the rollups); glibc's malloc kept
@@ -8,18 +8,14 @@
 //!   whole-run benchmark). jemalloc gives dirty pages back after
 //!   `dirty_decay_ms` (its default, ten seconds, is longer than most
 //!   runs), from a background thread.
-//! - Huge pages (`thp:always`: `madvise(MADV_HUGEPAGE)` on jemalloc's
-//!   memory, which on a system whose THP mode is `madvise`, Debian's and
-//!   Ubuntu's default, is what turns them on): a run's time goes largely to
-//!   hash tables read at random and to fresh memory the kernel clears page
-//!   by page; huge pages cut the page faults and TLB misses (about 10% of
-//!   the benchmark's wall time, the same gain glibc's
-//!   `glibc.malloc.hugetlb=1` gave before).
+//! - No transparent huge pages: with `thp:always` the whole-run benchmark
+//!   was about 10% faster at 450k customers but its peak 20-30% higher at
+//!   28k (a run's memory then comes in 2 MiB pages), above DuckDB's.
+//!   `_RJEM_MALLOC_CONF=thp:always` turns them on.
 //!
 //! Measured in benches/README.md ("Peak memory against DuckDB"). The
 //! settings are read by jemalloc when the process starts; the
-//! `_RJEM_MALLOC_CONF` environment variable overrides them (for example
-//! `_RJEM_MALLOC_CONF=thp:never`).
+//! `_RJEM_MALLOC_CONF` environment variable overrides them.
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -29,4 +25,4 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[allow(unsafe_code)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static MALLOC_CONF: &[u8] =
-    b"thp:always,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
