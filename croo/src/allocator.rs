@@ -1,5 +1,6 @@
 //! The process's memory allocator: jemalloc, with freed memory returned to
-//! the system within a second.
+//! the system within a second, transparent huge pages, and one arena per
+//! CPU.
 //!
 //! - Returned memory: a run goes through phases (the sources' hash tables,
 //!   then the per-customer table, then the rollups); glibc's malloc kept
@@ -8,10 +9,16 @@
 //!   whole-run benchmark). jemalloc gives dirty pages back after
 //!   `dirty_decay_ms` (its default, ten seconds, is longer than most
 //!   runs), from a background thread.
-//! - No transparent huge pages: with `thp:always` the whole-run benchmark
-//!   was about 10% faster at 450k customers but its peak 20-30% higher at
-//!   28k (a run's memory then comes in 2 MiB pages), above DuckDB's.
-//!   `_RJEM_MALLOC_CONF=thp:always` turns them on.
+//! - Huge pages (`thp:always`: `madvise(MADV_HUGEPAGE)` on jemalloc's
+//!   memory, which on a system whose THP mode is `madvise`, Debian's and
+//!   Ubuntu's default, is what turns them on): a run's time goes largely
+//!   to hash tables read at random and to fresh memory the kernel clears
+//!   page by page; huge pages cut the page faults and TLB misses (about 8%
+//!   of the 450k-customer run's wall time on 2 threads, the gain glibc's
+//!   `glibc.malloc.hugetlb=1` gave before).
+//! - One arena per CPU (`percpu_arena:percpu`) rather than jemalloc's four:
+//!   with huge pages each arena holds partly used 2 MiB pages, and with
+//!   four per CPU a small run's peak was 20-30% higher.
 //!
 //! Measured in benches/README.md ("Peak memory against DuckDB"). The
 //! settings are read by jemalloc when the process starts; the
