@@ -137,7 +137,17 @@ async fn materialise_as(
         }
         return in_ipc_files(ctx, df, &scratch.table_dir()?, what).await;
     }
-    let dir = scratch.table_dir()?;
+    in_parquet_files(ctx, df, &scratch.table_dir()?, what).await
+}
+
+/// `df` written as Parquet files into `dir` and read back (on a cluster,
+/// by the executors).
+async fn in_parquet_files(
+    ctx: &SessionContext,
+    df: DataFrame,
+    dir: &Path,
+    what: &str,
+) -> Result<DataFrame> {
     let path = format!("{}/", dir.display());
     let schema = df.schema().inner().clone();
     df.write_parquet(&path, DataFrameWriteOptions::new(), None)
@@ -239,19 +249,13 @@ impl ClusterStaging {
     /// executors and only its result comes to this process.
     async fn stage(&self, ctx: &SessionContext, df: DataFrame, what: &str) -> Result<DataFrame> {
         let staged = self.fresh("")?;
-        let path = format!("{}/", staged.dir.display());
+        let dir = staged.dir.clone();
         // Held before the write: a failed write's files go with the session.
         self.held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(staged);
-        let schema = df.schema().inner().clone();
-        df.write_parquet(&path, DataFrameWriteOptions::new(), None)
-            .await
-            .map_err(Error::engine(what.to_string()))?;
-        ctx.read_parquet(&path, ParquetReadOptions::default().schema(&schema))
-            .await
-            .map_err(Error::engine(what.to_string()))
+        in_parquet_files(ctx, df, &dir, what).await
     }
 }
 

@@ -362,13 +362,16 @@ async fn count_below(
         format!("{}_n", b.below),
         format!("{}_b", b.below),
     );
+    // The partition's expressions under the rewrite's key names.
+    let keyed = || -> Vec<Expr> {
+        b.part
+            .iter()
+            .zip(&keys)
+            .map(|(p, k)| p.clone().alias(k))
+            .collect()
+    };
     // Rows per partition and bucket.
-    let mut by: Vec<Expr> = b
-        .part
-        .iter()
-        .zip(&keys)
-        .map(|(p, k)| p.clone().alias(k))
-        .collect();
+    let mut by = keyed();
     by.push(bucket(&b.part, &b.x).map_err(err())?.alias(&bk));
     let counted = scalars(
         &present
@@ -404,12 +407,7 @@ async fn count_below(
         )
     };
     // One row per partition and distinct value, with its rows.
-    let mut by: Vec<Expr> = b
-        .part
-        .iter()
-        .zip(&keys)
-        .map(|(p, k)| p.clone().alias(k))
-        .collect();
+    let mut by = keyed();
     by.push(b.x.clone().alias(&value));
     let distinct = present
         .aggregate(by, vec![count(lit(1)).alias(&n)])
