@@ -36,6 +36,17 @@ pub fn table_name(source: &str) -> String {
     format!("croo_src_{source}")
 }
 
+/// The column names of `schema` and their public names
+/// ([`detail_names`]), in the schema's order.
+pub fn detail_names_of(
+    f: &formulas::Formula,
+    schema: &datafusion::arrow::datatypes::Schema,
+) -> (Vec<String>, Vec<String>) {
+    let names: Vec<String> = schema.fields().iter().map(|c| c.name().clone()).collect();
+    let public = detail_names(f, &names);
+    (names, public)
+}
+
 /// The names the per-customer detail file (`detail.parquet`) gives the
 /// columns of the per-customer table: the entity key under its source
 /// column's name, `period`, each dimension under its name, `score`,

@@ -481,13 +481,7 @@ fn detail_for_users(
     let Some(first) = detail.first() else {
         return Ok(detail);
     };
-    let names: Vec<String> = first
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let public = crate::columns::detail_names(f, &names);
+    let (_, public) = crate::columns::detail_names_of(f, &first.schema());
     let schema = std::sync::Arc::new(Schema::new(
         first
             .schema()

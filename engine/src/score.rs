@@ -300,13 +300,7 @@ async fn compute(
     let (detail, detail_file) = match () {
         _ if detail && options.detail_written && is_distributed(ctx) => {
             let sorted = sorted()?;
-            let names: Vec<String> = sorted
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
-            let public = crate::columns::detail_names(f, &names);
+            let (names, public) = crate::columns::detail_names_of(f, sorted.schema().as_arrow());
             let renamed = sorted
                 .select(
                     names
