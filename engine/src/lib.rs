@@ -8,7 +8,7 @@
 //! never prints.
 //!
 //! Its modules depend on each other one way, from the bottom up: `error`,
-//! `columns`, `period`, `materialise` and `cluster` depend on nothing else
+//! `columns`, `period`, `materialise`, `combine` and `cluster` depend on nothing else
 //! here; `session` on those; `load`, `folder`; `sources` on `session` and `load`;
 //! `plan` and `rollup`; `store`; `score` on all of those; `run`,
 //! `formula_tests`, `explain`, `diff` and `uncertainty` on `score`'s
@@ -19,6 +19,7 @@ pub mod aggregation;
 pub mod calendar;
 pub mod cluster;
 pub mod columns;
+pub mod combine;
 pub mod contracts;
 pub mod customers;
 pub mod describe;

@@ -283,18 +283,42 @@ pub async fn plan(
     } else {
         futures::future::try_join_all(aggregations).await?
     };
+    // The columns each source's aggregate joins on, and the population's.
+    let on = |s: &Source| -> (Vec<&str>, Vec<String>) {
+        if s.entity {
+            (vec![KEY], vec![format!("__k_{}", s.name.value)])
+        } else if packed(s) {
+            (vec![PERIOD_KEY], vec![format!("__kp_{}", s.name.value)])
+        } else {
+            (
+                vec![KEY, PERIOD],
+                vec![
+                    format!("__k_{}", s.name.value),
+                    format!("__p_{}", s.name.value),
+                ],
+            )
+        }
+    };
+    // On a cluster, sources joined on the same columns become one table
+    // joined once (`engine::combine`); elsewhere one join per source.
+    let first_on = tables.first().map(|(s, _)| on(s).0).unwrap_or_default();
+    let combined = crate::cluster::is_distributed(ctx)
+        && tables.len() > 1
+        && tables.iter().all(|(s, _)| on(s).0 == first_on);
+    let mut together = Vec::new();
     for (s, (agg, finals, rows)) in tables {
         rows_read.push((s.name.value.clone(), rows));
-        let rk = format!("__k_{}", s.name.value);
-        let rp = format!("__p_{}", s.name.value);
-        let rkp = format!("__kp_{}", s.name.value);
-        let (lcols, rcols): (Vec<&str>, Vec<&str>) = if s.entity {
-            (vec![KEY], vec![rk.as_str()])
-        } else if packed(s) {
-            (vec![PERIOD_KEY], vec![rkp.as_str()])
-        } else {
-            (vec![KEY, PERIOD], vec![rk.as_str(), rp.as_str()])
-        };
+        measure_cols.extend(finals);
+        row_cols.push(rows_column(&s.name.value));
+        let (lcols, rcols) = on(s);
+        if combined {
+            together.push(crate::combine::Aggregate {
+                df: agg,
+                keys: rcols,
+            });
+            continue;
+        }
+        let rcols: Vec<&str> = rcols.iter().map(String::as_str).collect();
         // `agg RIGHT JOIN pop` rather than `pop LEFT JOIN agg`: the same
         // rows, but the hash table is built on the aggregate (at most one
         // row per customer and period that has rows) instead of the whole
@@ -305,8 +329,9 @@ pub async fn plan(
                 "joining the measures of source `{}`",
                 s.name.value
             )))?;
-        measure_cols.extend(finals);
-        row_cols.push(rows_column(&s.name.value));
+    }
+    if combined {
+        pop = crate::combine::measures(pop, together, &first_on)?;
     }
     // Final measure values (defaults applied), in declaration order, and
     // each source's rows.
