@@ -5,7 +5,8 @@
 # /usr/bin/time -v, best of ROUNDS (by client RSS). Reported per executor
 # count and scale: the client's peak RSS and wall time, the executors'
 # CPU time (user + system, from /proc) and the bytes they wrote to their
-# work folders (shuffle files) during that run; then the peak RSS of the
+# work folders (shuffle files) during that run (each job's folder at its
+# largest, polled every 5 s); then the peak RSS of the
 # scheduler and of the executors over each series.
 # usage: benches/cluster-memory.sh [BASE] [MONTHS] [ROUNDS] [BIN]
 # environment: EXECUTORS (default "2"), SCALES (default "1 4 16"),
@@ -56,7 +57,14 @@ for e in $executors; do
   # The executors' own processes (children of /usr/bin/time).
   execs=$(for p in "${pids[@]:1}"; do pgrep -P "$p"; done)
   cpu() { local t=0; for p in $execs; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
-  written() { du -sb "$work"/work* | awk '{s += $1} END {printf "%.0f\n", s}'; }
+  # Shuffle bytes: each job folder's largest size, polled during the run
+  # (the scheduler removes a job's shuffle files 300 s after it ends, so
+  # the folders at the end of a long run miss the early jobs).
+  watch_jobs() { while :; do for d in "$work"/work*/*/; do du -sb "$d" 2>/dev/null || true; done; sleep 5; done >"$work/jobs.du"; }
+  written() {
+    for d in "$work"/work*/*/; do du -sb "$d" 2>/dev/null || true; done >>"$work/jobs.du"
+    awk '{if ($1 > m[$2]) m[$2] = $1} END {for (d in m) s += m[d]; printf "%.0f\n", s}' "$work/jobs.du"
+  }
   for scale in $scales; do
     n=$((base * scale))
     data="$work/sample-$n-$months"
@@ -71,17 +79,19 @@ for e in $executors; do
       # Shuffle files of earlier runs go first: the bytes are this run's.
       for i in $(seq 0 $((e - 1))); do find "$work/work$i" -mindepth 1 -delete; done
       c0=$(cpu)
-      w0=$(written)
+      watch_jobs &
+      watcher=$!
       /usr/bin/time -v -o "$work/client.time" "$bin" run "$data/retail-croo.toml" --out "$work/out" \
         --from "$from" --to 2026-10-01 --cluster "df://127.0.0.1:$sched" "${threads[@]}" \
         --cluster-staging "$work" --format json >/dev/null
       rss=$(awk -F': ' '/Maximum resident/ {print $2}' "$work/client.time")
       wall=$(awk -F': ' '/Elapsed \(wall/ {print $2}' "$work/client.time")
       c1=$(cpu)
-      w1=$(written)
+      kill "$watcher" 2>/dev/null || true; wait "$watcher" 2>/dev/null || true
+      w=$(written)
       if [ -z "$best_rss" ] || [ "$rss" -lt "$best_rss" ]; then
         best_rss=$rss; best_wall=$wall
-        best_cpu=$(echo "($c1 - $c0) / $tick" | bc -l); best_w=$(echo "($w1 - $w0) / 1048576" | bc -l)
+        best_cpu=$(echo "($c1 - $c0) / $tick" | bc -l); best_w=$(echo "$w / 1048576" | bc -l)
       fi
     done
     printf '| %s | %s | %s | %s | %.1f | %s | %.1f | %.1f |\n' "$e" "${threads[1]:-default}" "$n" "$(grep -o '[0-9]* interactions' "$data/summary.txt" | cut -d' ' -f1)" \

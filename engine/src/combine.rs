@@ -38,11 +38,13 @@ fn key_col(i: usize) -> String {
 /// One source's aggregate and the columns it joins on, in the order of
 /// the population's key columns.
 pub struct Aggregate {
+    /// At most one row per key.
     pub df: DataFrame,
+    /// Its key columns.
     pub keys: Vec<String>,
 }
 
-/// `pop` with every aggregate's columns: `aggs[0] ⟗ ... RIGHT JOIN pop` on
+/// `pop` with every aggregate's columns, as `aggs[i] RIGHT JOIN pop` for each `i` in turn on
 /// `pop_keys`, as one grouping and one join (see the module's doc). Every
 /// aggregate joins on as many columns as `pop_keys`, of the same types.
 /// The aggregates' key columns are not kept.
@@ -85,7 +87,10 @@ pub fn measures(pop: DataFrame, aggs: Vec<Aggregate>, pop_keys: &[&str]) -> Resu
             Some(s) => s.union(df).map_err(what())?,
         });
     }
-    let stacked = stacked.expect("at least one aggregate");
+    // No aggregate: the population as it is, as no join gives.
+    let Some(stacked) = stacked else {
+        return Ok(pop);
+    };
     let group: Vec<Expr> = (0..pop_keys.len()).map(|i| col(key_col(i))).collect();
     let aggs: Vec<Expr> = values
         .iter()
