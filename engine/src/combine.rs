@@ -25,7 +25,7 @@
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn::max;
-use datafusion::logical_expr::{Expr, JoinType, cast, col, ident, lit};
+use datafusion::logical_expr::{Expr, JoinType, col, ident, lit};
 use datafusion::prelude::DataFrame;
 
 use crate::error::{Error, Result};
@@ -61,12 +61,6 @@ pub fn measures(pop: DataFrame, aggs: Vec<Aggregate>, pop_keys: &[&str]) -> Resu
     }
     let mut stacked: Option<DataFrame> = None;
     for a in aggs {
-        let own: Vec<String> =
-            a.df.schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
         let mut sel: Vec<Expr> = a
             .keys
             .iter()
@@ -74,11 +68,11 @@ pub fn measures(pop: DataFrame, aggs: Vec<Aggregate>, pop_keys: &[&str]) -> Resu
             .map(|(i, k)| ident(k).alias(key_col(i)))
             .collect();
         for (name, ty) in &values {
-            if own.contains(name) {
-                sel.push(ident(name).alias(name));
+            if a.df.schema().has_column_with_unqualified_name(name) {
+                sel.push(ident(name));
             } else {
-                let null = ScalarValue::try_from(ty).map_err(what())?;
-                sel.push(cast(lit(null), ty.clone()).alias(name));
+                // A NULL of the column's type.
+                sel.push(lit(ScalarValue::try_from(ty).map_err(what())?).alias(name));
             }
         }
         let df = a.df.select(sel).map_err(what())?;
@@ -109,7 +103,7 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::{Float64Array, Int32Array, Int64Array, RecordBatch};
     use datafusion::arrow::datatypes::{Field, Schema};
-    use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::arrow::util::display::array_value_to_string;
     use datafusion::prelude::SessionContext;
     use std::sync::Arc;
 
@@ -128,8 +122,8 @@ mod tests {
         ctx.read_batch(batch).unwrap()
     }
 
-    /// The rows of `df` as text (floats with every bit: `{:?}` of the
-    /// bits), sorted, for an order-free comparison.
+    /// The rows of `df` as text (floats with every bit, in hexadecimal),
+    /// sorted, for an order-free comparison.
     async fn rows(df: DataFrame) -> Vec<String> {
         let batches = df.collect().await.unwrap();
         let mut out: Vec<String> = Vec::new();
@@ -138,18 +132,15 @@ mod tests {
                 let mut line = String::new();
                 for (c, f) in b.schema().fields().iter().enumerate() {
                     let a = b.column(c);
-                    let v = if a.is_null(r) {
-                        "NULL".to_string()
-                    } else if let Some(x) = a.as_any().downcast_ref::<Float64Array>() {
-                        format!("{:#x}", x.value(r).to_bits())
+                    let v = if let Some(x) = a.as_any().downcast_ref::<Float64Array>() {
+                        // Every bit of a float.
+                        if a.is_null(r) {
+                            "NULL".to_string()
+                        } else {
+                            format!("{:#x}", x.value(r).to_bits())
+                        }
                     } else {
-                        pretty_format_batches(&[b.project(&[c]).unwrap().slice(r, 1)])
-                            .unwrap()
-                            .to_string()
-                            .lines()
-                            .nth(3)
-                            .unwrap_or_default()
-                            .to_string()
+                        array_value_to_string(a, r).unwrap()
                     };
                     line.push_str(&format!("{}={v} ", f.name()));
                 }
