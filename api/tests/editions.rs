@@ -79,6 +79,7 @@ fn config(dir: &Path, keys_file: &Path, schedules: Vec<api::schedules::Schedule>
             memory_limit: None,
             cluster: None,
             staging: None,
+            input_bytes: None,
         },
         request_timeout: Duration::from_secs(30),
         limits: api::guard::Limits::default(),

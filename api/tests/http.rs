@@ -103,6 +103,7 @@ fn make_fixture() -> Fixture {
                 memory_limit: None,
                 cluster: None,
                 staging: None,
+                input_bytes: None,
             },
             limits: api::guard::Limits::default(),
             request_timeout: Duration::from_secs(30),

@@ -226,6 +226,7 @@ pub fn session_options(
         memory_limit,
         cluster: None,
         staging: None,
+        input_bytes: None,
     })
 }
 

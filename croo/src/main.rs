@@ -87,12 +87,17 @@ enum Command {
 }
 
 impl Command {
+    /// Long-running servers: `serve`, `scheduler`, `executor`.
+    fn is_server(&self) -> bool {
+        matches!(
+            self,
+            Command::Serve(_) | Command::Scheduler(_) | Command::Executor(_)
+        )
+    }
+
     /// Long-running servers log at `info` by default, commands at `warn`.
     fn default_log(&self) -> &'static str {
-        match self {
-            Command::Serve(_) | Command::Scheduler(_) | Command::Executor(_) => "info",
-            _ => "warn",
-        }
+        if self.is_server() { "info" } else { "warn" }
     }
 
     /// Worker threads of the runtime: `croo run --threads N` runs on N
@@ -117,6 +122,18 @@ fn main() -> ExitCode {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cli.command.worker_threads() {
         builder.worker_threads(n);
+    }
+    if !cli.command.is_server() {
+        // A computation's threads share few allocator arenas (`allocator`).
+        let workers = cli.command.worker_threads().unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
+        allocator::bind_thread(0, workers);
+        builder.on_thread_start(move || {
+            let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            allocator::bind_thread(index, workers);
+        });
     }
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,

@@ -505,6 +505,7 @@ mod tests {
             memory_limit: Some(256 << 20),
             cluster: None,
             staging: None,
+            input_bytes: None,
         })
         .unwrap();
         ctx.register_batch("t", batch).unwrap();

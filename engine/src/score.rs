@@ -85,7 +85,16 @@ pub async fn score(
     periods: &[NaiveDate],
     options: &ScoreOptions,
 ) -> Result<Computed> {
-    let ctx = session_for(&options.session).await?;
+    let clock = std::time::Instant::now();
+    let lap =
+        |what: &str| tracing::info!(elapsed_ms = clock.elapsed().as_millis() as u64, "{what}");
+    let mut session = options.session.clone();
+    if session.input_bytes.is_none() {
+        let inline: Vec<String> = options.inline.iter().map(|(n, _)| n.clone()).collect();
+        session.input_bytes = crate::sources::local_input_bytes(loaded, &inline).await;
+    }
+    let ctx = session_for(&session).await?;
+    lap("session started");
     let mut inline = Vec::new();
     for (name, batch) in &options.inline {
         connectors::register_batches(
@@ -105,8 +114,10 @@ pub async fn score(
         )?;
     }
     let schemas = register_sources(&ctx, loaded, &inline).await?;
+    lap("sources registered");
     let result = async {
         let checks = contracts::enforce(&ctx, loaded, periods).await?;
+        lap("declared checks enforced");
         let mut c = compute(&ctx, loaded, &schemas, periods, options, &inline).await?;
         let mut all = checks;
         all.append(&mut c.checks);

@@ -138,6 +138,25 @@ pub(crate) async fn register_sources(
     Ok(schemas)
 }
 
+/// The total size of the formula's sources (except those in `skip`, whose
+/// rows are in memory) when every one is a local file or folder that
+/// exists; `None` otherwise (a database, a bucket, a missing path).
+pub(crate) async fn local_input_bytes(loaded: &Loaded, skip: &[String]) -> Option<u64> {
+    let base = loaded.base_dir();
+    let mut total = 0u64;
+    for s in &loaded.formula.file.sources {
+        if skip.contains(&s.name.value) {
+            continue;
+        }
+        if !connectors::is_local_and_present(&s.uri.value, &base) {
+            return None;
+        }
+        let files = connectors::fingerprint(&spec(s, &base, &[], &[])).await;
+        total = total.saturating_add(files.iter().map(|f| f.size).sum::<u64>());
+    }
+    Some(total)
+}
+
 /// The first bad file of the formula's local file sources (except those in
 /// `skip`), read again one by one (`connectors::diagnose`): after a run
 /// failed while reading, this names the file and line.
@@ -640,4 +659,60 @@ fn missing_column(
         None => d.with_help(format!("its columns are: {}", names.join(", "))),
     };
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FORMULA: &str = r#"
+[formula]
+name = "sizes"
+version = "1"
+grain = "month"
+[sources.customers]
+role = "entity"
+uri = "customers.csv"
+key = "customer_id"
+[sources.ev]
+uri = "EVENTS"
+key = "customer_id"
+time = "at"
+[measures.n]
+source = "ev"
+expr = "count(*)"
+default = 0
+[score.components.c]
+weight = 1
+expr = "n"
+"#;
+
+    fn loaded(dir: &std::path::Path, events: &str) -> Loaded {
+        let path = dir.join("formula.toml");
+        std::fs::write(&path, FORMULA.replace("EVENTS", events)).unwrap();
+        crate::load::load(&path).unwrap()
+    }
+
+    #[tokio::test]
+    async fn local_inputs_are_the_sum_of_their_files_and_nothing_else_is_known() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("customers.csv"), "customer_id\n1\n2\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("ev/month=1")).unwrap();
+        std::fs::write(dir.path().join("ev/month=1/a.ndjson"), "x".repeat(1000)).unwrap();
+        std::fs::write(dir.path().join("ev/b.ndjson"), "y".repeat(24)).unwrap();
+        // customers.csv is 16 bytes (12 + 2 + 2), the folder's two files 1024.
+        let l = loaded(dir.path(), "ev/");
+        assert_eq!(local_input_bytes(&l, &[]).await, Some(16 + 1024));
+        // Rows given inline are not read from files.
+        assert_eq!(local_input_bytes(&l, &["ev".into()]).await, Some(16));
+        // A database, a bucket or a missing path: unknown.
+        for uri in [
+            "postgres://u@localhost/db?table=ev",
+            "s3://bucket/ev/",
+            "missing.ndjson",
+        ] {
+            let l = loaded(dir.path(), uri);
+            assert_eq!(local_input_bytes(&l, &[]).await, None, "{uri}");
+        }
+    }
 }

@@ -430,6 +430,7 @@ async fn results_are_the_same_bits_on_any_number_of_threads() {
             memory_limit,
             cluster: None,
             staging: None,
+            input_bytes: None,
         };
         let rows = run_with(dir.path(), "2026-07-01", "2026-10-01", session)
             .await
