@@ -239,11 +239,17 @@ async fn compute(
     not_positive(f, &df).await?;
     // Rows read per source and period (from the materialised aggregates).
     let mut rows_per_period: RowsPerPeriod = BTreeMap::new();
-    for (name, frame) in scored.rows_read {
-        let batches = frame
-            .collect()
-            .await
-            .map_err(Error::engine(format!("counting rows of `{name}`")))?;
+    let counted = futures::future::try_join_all(scored.rows_read.into_iter().map(
+        |(name, frame)| async move {
+            let batches = frame
+                .collect()
+                .await
+                .map_err(Error::engine(format!("counting rows of `{name}`")))?;
+            Ok::<_, Error>((name, batches))
+        },
+    ))
+    .await?;
+    for (name, batches) in counted {
         let per = rows_per_period.entry(name).or_default();
         for b in &batches {
             let p = b.column(0).as_primitive::<Date32Type>();
@@ -264,16 +270,18 @@ async fn compute(
     let after =
         contracts::after_scoring(ctx, loaded, &df, periods, &rows_per_period, inline).await?;
     lap("rows read and data checked");
-    // The rollups and the population statistics read the same table: at
-    // the same time.
-    let (mut rows, population_stats) =
-        futures::future::try_join(rollup::rollups(f, &df, periods), population_stats(f, &df))
-            .await?;
+    // The rollups, the population statistics and the exclusions' causes
+    // read the same table: at the same time.
+    let (mut rows, population_stats, (exclusions, group_exclusions)) = futures::future::try_join3(
+        rollup::rollups(f, &df, periods),
+        population_stats(f, &df),
+        crate::exclusions::causes(f, &df),
+    )
+    .await?;
     contracts::check_rollups(&rows)?;
     for r in &mut rows {
         r.complete = !after.incomplete.contains_key(&r.period);
     }
-    let (exclusions, group_exclusions) = crate::exclusions::causes(f, &df).await?;
     let mut warnings = after.warnings;
     // A period whose score is NULL because nobody counts says so.
     for r in rows.iter().filter(|r| r.dimension.is_none()) {
