@@ -88,14 +88,14 @@ pub async fn score(
     let clock = std::time::Instant::now();
     let lap =
         |what: &str| tracing::info!(elapsed_ms = clock.elapsed().as_millis() as u64, "{what}");
+    // Sources whose rows are given inline (a formula test's).
+    let inline: Vec<String> = options.inline.iter().map(|(n, _)| n.clone()).collect();
     let mut session = options.session.clone();
     if session.input_bytes.is_none() {
-        let inline: Vec<String> = options.inline.iter().map(|(n, _)| n.clone()).collect();
         session.input_bytes = crate::sources::local_input_bytes(loaded, &inline).await;
     }
     let ctx = session_for(&session).await?;
     lap("session started");
-    let mut inline = Vec::new();
     for (name, batch) in &options.inline {
         connectors::register_batches(
             &ctx,
@@ -103,7 +103,6 @@ pub async fn score(
             batch.schema(),
             vec![batch.clone()],
         )?;
-        inline.push(name.clone());
     }
     if let Some(c) = &options.cohort {
         connectors::register_batches(
