@@ -40,6 +40,7 @@ pub mod leftovers;
 pub mod load;
 pub mod materialise;
 pub mod memberships;
+pub mod one_stage;
 pub mod period;
 pub mod plan;
 pub mod population;

@@ -111,7 +111,8 @@ pub async fn materialise(ctx: &SessionContext, df: DataFrame, what: &str) -> Res
 /// through the whole per-customer computation. In files they sit in the
 /// operating system's file cache, which the system reclaims when memory is
 /// short: the 450k-customer run's peak is about 0.45 GiB lower, for about
-/// 0.3 s more (benches/README.md, "Peak memory against DuckDB").
+/// 0.3 s more (benches/README.md, "Peak memory against DuckDB"). Their
+/// grouped aggregations run in one stage ([`crate::one_stage`]).
 pub async fn spool(ctx: &SessionContext, df: DataFrame, what: &str) -> Result<DataFrame> {
     materialise_as(ctx, df, what, true).await
 }
@@ -123,7 +124,13 @@ async fn materialise_as(
     spool: bool,
 ) -> Result<DataFrame> {
     if let Some(path) = std::env::var_os("CROO_EXPLAIN_ANALYZE") {
-        profile(&df, what, Path::new(&path)).await?;
+        let config = ctx.state().config().clone();
+        let in_ipc = spool
+            && config.get_extension::<ClusterStaging>().is_none()
+            && config
+                .get_extension::<Scratch>()
+                .is_some_and(|s| !s.limited);
+        profile(&df, what, Path::new(&path), in_ipc).await?;
     }
     if let Some(staging) = ctx.state().config().get_extension::<ClusterStaging>() {
         return staging.stage(ctx, df, what).await;
@@ -174,7 +181,12 @@ async fn in_ipc_files(
     use futures::StreamExt;
     let err = || Error::engine(what.to_string());
     let schema = df.schema().inner().clone();
-    let streams = df.execute_stream_partitioned().await.map_err(err())?;
+    // A source's aggregation: one stage, not partial then final.
+    let task = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await.map_err(err())?;
+    let plan = crate::one_stage::one_stage(plan).map_err(err())?;
+    let streams =
+        datafusion::physical_plan::execute_stream_partitioned(plan, task).map_err(err())?;
     let mut tasks = Vec::new();
     for (i, mut stream) in streams.into_iter().enumerate() {
         let path = dir.join(format!("part-{i}.arrow"));
@@ -319,21 +331,25 @@ pub struct StagedFile {
     _staged: Staged,
 }
 
-/// Appends DataFusion's `EXPLAIN ANALYZE` of `df` (every operator with its
-/// rows and time) to `path`, under a `== what` line:
-/// `CROO_EXPLAIN_ANALYZE=FILE`, for profiling (each materialised table,
-/// i.e. each source's aggregates and the per-customer table, is computed
-/// one more time).
-async fn profile(df: &DataFrame, what: &str, path: &Path) -> Result<()> {
-    let batches = df
-        .clone()
-        .explain(false, true)
-        .map_err(Error::engine("explaining the plan"))?
-        .collect()
+/// Appends the plan of `df` with every operator's metrics (rows, time), as
+/// DataFusion's `EXPLAIN ANALYZE` shows them, to `path`, under a `== what`
+/// line: `CROO_EXPLAIN_ANALYZE=FILE`, for profiling (each materialised
+/// table, i.e. each source's aggregates and the per-customer table, is
+/// computed one more time). `one_stage`: the plan as [`in_ipc_files`] runs
+/// it ([`crate::one_stage`]).
+async fn profile(df: &DataFrame, what: &str, path: &Path, one_stage: bool) -> Result<()> {
+    let err = || Error::engine("explaining the plan");
+    let task = Arc::new(df.task_ctx());
+    let mut plan = df.clone().create_physical_plan().await.map_err(err())?;
+    if one_stage {
+        plan = crate::one_stage::one_stage(plan).map_err(err())?;
+    }
+    datafusion::physical_plan::collect(Arc::clone(&plan), task)
         .await
-        .map_err(Error::engine("explaining the plan"))?;
-    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-        .map_err(|e| Error::engine("explaining the plan")(e.into()))?;
+        .map_err(err())?;
+    let text =
+        datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan.as_ref())
+            .indent(true);
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
