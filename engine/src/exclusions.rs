@@ -12,15 +12,12 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::{DataType, Date32Type, Int64Type};
-use datafusion::functions_aggregate::expr_fn::sum;
-use datafusion::logical_expr::{Expr, case, ident, lit};
-use datafusion::prelude::{DataFrame, cast, col};
+use datafusion::logical_expr::{Expr, ident, lit};
+use datafusion::prelude::col;
 use formulas::Formula;
 
-use crate::columns::{INCLUDED, PERIOD, SCORE, WEIGHT};
-use crate::error::{Error, Result};
+use crate::columns::{INCLUDED, SCORE, WEIGHT};
+use crate::summary::Summary;
 
 /// Per period: how many customers were excluded, per cause
 /// (`measure \`fcr\` is NULL`, `rollup weight <= 0`, ...), causes with
@@ -119,106 +116,72 @@ fn causes_of(f: &Formula) -> Vec<(String, Expr)> {
     out
 }
 
-/// Counts the excluded customers of each period per cause (see the module
-/// documentation), over the per-customer table `df`: for the whole
-/// population, and for each group of each dimension.
-pub async fn causes(f: &Formula, df: &DataFrame) -> Result<(Exclusions, GroupExclusions)> {
-    let whole = count(f, df, None).await?;
+/// What the causes read from the summary (`summary::Asked` indices): the
+/// excluded customers, and those of them under each cause.
+#[derive(Debug)]
+pub struct Asked {
+    excluded: usize,
+    causes: Vec<(String, usize)>,
+}
+
+/// Asks `summary` for what the causes of `f`'s exclusions need.
+pub fn ask(f: &Formula, summary: &mut crate::summary::Asked) -> Asked {
+    // Not `included IS NOT TRUE`: DataFusion 55 plans that shared
+    // subexpression as nullable and refuses the aggregation ("physical
+    // input schema should be the same"); a CASE of literals is not.
+    let out = datafusion::logical_expr::when(col(INCLUDED), lit(false))
+        .otherwise(lit(true))
+        .unwrap_or_else(|_| col(INCLUDED).is_not_true());
+    Asked {
+        excluded: summary.count(Some(out.clone())),
+        causes: causes_of(f)
+            .into_iter()
+            .map(|(name, e)| (name, summary.count(Some(out.clone().and(e)))))
+            .collect(),
+    }
+}
+
+/// The excluded customers of each period per cause (see the module
+/// documentation), read from the per-customer table's `summary`: for the
+/// whole population, and for each group of each dimension.
+pub fn causes(f: &Formula, summary: &Summary, asked: &Asked) -> (Exclusions, GroupExclusions) {
+    let whole = count(summary, asked, None)
+        .into_iter()
+        .map(|((day, _), per)| (day, per))
+        .collect();
     let mut groups = GroupExclusions::new();
     for (i, d) in f.file.dimensions.iter().enumerate() {
-        for ((day, value), per) in count(f, df, Some(&crate::columns::dim_col(i))).await? {
+        for ((day, value), per) in count(summary, asked, Some(i)) {
             groups
                 .entry(day)
                 .or_default()
                 .insert(group_name(&d.name.value, value.as_deref()), per);
         }
     }
-    let whole = whole
-        .into_iter()
-        .map(|((day, _), per)| (day, per))
-        .collect();
-    Ok((whole, groups))
+    (whole, groups)
 }
 
-/// Per period (and value of the dimension column `by`), the causes.
-async fn count(
-    f: &Formula,
-    df: &DataFrame,
-    by: Option<&str>,
-) -> Result<BTreeMap<(NaiveDate, Option<String>), BTreeMap<String, u64>>> {
-    let causes = causes_of(f);
-    let count_if = |e: Expr| {
-        sum(case(e)
-            .when(lit(true), lit(1i64))
-            .otherwise(lit(0i64))
-            .unwrap_or(lit(0i64)))
-    };
-    let mut aggs = vec![datafusion::functions_aggregate::expr_fn::count(lit(1i64)).alias("n")];
-    for (i, (_, e)) in causes.iter().enumerate() {
-        aggs.push(count_if(e.clone()).alias(format!("c{i}")));
-    }
-    let mut keys = vec![col(PERIOD)];
-    if let Some(by) = by {
-        keys.push(cast(col(by), DataType::Utf8).alias("__group"));
-    }
-    let batches = df
-        .clone()
-        .filter(col(INCLUDED).is_not_true())
-        .and_then(|d| d.aggregate(keys, aggs))
-        .and_then(|d| {
-            let mut cols = vec![col(PERIOD)];
-            cols.push(if by.is_some() {
-                col("__group")
-            } else {
-                cast(
-                    lit(datafusion::scalar::ScalarValue::Utf8(None)),
-                    DataType::Utf8,
-                )
-                .alias("__group")
-            });
-            cols.push(cast(col("n"), DataType::Int64));
-            for i in 0..causes.len() {
-                cols.push(cast(col(format!("c{i}")), DataType::Int64));
-            }
-            d.select(cols)
+/// Per period (and value of dimension `by`), the causes, for the groups
+/// with an excluded customer.
+fn count(
+    summary: &Summary,
+    asked: &Asked,
+    by: Option<usize>,
+) -> BTreeMap<crate::summary::Key, BTreeMap<String, u64>> {
+    summary
+        .by(by)
+        .into_iter()
+        .filter(|(_, g)| g.count(asked.excluded) > 0)
+        .map(|(key, g)| {
+            let per = asked
+                .causes
+                .iter()
+                .map(|(name, i)| (name.clone(), g.count(*i)))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            (key, per)
         })
-        .map_err(Error::engine("counting exclusions"))?
         .collect()
-        .await
-        .map_err(Error::engine("counting exclusions"))?;
-    let mut out = BTreeMap::new();
-    for b in &batches {
-        let period = b.column(0).as_primitive::<Date32Type>();
-        let group = b.column(1).as_string::<i32>();
-        let count = |c: usize, r: usize| {
-            let a = b.column(c).as_primitive::<Int64Type>();
-            if a.is_null(r) {
-                0
-            } else {
-                a.value(r).max(0) as u64
-            }
-        };
-        for r in 0..b.num_rows() {
-            let Some(day) = (!period.is_null(r))
-                .then(|| period.value_as_date(r))
-                .flatten()
-            else {
-                continue;
-            };
-            if count(2, r) == 0 {
-                continue;
-            }
-            let value = (!group.is_null(r)).then(|| group.value(r).to_string());
-            let per: &mut BTreeMap<String, u64> = out.entry((day, value)).or_default();
-            for (i, (name, _)) in causes.iter().enumerate() {
-                let n = count(i + 3, r);
-                if n > 0 {
-                    per.insert(name.clone(), n);
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// One line per period: `2026-10-01: measure `fcr` is NULL (9), ...`,

@@ -53,6 +53,7 @@ pub mod score;
 pub mod session;
 pub mod sources;
 pub mod store;
+pub mod summary;
 pub mod targets;
 pub mod uncertainty;
 pub mod winsor;

@@ -269,14 +269,20 @@ async fn compute(
     let after =
         contracts::after_scoring(ctx, loaded, &df, periods, &rows_per_period, inline).await?;
     lap("rows read and data checked");
-    // The rollups, the population statistics and the exclusions' causes
-    // read the same table: at the same time.
-    let (mut rows, population_stats, (exclusions, group_exclusions)) = futures::future::try_join3(
-        rollup::rollups(f, &df, periods),
+    // The rollups and the exclusions' causes read one summary of the
+    // table; the population statistics are computed at the same time.
+    let mut asked = crate::summary::Asked::default();
+    let (for_rollups, for_causes) = (
+        rollup::ask(f, &mut asked),
+        crate::exclusions::ask(f, &mut asked),
+    );
+    let (summary, population_stats) = futures::future::try_join(
+        crate::summary::summarise(&df, f.file.dimensions.len(), &asked),
         population_stats(f, &df),
-        crate::exclusions::causes(f, &df),
     )
     .await?;
+    let mut rows = rollup::rollups(f, &summary, &for_rollups, periods);
+    let (exclusions, group_exclusions) = crate::exclusions::causes(f, &summary, &for_causes);
     contracts::check_rollups(&rows)?;
     for r in &mut rows {
         r.complete = !after.incomplete.contains_key(&r.period);
@@ -484,36 +490,40 @@ async fn population_stats(
     if let Some(a) = &f.score {
         collect("score.expr".into(), a);
     }
-    let mut out = Vec::new();
-    for (place, func, arg) in calls {
-        let x = compile(&arg, &Columns).map_err(Error::engine("population statistics"))?;
+    // Every call's statistics in one aggregation per period.
+    let mut aggs = vec![count(datafusion::prelude::lit(1)).alias("rows")];
+    for (i, (_, _, arg)) in calls.iter().enumerate() {
+        let x = compile(arg, &Columns).map_err(Error::engine("population statistics"))?;
         let x = cast(x, DataType::Float64);
-        let rows = per_period(
-            df,
-            vec![
-                count(x.clone()).alias("n"),
-                min(x.clone()).alias("min"),
-                max(x.clone()).alias("max"),
-                // Exact sums, as in the population functions themselves.
-                (exact_sum(x.clone()) / cast(count(x.clone()), DataType::Float64)).alias("mean"),
-                datafusion::functions::math::expr_fn::sqrt(exact_var_pop(x)).alias("sd"),
-            ],
-            "population statistics",
-        )
-        .await?;
-        for (period, n, v) in rows {
-            out.push(PopulationStats {
-                expression: format!("{} in {place}", crate::columns::population_key(&func, &arg)),
-                function: func.clone(),
-                period,
-                n,
-                min: v[0],
-                max: v[1],
-                mean: v[2],
-                stddev: v[3],
-                value: None,
-                changed: None,
-            });
+        aggs.extend([
+            cast(count(x.clone()), DataType::Float64).alias(format!("n{i}")),
+            min(x.clone()).alias(format!("min{i}")),
+            max(x.clone()).alias(format!("max{i}")),
+            // Exact sums, as in the population functions themselves.
+            (exact_sum(x.clone()) / cast(count(x.clone()), DataType::Float64))
+                .alias(format!("mean{i}")),
+            datafusion::functions::math::expr_fn::sqrt(exact_var_pop(x)).alias(format!("sd{i}")),
+        ]);
+    }
+    let mut out = Vec::new();
+    if !calls.is_empty() {
+        let periods = per_period(df, aggs, "population statistics").await?;
+        for (i, (place, func, arg)) in calls.iter().enumerate() {
+            for (period, _, v) in &periods {
+                let v = &v[5 * i..5 * i + 5];
+                out.push(PopulationStats {
+                    expression: format!("{} in {place}", crate::columns::population_key(func, arg)),
+                    function: func.clone(),
+                    period: period.clone(),
+                    n: v[0].map_or(0, |n| n as u64),
+                    min: v[1],
+                    max: v[2],
+                    mean: v[3],
+                    stddev: v[4],
+                    value: None,
+                    changed: None,
+                });
+            }
         }
     }
     out.extend(imputation_stats(f, df).await?);

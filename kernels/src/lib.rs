@@ -5,7 +5,8 @@
 //!
 //! - [`sum`]: `croo_sum(x)`, the exact, order-independent sum of Float64
 //!   values ([`exact::ExactSum`]), and `croo_var_pop(x)`, the population
-//!   variance from exact sums of `x` and `x²`;
+//!   variance from exact sums of `x` and `x²`, and `croo_sum_state(x)`,
+//!   `croo_sum`'s exact sum as bytes a caller merges;
 //! - [`strict`]: the NULL-strict row functions of the formula syntax
 //!   (`croo_least`, `croo_greatest`, `croo_div`, `croo_mod`, `croo_and`,
 //!   `croo_or`, `croo_if`);
@@ -39,7 +40,7 @@ pub mod sum;
 
 /// Every function of the registry.
 pub fn aggregates() -> Vec<Arc<AggregateUDF>> {
-    vec![sum::sum_udaf(), sum::var_pop_udaf()]
+    vec![sum::sum_udaf(), sum::var_pop_udaf(), sum::sum_state_udaf()]
 }
 
 /// Every scalar function of the registry (the NULL-strict row functions

@@ -6,6 +6,10 @@
 //!   number of threads.
 //! - `croo_var_pop(x)`: the population variance from exact sums of `x` and
 //!   `x²` (see [`crate::exact::variance`]).
+//! - `croo_sum_state(x)`: `croo_sum`'s exact sum as bytes (NULL when no
+//!   value is non-NULL), for a caller that merges groups itself
+//!   ([`SumState`]): several groupings read from one finer aggregation,
+//!   with the bits `croo_sum` gives for each.
 
 use std::sync::{Arc, LazyLock};
 
@@ -33,6 +37,13 @@ pub fn sum_udaf() -> Arc<AggregateUDF> {
     Arc::clone(&F)
 }
 
+/// The `croo_sum_state` aggregate.
+pub fn sum_state_udaf() -> Arc<AggregateUDF> {
+    static F: LazyLock<Arc<AggregateUDF>> =
+        LazyLock::new(|| Arc::new(AggregateUDF::from(CrooSum::state())));
+    Arc::clone(&F)
+}
+
 /// The `croo_var_pop` aggregate.
 pub fn var_pop_udaf() -> Arc<AggregateUDF> {
     static F: LazyLock<Arc<AggregateUDF>> =
@@ -45,6 +56,11 @@ pub fn exact_sum(x: Expr) -> Expr {
     sum_udaf().call(vec![cast(x, DataType::Float64)])
 }
 
+/// `croo_sum_state(CAST(x AS DOUBLE))`.
+pub fn exact_sum_state(x: Expr) -> Expr {
+    sum_state_udaf().call(vec![cast(x, DataType::Float64)])
+}
+
 /// `croo_var_pop(CAST(x AS DOUBLE))`.
 pub fn exact_var_pop(x: Expr) -> Expr {
     var_pop_udaf().call(vec![cast(x, DataType::Float64)])
@@ -53,19 +69,33 @@ pub fn exact_var_pop(x: Expr) -> Expr {
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct CrooSum {
     signature: Signature,
+    /// `croo_sum_state`: the sum's bytes, not its value.
+    bytes: bool,
 }
 
 impl CrooSum {
     fn new() -> Self {
         Self {
             signature: Signature::exact(vec![DataType::Float64], Volatility::Immutable),
+            bytes: false,
+        }
+    }
+
+    fn state() -> Self {
+        Self {
+            bytes: true,
+            ..Self::new()
         }
     }
 }
 
 impl AggregateUDFImpl for CrooSum {
     fn name(&self) -> &str {
-        "croo_sum"
+        if self.bytes {
+            "croo_sum_state"
+        } else {
+            "croo_sum"
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -73,7 +103,11 @@ impl AggregateUDFImpl for CrooSum {
     }
 
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Float64)
+        Ok(if self.bytes {
+            DataType::Binary
+        } else {
+            DataType::Float64
+        })
     }
 
     /// Three columns, at most one of them non-NULL per row: a single value
@@ -104,9 +138,12 @@ impl AggregateUDFImpl for CrooSum {
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         if args.is_distinct {
-            return datafusion::common::not_impl_err!("croo_sum(DISTINCT ...)");
+            return datafusion::common::not_impl_err!("{}(DISTINCT ...)", self.name());
         }
-        Ok(Box::new(SumAccumulator::default()))
+        Ok(Box::new(SumAccumulator {
+            bytes: self.bytes,
+            ..SumAccumulator::default()
+        }))
     }
 
     fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
@@ -121,7 +158,10 @@ impl AggregateUDFImpl for CrooSum {
         &self,
         _args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(SumGroups::default()))
+        Ok(Box::new(SumGroups {
+            bytes: self.bytes,
+            ..SumGroups::default()
+        }))
     }
 }
 
@@ -143,6 +183,8 @@ fn decode(bytes: &[u8]) -> Result<ExactSum> {
 #[derive(Debug, Default)]
 struct SumAccumulator {
     sum: ExactSum,
+    /// Evaluates to the sum's bytes (`croo_sum_state`).
+    bytes: bool,
 }
 
 impl Accumulator for SumAccumulator {
@@ -170,6 +212,12 @@ impl Accumulator for SumAccumulator {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
+        if self.bytes {
+            // Always the exact form; a [`SumState`] reads both.
+            return Ok(ScalarValue::Binary(
+                (!self.sum.is_empty()).then(|| self.sum.to_bytes()),
+            ));
+        }
         Ok(ScalarValue::Float64(self.sum.value()))
     }
 
@@ -248,6 +296,74 @@ impl<'a> SumStates<'a> {
     }
 }
 
+/// Merges `croo_sum_state` values: a fixed-point sum (16 bytes, an `i128`
+/// count of 2^-64 units, see [`SumGroups`]) or the bytes of an
+/// [`ExactSum`] (never 16 bytes long: 5 + 8 per digit). [`Self::value`] is
+/// the bits `croo_sum` gives over the same rows.
+#[derive(Debug, Clone, Default)]
+pub struct SumState {
+    fast: i128,
+    any: bool,
+    slow: Option<Box<ExactSum>>,
+}
+
+impl SumState {
+    /// Adds one `croo_sum_state` value; an error for bytes it did not
+    /// write.
+    pub fn merge(&mut self, bytes: &[u8]) -> Result<()> {
+        self.any = true;
+        if let Ok(units) = <[u8; 16]>::try_from(bytes) {
+            let units = i128::from_le_bytes(units);
+            if self.slow.is_none()
+                && let Some(t) = self.fast.checked_add(units)
+            {
+                self.fast = t;
+                return Ok(());
+            }
+            self.spilled().merge(&fixed_to_exact(units, true));
+            return Ok(());
+        }
+        let other = decode(bytes)?;
+        self.spilled().merge(&other);
+        Ok(())
+    }
+
+    /// Adds another merge.
+    pub fn add(&mut self, other: &SumState) {
+        if !other.any {
+            return;
+        }
+        self.any = true;
+        match &other.slow {
+            Some(s) => self.spilled().merge(s),
+            None => {
+                if self.slow.is_none()
+                    && let Some(t) = self.fast.checked_add(other.fast)
+                {
+                    self.fast = t;
+                    return;
+                }
+                self.spilled().merge(&fixed_to_exact(other.fast, true));
+            }
+        }
+    }
+
+    fn spilled(&mut self) -> &mut ExactSum {
+        let (fast, any) = (self.fast, self.any);
+        self.slow
+            .get_or_insert_with(|| Box::new(fixed_to_exact(fast, any)))
+    }
+
+    /// The sum rounded once, as `croo_sum` rounds it; `None` when nothing
+    /// was merged.
+    pub fn value(&self) -> Option<f64> {
+        match &self.slow {
+            Some(s) => s.value(),
+            None => self.any.then_some(self.fast as f64 * FAST_UNIT),
+        }
+    }
+}
+
 /// Exact sums per group. Most values of real measures (amounts, counts,
 /// ratios) are multiples of 2^-64 below 2^63: a group keeps its sum as an
 /// `i128` count of 2^-64 units (exact, one add per row, 16 bytes), and
@@ -264,6 +380,8 @@ struct SumGroups {
     /// How many entries of `slow` are `Some`: [`GroupsAccumulator::size`]
     /// is called after every batch and must not walk millions of groups.
     spilled: usize,
+    /// Evaluates to each group's sum as bytes (`croo_sum_state`).
+    bytes: bool,
 }
 
 /// One group of [`SumGroups`].
@@ -429,6 +547,17 @@ impl GroupsAccumulator for SumGroups {
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let (slots, slow) = self.take(emit_to);
+        if self.bytes {
+            let mut b = BinaryBuilder::with_capacity(slots.len(), 16 * slots.len());
+            for (slot, s) in slots.into_iter().zip(slow) {
+                match s {
+                    Some(s) => b.append_value(s.to_bytes()),
+                    None if slot.any => b.append_value(slot.fast.to_le_bytes()),
+                    None => b.append_null(),
+                }
+            }
+            return Ok(Arc::new(b.finish()));
+        }
         Ok(Arc::new(
             slots
                 .into_iter()
@@ -671,6 +800,30 @@ mod tests {
     }
 
     async fn run_values(cfg: SessionConfig, sql: &str, xs: Vec<f64>) -> Vec<u64> {
+        let ctx = table(cfg, xs);
+        let out = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .sort(vec![col("g").sort(true, false)])
+            .unwrap();
+        let batches = out.collect().await.unwrap();
+        batches
+            .iter()
+            .flat_map(|b| {
+                b.column(1)
+                    .as_primitive::<Float64Type>()
+                    .values()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// A session with table `t(g, x)`: `x` = `xs`, `g` = row number mod 7,
+    /// in many small batches over several partitions.
+    fn table(cfg: SessionConfig, xs: Vec<f64>) -> SessionContext {
         let mut ctx = SessionContext::new_with_config(cfg);
         crate::register(&mut ctx).unwrap();
         let groups: Vec<i64> = (0..xs.len() as i64).map(|i| i % 7).collect();
@@ -701,24 +854,78 @@ mod tests {
         )
         .unwrap();
         ctx.register_table("t", Arc::new(table)).unwrap();
-        let out = ctx
-            .sql(sql)
-            .await
-            .unwrap()
-            .sort(vec![col("g").sort(true, false)])
-            .unwrap();
-        let batches = out.collect().await.unwrap();
-        batches
-            .iter()
-            .flat_map(|b| {
-                b.column(1)
-                    .as_primitive::<Float64Type>()
-                    .values()
+        ctx
+    }
+
+    /// `(g, croo_sum_state(x))` of `sql`'s rows, each merged alone.
+    async fn states(ctx: &SessionContext, sql: &str) -> Vec<(i64, Option<Vec<u8>>)> {
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let mut out = Vec::new();
+        for b in &batches {
+            let g = b
+                .column(0)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            let s = b.column(1).as_binary::<i32>();
+            for r in 0..b.num_rows() {
+                out.push((g.value(r), s.is_valid(r).then(|| s.value(r).to_vec())));
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn sum_states_of_finer_groups_merge_to_the_bits_of_croo_sum() {
+        // Values on the fixed-point path and values off it (below 2^-64).
+        for xs in [
+            values(),
+            (0..20_000)
+                .map(|i| f64::from(i % 37) * 0.25 - 3.0)
+                .collect(),
+        ] {
+            for partitions in [1, 4] {
+                let cfg = || SessionConfig::new().with_target_partitions(partitions);
+                let ctx = table(cfg(), xs.clone());
+                // Seven groups merged into three (g % 3), and into one.
+                let fine = states(&ctx, "SELECT g, croo_sum_state(x) FROM t GROUP BY g").await;
+                assert_eq!(fine.len(), 7);
+                let mut coarse: Vec<SumState> = vec![SumState::default(); 3];
+                for (g, s) in &fine {
+                    let s = s.as_ref().expect("every group has values");
+                    coarse[(*g % 3) as usize].merge(s).unwrap();
+                }
+                // Merges merged again.
+                let mut whole = SumState::default();
+                coarse.iter().for_each(|c| whole.add(c));
+                let merged: Vec<u64> = coarse
                     .iter()
-                    .map(|v| v.to_bits())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+                    .map(|s| s.value().expect("a sum").to_bits())
+                    .collect();
+                let want = run_values(
+                    cfg(),
+                    "SELECT g % 3 AS g, croo_sum(x) FROM t GROUP BY g % 3",
+                    xs.clone(),
+                )
+                .await;
+                assert_eq!(merged, want);
+                // Without groups (the single accumulator).
+                let all = states(&ctx, "SELECT 0 AS g, croo_sum_state(x) FROM t").await;
+                let mut one = SumState::default();
+                one.merge(all[0].1.as_ref().expect("a sum")).unwrap();
+                let want = run_values(cfg(), "SELECT 0 AS g, croo_sum(x) FROM t", xs.clone()).await;
+                assert_eq!(one.value().map(f64::to_bits), Some(want[0]));
+                assert_eq!(whole.value().map(f64::to_bits), Some(want[0]));
+            }
+        }
+        // No value: NULL, as croo_sum's NULL.
+        let ctx = table(SessionConfig::new(), values());
+        let none = states(
+            &ctx,
+            "SELECT g, croo_sum_state(x) FILTER (WHERE x > 1e9) FROM t GROUP BY g",
+        )
+        .await;
+        assert!(none.iter().all(|(_, s)| s.is_none()), "{none:?}");
+        assert_eq!(SumState::default().value(), None);
+        assert!(SumState::default().merge(&[1, 2, 3]).is_err());
     }
 
     #[tokio::test]
