@@ -111,7 +111,7 @@ pub async fn materialise(ctx: &SessionContext, df: DataFrame, what: &str) -> Res
 /// through the whole per-customer computation. In files they sit in the
 /// operating system's file cache, which the system reclaims when memory is
 /// short: the 450k-customer run's peak is about 0.45 GiB lower, for about
-/// 0.3 s more (benches/README.md, "Peak memory against DuckDB"). Their
+/// 0.3 s more (benches/README.md, "Wall time and peak memory against DuckDB"). Their
 /// grouped aggregations run in one stage ([`crate::one_stage`]).
 pub async fn spool(ctx: &SessionContext, df: DataFrame, what: &str) -> Result<DataFrame> {
     materialise_as(ctx, df, what, true).await
