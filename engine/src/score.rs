@@ -277,7 +277,9 @@ async fn compute(
         crate::exclusions::ask(f, &mut asked),
     );
     let (summary, population_stats) = futures::future::try_join(
-        crate::summary::summarise(&df, f.file.dimensions.len(), &asked),
+        // On a cluster, one aggregation per grouping: only O(periods x
+        // groups) rows come back here.
+        crate::summary::summarise(&df, f.file.dimensions.len(), &asked, !is_distributed(ctx)),
         population_stats(f, &df),
     )
     .await?;

@@ -1,9 +1,10 @@
 //! The per-customer table summarised once for every reader that groups it
 //! by period, or by period and one dimension: the rollups and the
 //! exclusions' causes. [`summarise`] runs one aggregation by period and
-//! every dimension at once, whose counts are plain counts and whose sums
-//! come back as exact partial sums (`croo_sum_state`); [`Summary::by`]
-//! merges its rows into any of those groupings. The merged sums are the
+//! every dimension at once (on a cluster, one per grouping), whose counts
+//! are plain counts and whose sums come back as exact partial sums
+//! (`croo_sum_state`); [`Summary::by`] merges its rows into any of those
+//! groupings. The merged sums are the
 //! bits `croo_sum` gives over the same customers (exact sums, rounded
 //! once), so a rollup read from the summary is the rollup computed alone.
 //!
@@ -66,16 +67,19 @@ impl Group {
     }
 }
 
-/// The table aggregated by period and every dimension.
+/// The table aggregated by period and dimensions.
 #[derive(Debug)]
 pub struct Summary {
     dims: usize,
-    rows: Vec<Fine>,
+    /// Each aggregation: the dimensions it grouped by (with the period),
+    /// and its rows.
+    parts: Vec<(Vec<usize>, Vec<Fine>)>,
 }
 
 #[derive(Debug)]
 struct Fine {
     period: NaiveDate,
+    /// The values of the part's dimensions, in its order.
     values: Vec<Option<String>>,
     group: Group,
 }
@@ -85,13 +89,40 @@ struct Fine {
 pub type Key = (NaiveDate, Option<String>);
 
 /// Aggregates `df` (the per-customer table, with `dims` dimension
-/// columns) by period and every dimension, computing what `asked` lists.
-pub async fn summarise(df: &DataFrame, dims: usize, asked: &Asked) -> Result<Summary> {
+/// columns), computing what `asked` lists: `together`, by period and every
+/// dimension in one aggregation (one pass over the table); otherwise one
+/// aggregation per grouping (by period, and by period and each dimension),
+/// at the same time: what a cluster runs, so that the client receives
+/// O(periods x groups) rows however many combinations of the dimensions'
+/// values there are.
+pub async fn summarise(
+    df: &DataFrame,
+    dims: usize,
+    asked: &Asked,
+    together: bool,
+) -> Result<Summary> {
+    let parts: Vec<Vec<usize>> = if together {
+        vec![(0..dims).collect()]
+    } else {
+        std::iter::once(Vec::new())
+            .chain((0..dims).map(|i| vec![i]))
+            .collect()
+    };
+    let rows = futures::future::try_join_all(parts.iter().map(|p| aggregate(df, p, asked))).await?;
+    Ok(Summary {
+        dims,
+        parts: parts.into_iter().zip(rows).collect(),
+    })
+}
+
+/// The rows of `df` aggregated by period and `dims`.
+async fn aggregate(df: &DataFrame, dims: &[usize], asked: &Asked) -> Result<Vec<Fine>> {
     let err = || Error::engine("summarising the customers");
     let mut by = vec![col(PERIOD)];
-    for i in 0..dims {
+    for &i in dims {
         by.push(cast(col(dim_col(i)), DataType::Utf8).alias(format!("__v{i}")));
     }
+    let dims = dims.len();
     let filtered = |mut e: Expr, filter: &Option<Expr>| {
         if let (Some(f), Expr::AggregateFunction(af)) = (filter, &mut e) {
             af.params.filter = Some(Box::new(f.clone()));
@@ -160,7 +191,7 @@ pub async fn summarise(df: &DataFrame, dims: usize, asked: &Asked) -> Result<Sum
             });
         }
     }
-    Ok(Summary { dims, rows })
+    Ok(rows)
 }
 
 impl Summary {
@@ -168,9 +199,18 @@ impl Summary {
     /// of dimension `by`'s values per period, in order.
     pub fn by(&self, by: Option<usize>) -> BTreeMap<Key, Group> {
         let by = by.filter(|&i| i < self.dims);
+        // The coarsest aggregation that has the grouping's dimension.
+        let part = match by {
+            None => self.parts.iter().min_by_key(|(d, _)| d.len()),
+            Some(i) => self.parts.iter().find(|(d, _)| d.contains(&i)),
+        };
+        let Some((part_dims, rows)) = part else {
+            return BTreeMap::new();
+        };
+        let at = by.and_then(|i| part_dims.iter().position(|&d| d == i));
         let mut out: HashMap<(NaiveDate, Option<&str>), Group> = HashMap::new();
-        for row in &self.rows {
-            let value = by.and_then(|i| row.values[i].as_deref());
+        for row in rows {
+            let value = at.and_then(|k| row.values[k].as_deref());
             let into = out.entry((row.period, value)).or_insert_with(|| Group {
                 counts: vec![0; row.group.counts.len()],
                 sums: vec![SumState::default(); row.group.sums.len()],
@@ -240,75 +280,79 @@ mod tests {
         let pos = asked.count(Some(positive.clone()));
         let sum = asked.sum(col("x"), None);
         let pos_sum = asked.sum(col("x") * lit(3.0), Some(positive.clone()));
-        let summary = summarise(&df, 2, &asked).await.expect("summarised");
-        for by in [None, Some(0), Some(1)] {
-            // The same numbers, grouped by DataFusion directly.
-            let mut keys = vec![col(PERIOD)];
-            keys.push(
-                match by {
-                    Some(i) => col(dim_col(i)),
-                    None => cast(
-                        lit(datafusion::scalar::ScalarValue::Utf8(None)),
-                        DataType::Utf8,
-                    ),
-                }
-                .alias("v"),
-            );
-            let mut c = count(lit(1));
-            let mut s = exact_sum(col("x") * lit(3.0));
-            for e in [&mut c, &mut s] {
-                if let Expr::AggregateFunction(af) = e {
-                    af.params.filter = Some(Box::new(positive.clone()));
-                }
-            }
-            let batches = df
-                .clone()
-                .aggregate(
-                    keys,
-                    vec![
-                        count(lit(1)).alias("n"),
-                        c.alias("np"),
-                        exact_sum(col("x")).alias("s"),
-                        s.alias("sp"),
-                    ],
-                )
-                .expect("planned")
-                .collect()
+        for together in [true, false] {
+            let summary = summarise(&df, 2, &asked, together)
                 .await
-                .expect("ran");
-            let mut want = BTreeMap::new();
-            for b in &batches {
-                let p = b.column(0).as_primitive::<Date32Type>();
-                let v = b.column(1).as_string::<i32>();
-                let ints = |i: usize| b.column(i).as_primitive::<Int64Type>();
-                let floats = |i: usize| b.column(i).as_primitive::<Float64Type>();
-                for r in 0..b.num_rows() {
-                    let key = (
-                        p.value_as_date(r).expect("a day"),
-                        (!v.is_null(r)).then(|| v.value(r).to_string()),
-                    );
-                    let opt = |a: &Float64Array| (!a.is_null(r)).then(|| a.value(r).to_bits());
-                    want.insert(
-                        key,
-                        (
-                            ints(2).value(r) as u64,
-                            ints(3).value(r) as u64,
-                            opt(floats(4)),
-                            opt(floats(5)),
+                .expect("summarised");
+            for by in [None, Some(0), Some(1)] {
+                // The same numbers, grouped by DataFusion directly.
+                let mut keys = vec![col(PERIOD)];
+                keys.push(
+                    match by {
+                        Some(i) => col(dim_col(i)),
+                        None => cast(
+                            lit(datafusion::scalar::ScalarValue::Utf8(None)),
+                            DataType::Utf8,
                         ),
-                    );
+                    }
+                    .alias("v"),
+                );
+                let mut c = count(lit(1));
+                let mut s = exact_sum(col("x") * lit(3.0));
+                for e in [&mut c, &mut s] {
+                    if let Expr::AggregateFunction(af) = e {
+                        af.params.filter = Some(Box::new(positive.clone()));
+                    }
                 }
+                let batches = df
+                    .clone()
+                    .aggregate(
+                        keys,
+                        vec![
+                            count(lit(1)).alias("n"),
+                            c.alias("np"),
+                            exact_sum(col("x")).alias("s"),
+                            s.alias("sp"),
+                        ],
+                    )
+                    .expect("planned")
+                    .collect()
+                    .await
+                    .expect("ran");
+                let mut want = BTreeMap::new();
+                for b in &batches {
+                    let p = b.column(0).as_primitive::<Date32Type>();
+                    let v = b.column(1).as_string::<i32>();
+                    let ints = |i: usize| b.column(i).as_primitive::<Int64Type>();
+                    let floats = |i: usize| b.column(i).as_primitive::<Float64Type>();
+                    for r in 0..b.num_rows() {
+                        let key = (
+                            p.value_as_date(r).expect("a day"),
+                            (!v.is_null(r)).then(|| v.value(r).to_string()),
+                        );
+                        let opt = |a: &Float64Array| (!a.is_null(r)).then(|| a.value(r).to_bits());
+                        want.insert(
+                            key,
+                            (
+                                ints(2).value(r) as u64,
+                                ints(3).value(r) as u64,
+                                opt(floats(4)),
+                                opt(floats(5)),
+                            ),
+                        );
+                    }
+                }
+                let got: BTreeMap<_, _> = summary
+                    .by(by)
+                    .into_iter()
+                    .map(|(k, g)| {
+                        let bits = |i| g.sum(i).map(f64::to_bits);
+                        (k, (g.count(all), g.count(pos), bits(sum), bits(pos_sum)))
+                    })
+                    .collect();
+                assert_eq!(got, want, "grouping {by:?}, together {together}");
+                assert!(got.len() >= 3, "{got:?}");
             }
-            let got: BTreeMap<_, _> = summary
-                .by(by)
-                .into_iter()
-                .map(|(k, g)| {
-                    let bits = |i| g.sum(i).map(f64::to_bits);
-                    (k, (g.count(all), g.count(pos), bits(sum), bits(pos_sum)))
-                })
-                .collect();
-            assert_eq!(got, want, "grouping {by:?}");
-            assert!(got.len() >= 3, "{got:?}");
         }
     }
 }
