@@ -13,7 +13,9 @@
 //! [`one_stage`] rewrites such a plan so that the rows are exchanged on the
 //! group's hash first and aggregated once per partition
 //! (`AggregateMode::SinglePartitioned`, what DataFusion itself plans for
-//! input already partitioned on the group). The result is the same rows:
+//! input already partitioned on the group). Aggregates over ordered rows
+//! (`first_value(x ORDER BY t)`) keep their two stages: an exchange does
+//! not keep a sort's order. The result is the same rows:
 //! the same aggregate functions over the same rows of each group, and every
 //! floating-point sum is exact (`croo_sum`), so the order rows reach a
 //! group in does not change its bits.
@@ -57,9 +59,13 @@ fn rewrite(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan
     let Some(first) = exchange.input().downcast_ref::<AggregateExec>() else {
         return Ok(None);
     };
+    // An aggregate over ordered rows (`first_value(x ORDER BY t)`) reads
+    // its partition's rows in the order a sort below gave them, which an
+    // exchange would not keep: such plans stay as they are.
     if *first.mode() != AggregateMode::Partial
         || first.group_expr().has_grouping_set()
         || first.group_expr().is_empty()
+        || first.aggr_expr().iter().any(|a| !a.order_bys().is_empty())
     {
         return Ok(None);
     }
@@ -156,19 +162,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn aggregations_without_groups_are_left_alone() {
+    async fn aggregations_without_groups_or_over_ordered_rows_are_left_alone() {
         let ctx = context();
-        let plan = ctx
-            .sql("SELECT count(*), croo_sum(x) FROM t")
-            .await
-            .expect("planned")
-            .create_physical_plan()
-            .await
-            .expect("a plan");
-        let before = displayable(plan.as_ref()).indent(false).to_string();
-        let after = displayable(one_stage(plan).expect("rewritten").as_ref())
-            .indent(false)
-            .to_string();
-        assert_eq!(before, after);
+        for sql in [
+            "SELECT count(*), croo_sum(x) FROM t",
+            "SELECT k, first_value(x ORDER BY x DESC) FROM t GROUP BY k",
+        ] {
+            let plan = ctx
+                .sql(sql)
+                .await
+                .expect("planned")
+                .create_physical_plan()
+                .await
+                .expect("a plan");
+            let before = displayable(plan.as_ref()).indent(false).to_string();
+            // Two stages, which the rewrite would otherwise take.
+            assert!(
+                before.contains("mode=Partial") && before.contains("mode=Final"),
+                "{before}"
+            );
+            let after = displayable(one_stage(plan).expect("rewritten").as_ref())
+                .indent(false)
+                .to_string();
+            assert_eq!(before, after, "{sql}");
+        }
     }
 }
