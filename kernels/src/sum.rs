@@ -311,20 +311,19 @@ impl SumState {
     /// Adds one `croo_sum_state` value; an error for bytes it did not
     /// write.
     pub fn merge(&mut self, bytes: &[u8]) -> Result<()> {
-        self.any = true;
-        if let Ok(units) = <[u8; 16]>::try_from(bytes) {
-            let units = i128::from_le_bytes(units);
-            if self.slow.is_none()
-                && let Some(t) = self.fast.checked_add(units)
-            {
-                self.fast = t;
-                return Ok(());
-            }
-            self.spilled().merge(&fixed_to_exact(units, true));
-            return Ok(());
-        }
-        let other = decode(bytes)?;
-        self.spilled().merge(&other);
+        let other = match <[u8; 16]>::try_from(bytes) {
+            Ok(units) => SumState {
+                fast: i128::from_le_bytes(units),
+                any: true,
+                slow: None,
+            },
+            Err(_) => SumState {
+                fast: 0,
+                any: true,
+                slow: Some(Box::new(decode(bytes)?)),
+            },
+        };
+        self.add(&other);
         Ok(())
     }
 
