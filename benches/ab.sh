@@ -22,7 +22,10 @@ done
 python3 - "$work" <<'PY'
 import json, sys
 work = sys.argv[1]
-rows = {s: json.load(open(f"{work}/{s}.json"))["results"] for s in ("old", "new")}
+# The rows less the run id, which every run draws afresh.
+rows = {s: [{k: v for k, v in r.items() if k != "run_id"}
+            for r in json.load(open(f"{work}/{s}.json"))["results"]]
+        for s in ("old", "new")}
 times = {}
 for line in open(f"{work}/times"):
     parts = line.split()

@@ -138,6 +138,12 @@ pub(crate) async fn register_sources(
     Ok(schemas)
 }
 
+/// The total size of the formula's sources when every one is a local file
+/// or folder that exists; `None` otherwise.
+pub async fn input_bytes(loaded: &Loaded) -> Option<u64> {
+    local_input_bytes(loaded, &[]).await
+}
+
 /// The total size of the formula's sources (except those in `skip`, whose
 /// rows are in memory) when every one is a local file or folder that
 /// exists; `None` otherwise (a database, a bucket, a missing path).

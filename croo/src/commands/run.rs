@@ -29,8 +29,18 @@ pub type Choose<'a> = &'a dyn Fn(&engine::calendar::Calendar) -> Result<PeriodCh
 
 /// Runs the formula at `path` over `choice` and prints the result rows.
 pub async fn run_formula(path: &Path, choose: Choose<'_>, args: &RunArgs) -> Result<u8, Failure> {
-    let session = args.session()?;
+    let mut session = args.session()?;
     let loaded = engine::load(path)?;
+    if session.cluster.is_none() && session.memory_limit.is_none() {
+        session.input_bytes = engine::sources::input_bytes(&loaded).await;
+        if session
+            .input_bytes
+            .is_some_and(|b| b >= crate::allocator::HUGE_PAGE_INPUT_BYTES)
+            && std::env::var_os("CROO_NO_HUGE_PAGES").is_none()
+        {
+            crate::allocator::huge_pages();
+        }
+    }
     let cal = engine::calendar::Calendar::of(&loaded.formula.file);
     let choice = choose(&cal)?;
     let targets = crate::args::targets(args.targets.as_deref(), path, &loaded.formula.file)?;
