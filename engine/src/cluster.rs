@@ -65,6 +65,7 @@ fn scheduler_session(config: SessionConfig) -> datafusion::common::Result<Sessio
         .build_arc()?;
     let mut state = SessionStateBuilder::new_from_existing(state)
         .with_runtime_env(runtime)
+        .with_query_planner(crate::staged_write::query_planner())
         .build();
     kernels::register(&mut state)?;
     Ok(state)
@@ -135,6 +136,7 @@ pub async fn scheduler(bind: SocketAddr) -> Result<()> {
         bind_host: bind.ip().to_string(),
         bind_port: bind.port(),
         override_session_builder: Some(Arc::new(scheduler_session)),
+        override_physical_codec: Some(crate::staged_write::codec()),
         ..Default::default()
     };
     let cluster = BallistaCluster::new_from_config(&config)
@@ -202,6 +204,7 @@ pub async fn executor(opts: ExecutorOptions) -> Result<()> {
         vcores: opts.concurrent_tasks,
         work_dir: Some(work_dir),
         override_function_registry: Some(Arc::new(registry)),
+        override_physical_codec: Some(crate::staged_write::codec()),
         // Object stores are opened on first use from the executor's own
         // environment (credentials never travel in plans).
         override_runtime_producer: Some(Arc::new(move |_config: &SessionConfig| {

@@ -52,6 +52,7 @@ pub mod sample;
 pub mod score;
 pub mod session;
 pub mod sources;
+pub mod staged_write;
 pub mod store;
 pub mod summary;
 pub mod targets;

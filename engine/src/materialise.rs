@@ -267,7 +267,19 @@ impl ClusterStaging {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(staged);
-        in_parquet_files(ctx, df, &dir, what).await
+        // One file per partition, each written by the task that computed
+        // it (`staged_write`), rather than every row through one task.
+        let schema = df.schema().inner().clone();
+        let writers = crate::staged_write::write(df, &dir)
+            .await
+            .map_err(Error::engine(what.to_string()))?;
+        tracing::debug!(writers, "{what}: staged");
+        ctx.read_parquet(
+            &format!("{}/", dir.display()),
+            ParquetReadOptions::default().schema(&schema),
+        )
+        .await
+        .map_err(Error::engine(what.to_string()))
     }
 }
 

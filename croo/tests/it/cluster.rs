@@ -179,7 +179,7 @@ fn a_loopback_cluster_gives_the_same_rows_as_a_local_run() {
     // with --detail too.
     let staging = dir.join("staging");
     std::fs::create_dir_all(&staging).unwrap();
-    let detailed = croo(
+    let detailed = crate::sources::croo(
         dir,
         &[
             &base[..],
@@ -191,11 +191,47 @@ fn a_loopback_cluster_gives_the_same_rows_as_a_local_run() {
                 "--cluster-staging",
                 staging.to_str().unwrap(),
                 "--detail",
+                "--threads",
+                "3",
             ],
         ]
         .concat(),
+        &[("CROO_LOG", "engine::materialise=debug".to_string())],
     );
     assert!(detailed.status.success(), "{}\n{}", text(&detailed), logs());
+    // Every staged table was written by the tasks that computed it, one
+    // file per partition (`engine::staged_write`), not by one task: the
+    // sources' aggregates come out of an exchange into 3 partitions
+    // (`--threads 3`); the tables built on this small population (one
+    // file, one partition) have one.
+    let stderr = String::from_utf8_lossy(&detailed.stderr);
+    let staged: Vec<(bool, usize)> = stderr
+        .lines()
+        .filter(|l| l.contains(": staged"))
+        .filter_map(|l| {
+            let n = l
+                .split("writers=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            Some((l.contains("aggregating source"), n))
+        })
+        .collect();
+    assert_eq!(
+        staged
+            .iter()
+            .filter(|(source, _)| *source)
+            .map(|(_, n)| *n)
+            .collect::<Vec<_>>(),
+        [3, 3, 3],
+        "{stderr}"
+    );
+    assert!(
+        staged.len() > 3 && staged.iter().all(|(_, n)| *n >= 1),
+        "{stderr}"
+    );
     crate::sources::assert_same(
         &local,
         &rows(&detailed),
