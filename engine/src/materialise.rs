@@ -147,8 +147,9 @@ async fn materialise_as(
     in_parquet_files(ctx, df, &scratch.table_dir()?, what).await
 }
 
-/// `df` written as Parquet files into `dir` and read back (on a cluster,
-/// by the executors).
+/// `df` written as Parquet files into `dir` and read back: the scratch
+/// tables of a session under a memory limit (a cluster's staged tables
+/// are written by `staged_write`).
 async fn in_parquet_files(
     ctx: &SessionContext,
     df: DataFrame,
