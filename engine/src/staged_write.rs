@@ -69,10 +69,11 @@ pub fn marked_options() -> TableParquetOptions {
 /// `df` written into the folder `dir` (a path every executor and this
 /// process share) as a Parquet file per partition, by the cluster's tasks
 /// when the session is planned by [`query_planner`]. Returns the number of
-/// writers (one per partition; one when DataFusion's own sink wrote). The rows in the folder's files must be the rows the write
-/// reported: a task that ran twice (an executor lost after its file was
-/// complete) would leave its rows twice, and that is an error here, not a
-/// table with duplicated rows.
+/// writers (one per partition; one when DataFusion's own sink wrote). The
+/// rows in the folder's files must be the rows the write reported: a task
+/// that ran twice (an executor lost after its file was complete) would
+/// leave its rows twice, and that is an error here, not a table with
+/// duplicated rows.
 pub async fn write(df: DataFrame, dir: &Path) -> Result<usize> {
     let counts = df
         .write_parquet(
